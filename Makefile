@@ -1,0 +1,29 @@
+# genie-companion: `make reproduce` runs the notebooks, `make test` runs the tests (notebooks included).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= embedded
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test reproduce lab clean-results
+
+setup: $(STAMP)
+
+# Idempotent: reinstalls only when requirements.txt or pyproject.toml changed.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+test: setup
+	GENIE_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+reproduce: setup
+	$(PY) -m genie_utils.reproduce --profile $(PROFILE)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+clean-results:
+	rm -rf results .cache

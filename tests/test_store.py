@@ -1,0 +1,158 @@
+"""Episode pairing, the store and resuming: jobs -> images + manifest rows."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from genie_utils import generate
+from genie_utils.store import TEMPORARY_PREFIX, Store, spec_key
+
+
+def episode(openmoji, ways=5, shots=1):
+    classes = ["animal-mammal", "heart", "face-smiling", "transport-ground", "food-fruit"][:ways]
+    return pd.concat([openmoji[openmoji.class_name == c].head(shots) for c in classes], ignore_index=True)
+
+
+@pytest.mark.parametrize("shots, per_class", [(1, 4), (5, 20)])
+def test_genie_pairs_every_other_class_support_image_with_each_target(openmoji, shots, per_class):
+    support = episode(openmoji, 5, shots)
+    jobs = generate.episode_jobs(support, "genie")
+    counts = pd.Series([j.target_class for j in jobs]).value_counts()
+    assert set(counts) == {per_class} and len(counts) == 5
+    assert all(j.source_class != j.target_class and j.noise_ratio == 0.8 for j in jobs)
+    assert len({(j.source_id, j.target_class) for j in jobs}) == len(jobs)  # one per ordered pair
+
+
+@pytest.mark.parametrize("method, ratio", [("img2img_low", 0.3), ("img2img_high", 0.7), ("txt2img", 1.0)])
+def test_baselines_get_the_same_count_per_class_with_own_class_prompts(openmoji, method, ratio):
+    support = episode(openmoji, 5, 5)
+    jobs = generate.episode_jobs(support, method)
+    genie_counts = pd.Series([j.target_class for j in generate.episode_jobs(support, "genie")]).value_counts()
+    counts = pd.Series([j.target_class for j in jobs]).value_counts()
+    assert counts.sort_index().equals(genie_counts.sort_index())
+    assert all(j.source_class == j.target_class and j.noise_ratio == ratio for j in jobs)
+    assert len({(j.source_id, j.variant) for j in jobs}) == len(jobs)
+
+
+def test_unknown_method_and_shards(openmoji):
+    with pytest.raises(KeyError, match="unknown method 'mixup'"):
+        generate.episode_jobs(episode(openmoji), "mixup")
+    jobs = generate.episode_jobs(episode(openmoji, 5, 2), "genie")
+    shards = [generate.shard(jobs, i, 3) for i in range(3)]
+    assert sorted(map(repr, sum(shards, []))) == sorted(map(repr, jobs))
+    with pytest.raises(ValueError):
+        generate.shard(jobs, 3, 3)
+
+
+def small_jobs(openmoji):
+    support = episode(openmoji, 3, 1)
+    return generate.episode_jobs(support, "genie") + generate.episode_jobs(support, "txt2img")
+
+
+def test_manifest_rows_describe_each_image(generator, openmoji, class_names, tmp_path):
+    store = Store(tmp_path)
+    jobs = small_jobs(openmoji)
+    rows = generate.run_jobs(generator, jobs, store, class_names, batch_size=4, progress=False)
+    assert len(rows) == len(jobs) == 12 and rows.key.is_unique  # 3-way 1-shot: 6 GeNIe + 6 Txt2Img
+    genie_row = rows[rows.method == "genie"].iloc[0]
+    job = jobs[0]
+    assert (genie_row.source_id, genie_row.source_class, genie_row.target_class) == \
+        (job.source_id, job.source_class, job.target_class)
+    assert genie_row.noise_ratio == 0.8 and genie_row.first_timestep == 799 and genie_row.denoising_steps == 40
+    assert genie_row.seed == generate.pair_seed(0, job.source_id, job.target_class)
+    assert genie_row.prompt == f"a photo of a {class_names[job.target_class]}."
+    assert genie_row.negative_prompt == "" and genie_row.guidance_scale == 7.5
+    assert genie_row.num_inference_steps == 50 and genie_row.latent == "vae-mode"
+    assert genie_row.model_fingerprint == generator.model_info["model_fingerprint"]
+    assert genie_row.source_sha256 and genie_row.versions["diffusers"]
+    assert (rows[rows.method == "txt2img"].noise_ratio == 1.0).all()
+    assert store.load_image(genie_row.key).size == (64, 64)
+    manifest = pd.read_csv(store.export_manifest())
+    assert sorted(manifest.key) == sorted(rows.key)
+
+
+def test_rerun_skips_what_exists(fast_generator, openmoji, class_names, tmp_path):
+    store = Store(tmp_path)
+    jobs = small_jobs(openmoji)
+    generate.run_jobs(fast_generator, jobs, store, class_names, batch_size=8, progress=False)
+    steps = fast_generator.counts.unet_steps
+    again = generate.run_jobs(fast_generator, jobs, store, class_names, batch_size=8, progress=False)
+    assert fast_generator.counts.unet_steps == steps
+    assert len(again) == len(jobs)
+
+
+def test_interrupted_run_resumes_without_duplicates_or_partial_files(fast_generator, openmoji, class_names, tmp_path,
+                                                                     monkeypatch):
+    jobs = small_jobs(openmoji)
+    reference = generate.run_jobs(fast_generator, jobs, Store(tmp_path / "reference"), class_names, 2, progress=False)
+
+    store = Store(tmp_path / "interrupted")
+    real_generate = fast_generator.generate
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the user stops the run during the third batch
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(fast_generator, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate.run_jobs(fast_generator, jobs, store, class_names, batch_size=2, progress=False)
+    assert len(store.manifest()) == 4  # two complete batches
+    assert not list(store.root.rglob(f"{TEMPORARY_PREFIX}*"))
+
+    # a crash between the image and its row leaves an image with no row: it is regenerated
+    orphan = store.image_path("genie", "0" * 20)
+    orphan.write_bytes(b"half")
+    monkeypatch.setattr(fast_generator, "generate", real_generate)
+    resumed = generate.run_jobs(fast_generator, jobs, store, class_names, batch_size=3, progress=False)
+    manifest = store.manifest()
+    assert len(manifest) == len(jobs) and manifest.key.is_unique
+    assert list(resumed.key) == list(reference.key)
+    for key in reference.key:  # same images as an uninterrupted run (up to one grey level of rounding)
+        a = np.asarray(store.load_image(key), dtype=int)
+        b = np.asarray(Store(tmp_path / "reference").load_image(key), dtype=int)
+        assert np.abs(a - b).max() <= 1
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    class Exploding:
+        def save(self, f, format):
+            f.write(b"partial")
+            raise OSError("disk full")
+
+    store = Store(tmp_path)
+    with pytest.raises(OSError, match="disk full"):
+        store.put("k" * 20, Exploding(), {"method": "genie"})
+    assert not store.has("k" * 20)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_clean_removes_only_old_temporary_files(tmp_path):
+    store = Store(tmp_path)
+    old, new = tmp_path / "images" / f"{TEMPORARY_PREFIX}old", tmp_path / "rows" / f"{TEMPORARY_PREFIX}new"
+    for path in (old, new):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+    import os
+    os.utime(old, (0, 0))
+    assert store.clean() == 1
+    assert not old.exists() and new.exists()
+    assert store.manifest().empty
+
+
+def test_spec_key_ignores_key_order_and_sees_every_value():
+    assert spec_key({"a": 1, "b": 0.8}) == spec_key({"b": 0.8, "a": 1})
+    assert spec_key({"a": 1, "b": 0.8}) != spec_key({"a": 1, "b": 0.7})
+    assert len(spec_key({})) == 20
+
+
+def test_missing_source_and_unknown_target_fail_before_any_work(generator, openmoji, class_names, tmp_path):
+    store = Store(tmp_path)
+    job = generate.Job("genie", "x", str(tmp_path / "missing.png"), "heart", "animal-mammal", 0.8)
+    with pytest.raises(FileNotFoundError, match="source image x not found"):
+        generate.run_jobs(generator, [job], store, class_names, progress=False)
+    bad = generate.Job("genie", "y", openmoji.path[0], "heart", "no-such-class", 0.8)
+    with pytest.raises(KeyError, match="unknown class 'no-such-class'"):
+        generate.run_jobs(generator, [bad], store, class_names, progress=False)
+    assert generator.counts.unet_steps == 0
