@@ -344,8 +344,8 @@ def _as_images(sources) -> list[Image.Image]:
 def _source_ids(sources, images, source_ids):
     if source_ids is not None:
         return list(source_ids)
-    # without ids, an image's pixels identify it: the seed then depends on content, not position
-    return [str(s) if not isinstance(s, Image.Image) else hashlib.sha256(i.tobytes()).hexdigest()[:16]
+    # without ids, content identifies an image: the seed then depends neither on position nor on the path
+    return [hashlib.sha256(i.tobytes()).hexdigest()[:16] if isinstance(s, Image.Image) else file_sha256(s)[:16]
             for s, i in zip(sources, images)]
 
 

@@ -148,7 +148,7 @@ def split_summary(tables: dict[str, pd.DataFrame], shots: list[int]) -> pd.DataF
             part = longtail[longtail.bin == bin_]
             rows.append({"split": f"long-tail {bin_}-shot classes", "images": int(part.train_images.sum()),
                          "identities": None, "classes": len(part)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"identities": "Int64"})
 
 
 def class_table(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
