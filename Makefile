@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= embedded
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test reproduce lab clean-results
+.PHONY: setup test reproduce lab companion clean-results
 
 setup: $(STAMP)
 
@@ -17,10 +17,15 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 test: setup
-	GENIE_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	GENIE_PROFILE=smoke GENIE_HEADLESS=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 reproduce: setup
-	$(PY) -m genie_utils.reproduce --profile $(PROFILE)
+	GENIE_HEADLESS=1 $(PY) -m genie_utils.reproduce --profile $(PROFILE)
+
+# Retrain the companion model (resumes from .cache/companion-training; delete it to start over), then the
+# oracle, the judge curve and the model card. `make reproduce` never retrains.
+companion: setup
+	$(PY) -m genie_utils.companion all --profile $(PROFILE)
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

@@ -271,3 +271,24 @@ def class_sizes(dataset: pd.DataFrame) -> pd.DataFrame:
     """Images and identities per class, largest first: the long tail as a table."""
     sizes = dataset.groupby("class_name").agg(images=("image_id", "size"), identities=("identity", "nunique"))
     return sizes.sort_values(["images", "identities"], ascending=False).reset_index()
+
+
+def images_tensor(paths) -> "torch.Tensor":
+    """Images as one float tensor in [-1, 1], (N, 3, H, W) (all images must share a size)."""
+    import numpy as np
+    import torch
+
+    pixels = np.stack([np.asarray(load_image(p), dtype=np.float32) for p in paths])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def pick_image(dataset: pd.DataFrame, image_id: str = "") -> pd.Series:
+    """One dataset row by id (the first row when `image_id` is empty), or an error naming close ids."""
+    if not image_id:
+        return dataset.iloc[0]
+    match = dataset[dataset.image_id == image_id]
+    if match.empty:
+        import difflib
+        close = difflib.get_close_matches(image_id, list(dataset.image_id), n=3)
+        raise KeyError(f"no image {image_id!r} in the dataset" + (f"; did you mean {close}?" if close else ""))
+    return match.iloc[0]

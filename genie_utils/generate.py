@@ -285,6 +285,20 @@ class GenieGenerator:
         return torch.stack([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s)))
                             for s in seeds])
 
+    def noised(self, source_latents: torch.Tensor | None, noise: torch.Tensor, noise_ratio: float):
+        """GeNIe's first half: the source latents noised to ratio r, at the first timestep that is then
+        denoised (pure noise at r = 1). Returns (scheduler, timesteps to run, noisy latents)."""
+        scheduler, timesteps = self._schedule(noise_ratio)
+        noise = noise.to(self.device, torch.float32)
+        if noise_ratio >= 1.0:
+            return scheduler, timesteps, noise * scheduler.init_noise_sigma
+        if source_latents is None:
+            raise ValueError(f"source images are needed at r = {noise_ratio} (only r = 1 ignores them)")
+        if len(timesteps) == 0:  # r so small that no step runs: the source comes back unchanged
+            return scheduler, timesteps, source_latents.to(self.device, torch.float32)
+        noisy = scheduler.add_noise(source_latents.to(self.device, torch.float32), noise, timesteps[:1].repeat(len(noise)))
+        return scheduler, timesteps, noisy
+
     @torch.inference_mode()
     def denoise(self, source_latents: torch.Tensor | None, noise: torch.Tensor, cond: torch.Tensor,
                 uncond: torch.Tensor, noise_ratio: float) -> torch.Tensor:
@@ -292,15 +306,7 @@ class GenieGenerator:
 
         `source_latents` may be None only for r = 1 (pure noise). Returns latents (B, C, h, w) float32.
         """
-        scheduler, timesteps = self._schedule(noise_ratio)
-        noise = noise.to(self.device, torch.float32)
-        if noise_ratio >= 1.0:
-            latents = noise * scheduler.init_noise_sigma
-        else:
-            if source_latents is None:
-                raise ValueError(f"source images are needed at r = {noise_ratio} (only r = 1 ignores them)")
-            latents = scheduler.add_noise(source_latents.to(self.device, torch.float32), noise,
-                                          timesteps[:1].repeat(len(noise)))
+        scheduler, timesteps, latents = self.noised(source_latents, noise, noise_ratio)
         guided = self.recipe.guidance_scale > 1
         embeddings = torch.cat([uncond, cond]) if guided else cond
         for t in timesteps:
@@ -440,6 +446,25 @@ def episode_jobs(support: pd.DataFrame, method: str) -> list[Job]:
     return own_class_jobs(support, method)
 
 
+def pairs_with_targets(sources: pd.DataFrame, targets: Sequence[str]) -> pd.DataFrame:
+    """Every source row paired with every target class (a `target_class` column added)."""
+    return sources.merge(pd.DataFrame({"target_class": list(targets)}), how="cross")
+
+
+def sweep_jobs(pairs: pd.DataFrame, noise_ratios: Sequence[float], method: str = "genie") -> list[Job]:
+    """Every (source, target) pair of `pairs` (dataset rows plus a `target_class` column) at every r: the
+    same noise per pair at each r, as in the paper's figure 2."""
+    return [Job(method, row.image_id, row.path, row.class_name, row.target_class, check_noise_ratio(r))
+            for row in pairs.itertuples() for r in noise_ratios]
+
+
+def noised_images(generator: GenieGenerator, image: Image.Image, seed: int, noise_ratios: Sequence[float]):
+    """What the UNet starts from at each r, decoded to pixels: the source fading into noise."""
+    latents = generator.encode([image])
+    noise = generator.noise([seed])
+    return [generator.decode(generator.noised(latents, noise, r)[2])[0] for r in noise_ratios]
+
+
 def shard(jobs: Sequence[Job], index: int, count: int) -> list[Job]:
     """The jobs of worker `index` out of `count` (round robin), for several processes on one store."""
     if not 0 <= index < count:
@@ -466,6 +491,15 @@ def job_spec(generator: GenieGenerator, job: Job, prompt: str, source_sha256: st
         "height": height, "width": width, "dtype": str(generator.dtype).replace("torch.", ""),
         **generator.model_info,
     }
+
+
+def manifest_row(generator: GenieGenerator, spec: dict, source_path: str, seconds: float | None) -> dict:
+    """A job's specification plus what is known once its image exists: timesteps run, time, versions."""
+    timesteps = generator.timesteps(spec["noise_ratio"])
+    return {**spec, "source_path": source_path, "denoising_steps": len(timesteps),
+            "first_timestep": int(timesteps[0]) if len(timesteps) else None,
+            "seconds": None if seconds is None else round(seconds, 4), "device": str(generator.device),
+            "versions": _versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def run_jobs(generator: GenieGenerator, jobs: Iterable[Job], store: Store, class_names: dict[str, str],
@@ -505,12 +539,6 @@ def run_jobs(generator: GenieGenerator, jobs: Iterable[Job], store: Store, class
                                             [spec["seed"] for _, _, spec in batch])
                 seconds = (time.perf_counter() - began) / len(batch)
                 for (key, job, spec), image in zip(batch, images):
-                    store.put(key, image, {
-                        **spec, "source_path": job.source_path,
-                        "denoising_steps": len(generator.timesteps(ratio)),
-                        "first_timestep": int(generator.timesteps(ratio)[0]),
-                        "seconds": round(seconds, 4), "device": str(generator.device),
-                        "versions": _versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    })
+                    store.put(key, image, manifest_row(generator, spec, job.source_path, seconds))
                 bar.update(len(batch))
     return pd.DataFrame([store.row(key) for key, _, _ in keyed])

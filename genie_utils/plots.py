@@ -62,3 +62,143 @@ def class_grid(dataset: pd.DataFrame, class_sizes_csv: str | os.PathLike, per_cl
         side.set_visible(False)
     figure.tight_layout()
     return figure
+
+
+def image_grid(rows: list[list[Image.Image]], row_labels=None, column_labels=None, size: float = 1.0, title=None):
+    """A grid of images (rows x columns) with optional labels; None cells stay blank."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    figure, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * size + 1.2, n_rows * size + 0.5), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            axis = axes[r][c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            for side in axis.spines.values():
+                side.set_visible(False)
+            if c < len(row) and row[c] is not None:
+                axis.imshow(row[c])
+            if r == 0 and column_labels is not None:
+                axis.set_title(column_labels[c], fontsize=8)
+            if c == 0 and row_labels is not None:
+                axis.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def pairs_by_noise_ratio(store, rows: pd.DataFrame, max_pairs: int = 6, size: float = 1.0):
+    """Paper figure 2 in miniature: one row per (source, target) pair, the source then its outputs as r
+    grows, read from the store's manifest rows."""
+    ratios = sorted(rows.noise_ratio.unique())
+    pairs = rows.drop_duplicates(["source_id", "target_class"]).head(max_pairs)
+    grid, labels = [], []
+    for pair in pairs.itertuples():
+        same = rows[(rows.source_id == pair.source_id) & (rows.target_class == pair.target_class)]
+        by_ratio = dict(zip(same.noise_ratio, same.key))
+        with Image.open(pair.source_path) as source:
+            grid.append([source.convert("RGB")] + [store.load_image(by_ratio[r]) for r in ratios])
+        labels.append(f"{pair.source_class}\n-> {pair.target_class}")
+    return image_grid(grid, labels, ["source"] + [f"r = {r:g}" for r in ratios], size)
+
+
+def loss_curves(*csv_paths, window: int = 50):
+    """Training loss per step (moving average), one panel per CSV (columns step, loss, stage)."""
+    figure, axes = plt.subplots(1, len(csv_paths), figsize=(4.5 * len(csv_paths), 3), squeeze=False)
+    for axis, path in zip(axes[0], csv_paths):
+        table = pd.read_csv(path)
+        axis.plot(table.step, table.loss, color="#cccccc", linewidth=0.6)
+        axis.plot(table.step, table.loss.rolling(window, min_periods=1).mean(), color="#2166ac")
+        axis.set_xlabel("step")
+        axis.set_ylabel("loss")
+        axis.set_yscale("log")
+        axis.set_title(table.stage.iloc[0] if "stage" in table else Path(path).stem)
+    figure.tight_layout()
+    return figure
+
+
+def class_probability_curve(summary_csv: str | os.PathLike, title: str | None = None):
+    """Mean oracle P(target) and P(source) of GeNIe outputs versus r (paper's class-probability analysis)."""
+    table = pd.read_csv(summary_csv)
+    figure, axis = plt.subplots(figsize=(4.8, 3.2))
+    axis.plot(table.noise_ratio, table.p_target, "o-", color="#b2182b", label="P(target)")
+    axis.plot(table.noise_ratio, table.p_source, "s-", color="#2166ac", label="P(source)")
+    axis.set_xlabel("noise ratio r")
+    axis.set_ylabel("mean oracle probability")
+    axis.set_ylim(0, 1)
+    axis.legend(frameon=False)
+    axis.grid(alpha=0.3)
+    if title:
+        axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def noise_ratio_explorer(store, rows: pd.DataFrame, interactive: bool = True, size: float = 1.6):
+    """One pair's outputs over r: an ipywidgets slider in JupyterLab, a static strip when headless."""
+    rows = rows.sort_values("noise_ratio")
+    images = [store.load_image(k) for k in rows.key]
+    ratios = list(rows.noise_ratio)
+    if interactive:
+        try:
+            import ipywidgets
+        except ImportError:
+            interactive = False
+    if not interactive:
+        return image_grid([images], None, [f"r = {r:g}" for r in ratios], size)
+
+    def show(r):
+        figure = image_grid([[images[ratios.index(r)]]], None, [f"r = {r:g}"], 3)
+        plt.show()
+        return figure
+
+    return ipywidgets.interact(show, r=ipywidgets.SelectionSlider(options=ratios, value=ratios[len(ratios) // 2],
+                                                                   description="noise ratio"))
+
+
+def ada_projection(choice: pd.Series, store, ratios=(0.5, 0.6, 0.7, 0.8, 0.9)):
+    """Paper figure 3 for one pair: candidates' projections on the source-to-target line, the largest jump
+    marked, the candidate images below with the chosen one framed."""
+    projections = [choice[f"s_{r:g}"] for r in ratios]
+    figure = plt.figure(figsize=(6.4, 3.6))
+    axis = figure.add_axes([0.1, 0.42, 0.85, 0.5])
+    axis.plot(ratios, projections, "o-", color="#4d4d4d")
+    jumps = np.abs(np.diff(projections))
+    i = int(np.argmax(jumps))
+    axis.annotate("", xy=(ratios[i + 1], projections[i + 1]), xytext=(ratios[i], projections[i]),
+                  arrowprops=dict(arrowstyle="->", color="#b2182b", linewidth=2))
+    axis.axvline(choice.noise_ratio, color="#b2182b", linestyle=":", linewidth=1)
+    axis.set_xticks(ratios)
+    axis.set_ylabel("projection on\nsource -> target")
+    axis.set_title(f"{choice.source_class} -> {choice.target_class}: r* = {choice.noise_ratio:g}", fontsize=9)
+    for k, (r, key) in enumerate(zip(ratios, choice.candidate_keys)):
+        inset = figure.add_axes([0.1 + k * 0.85 / len(ratios), 0.02, 0.85 / len(ratios) - 0.01, 0.28])
+        inset.imshow(store.load_image(key))
+        inset.set_xticks([])
+        inset.set_yticks([])
+        for side in inset.spines.values():
+            side.set_edgecolor("#b2182b" if r == choice.noise_ratio else "#dddddd")
+            side.set_linewidth(3 if r == choice.noise_ratio else 1)
+    return figure
+
+
+def ada_ratio_histogram(choices_csv: str | os.PathLike, ratios=(0.5, 0.6, 0.7, 0.8, 0.9)):
+    """How often GeNIe-Ada chose each r (0.5 never can be)."""
+    table = pd.read_csv(choices_csv)
+    counts = table.noise_ratio.value_counts().reindex(ratios, fill_value=0)
+    figure, axis = plt.subplots(figsize=(4.2, 2.8))
+    axis.bar([f"{r:g}" for r in ratios], counts.values, color="#762a83")
+    axis.set_xlabel("chosen noise ratio r*")
+    axis.set_ylabel("pairs")
+    axis.set_title(f"GeNIe-Ada over {len(table)} pairs", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def latent_images(latents, size: int = 64) -> list[Image.Image]:
+    """Each channel of one latent (C, h, w) as a grey image, stretched to its own range, `size` px wide."""
+    images = []
+    for channel in latents.float().cpu().numpy():
+        scaled = (channel - channel.min()) / (np.ptp(channel) or 1.0)
+        images.append(Image.fromarray((scaled * 255).astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST))
+    return images

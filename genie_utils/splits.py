@@ -174,3 +174,9 @@ def write_summary(profile: dict, dataset: pd.DataFrame, tables: dict[str, pd.Dat
     class_table(dataset, tables).to_csv(paths["class_sizes"], index=False)
     split_summary(tables, profile["splits"]["shots"]).to_csv(paths["split_summary"], index=False)
     return paths
+
+
+def pool_images(profile: dict, dataset: pd.DataFrame, pool: str) -> pd.DataFrame:
+    """The dataset rows of one pool (`generator` or `evaluation`)."""
+    assignment = load_splits(profile, dataset)["splits.csv"].set_index("image_id").pool
+    return dataset[dataset.image_id.map(assignment) == pool].reset_index(drop=True)

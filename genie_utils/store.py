@@ -29,7 +29,7 @@ def spec_key(spec: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through `write(file_object)` into a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=path.parent)
@@ -65,9 +65,18 @@ class Store:
     def put(self, key: str, image: Image.Image, row: dict) -> dict:
         """Write the image, then its row (the row marks the pair complete). Returns the row as stored."""
         path = self.image_path(row["method"], key)
-        _atomic_write(path, lambda f: image.save(f, format="PNG"))
+        atomic_write(path, lambda f: image.save(f, format="PNG"))
         row = {**row, "key": key, "file": str(path.relative_to(self.root))}
-        _atomic_write(self._row_path(key), lambda f: f.write((json.dumps(row, sort_keys=True) + "\n").encode()))
+        atomic_write(self._row_path(key), lambda f: f.write((json.dumps(row, sort_keys=True) + "\n").encode()))
+        return row
+
+    def put_row(self, key: str, row: dict) -> dict:
+        """Write a row for an image already in the store (`row["file"]`), e.g. GeNIe-Ada's choice among
+        candidates: the selection is recorded without copying the image."""
+        if not (self.root / row["file"]).is_file():
+            raise FileNotFoundError(f"row {key} points at {row['file']}, which is not in {self}")
+        row = {**row, "key": key}
+        atomic_write(self._row_path(key), lambda f: f.write((json.dumps(row, sort_keys=True) + "\n").encode()))
         return row
 
     def row(self, key: str) -> dict:
@@ -92,7 +101,7 @@ class Store:
         """Write the manifest as one CSV (default `<root>/manifest.csv`), atomically."""
         path = Path(path) if path else self.root / "manifest.csv"
         table = self.manifest()
-        _atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
+        atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
         return path
 
     def clean(self, older_than_seconds: float = 600.0) -> int:

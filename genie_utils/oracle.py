@@ -1,0 +1,191 @@
+"""The oracle: an independent classifier that judges which class an image shows.
+
+A small CNN trained from scratch on the generator pool's real images only (never on the evaluation pool,
+never on generated images, and unrelated to the few-shot backbone). It measures label consistency of
+augmentations: P(target) and P(source) of GeNIe outputs as the noise ratio r grows.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .data import images_tensor, load_dataset
+from .splits import EVALUATION, GENERATOR, pool_images
+from .store import atomic_write
+from .training import fit, step_generator
+
+
+@dataclass(frozen=True)
+class OracleSettings:
+    steps: int = 1500
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+def oracle_network(classes: int, width: int = 32) -> nn.Module:
+    """Four conv blocks (64 -> 4 px), global average pooling, a linear layer: about 1.2M parameters."""
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                nn.MaxPool2d(2)]
+    widths = [3, width, 2 * width, 4 * width, 8 * width]
+    layers = sum((block(a, b) for a, b in zip(widths, widths[1:])), [])
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(widths[-1], classes))
+
+
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random zoom (0.8-1.25), shift (15%) on a white background, and a blur on half the images, so that
+    the oracle does not reject generated images for being slightly soft or off-centre."""
+    count = len(images)
+    scale = torch.empty(count).uniform_(0.8, 1.25, generator=generator)
+    shift = torch.empty(count, 2).uniform_(-0.15, 0.15, generator=generator)
+    theta = torch.zeros(count, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    moved = nn.functional.grid_sample(images - 1, grid, align_corners=False) + 1  # outside = white
+    blurred = nn.functional.avg_pool2d(nn.functional.pad(moved, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    soft = torch.rand(count, generator=generator) < 0.5
+    return torch.where(soft[:, None, None, None], blurred, moved)
+
+
+class Oracle:
+    """A trained oracle: class probabilities for images."""
+
+    def __init__(self, network: nn.Module, classes: Sequence[str], record: dict | None = None):
+        self.network = network.eval()
+        self.classes = list(classes)
+        self.record = record or {}
+
+    @torch.inference_mode()
+    def probabilities(self, images) -> np.ndarray:
+        """(N, classes) softmax probabilities for a tensor in [-1, 1] or a list of PIL images / paths."""
+        if not isinstance(images, torch.Tensor):
+            images = torch.stack([self._tensor(image) for image in images])
+        return torch.cat([self.network(images[i:i + 256]).softmax(-1) for i in range(0, len(images), 256)]).numpy()
+
+    @staticmethod
+    def _tensor(image) -> torch.Tensor:
+        from .data import load_image
+        from PIL import Image
+        image = image.convert("RGB") if isinstance(image, Image.Image) else load_image(image)
+        return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
+
+    def index(self, class_name: str) -> int:
+        return self.classes.index(class_name)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        payload = {"state_dict": {k: v.half() if v.is_floating_point() else v
+                                  for k, v in self.network.state_dict().items()},
+                   "classes": self.classes, "record": self.record}
+        atomic_write(path, lambda f: torch.save(payload, f))
+        return path
+
+
+def load_oracle(path: str | os.PathLike) -> Oracle:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no oracle at {path}: train one with genie_utils.oracle.train_oracle(profile).")
+    payload = torch.load(path, weights_only=False)
+    network = oracle_network(len(payload["classes"]))
+    network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+    return Oracle(network, payload["classes"], payload["record"])
+
+
+def train_oracle(profile: dict, path: str | os.PathLike, settings: OracleSettings = OracleSettings(),
+                 workdir: str | os.PathLike | None = None, progress: bool = True) -> Oracle:
+    """Train on the generator pool, report top-1 accuracy on the (unseen) evaluation pool, save to `path`."""
+    dataset = load_dataset(profile, progress=False)
+    train = pool_images(profile, dataset, GENERATOR)
+    classes = sorted(dataset.class_name.unique())
+    images = images_tensor(train.path)
+    labels = torch.tensor([classes.index(c) for c in train.class_name])
+    torch.manual_seed(settings.seed)
+    network = oracle_network(len(classes))
+
+    def loss_fn(step):
+        g = step_generator(settings.seed, 3, step)
+        index = torch.randint(len(images), (settings.batch_size,), generator=g)
+        return nn.functional.cross_entropy(network(augment(images[index], g)), labels[index], label_smoothing=0.1)
+
+    workdir = Path(workdir) if workdir else Path(path).parent
+    workdir.mkdir(parents=True, exist_ok=True)
+    history = fit("oracle", {"network": network}, list(network.parameters()), loss_fn, settings.steps,
+                  settings.learning_rate, settings.checkpoint_every, workdir, progress=progress)
+    oracle = Oracle(network, classes)
+    held_out = pool_images(profile, dataset, EVALUATION)
+    predicted = oracle.probabilities(images_tensor(held_out.path)).argmax(1)
+    accuracy = float(np.mean([oracle.classes[p] == c for p, c in zip(predicted, held_out.class_name)]))
+    oracle.record = {"settings": asdict(settings), "training_images": len(train), "classes": len(classes),
+                     "evaluation_images": len(held_out), "evaluation_top1": round(accuracy, 4),
+                     "seconds": round(history[-1]["seconds"], 1)}
+    oracle.save(path)
+    (Path(path).with_suffix(".json")).write_text(json.dumps(oracle.record, indent=2) + "\n")
+    return oracle
+
+
+# --------------------------------------------------------------------------------------------------
+# Label consistency of GeNIe outputs versus r
+
+
+def random_pairs(sources: pd.DataFrame, classes: Sequence[str], count: int, seed: int = 0) -> pd.DataFrame:
+    """`count` (source image, target class) pairs: sources drawn from `sources` (rows of `classes`),
+    targets from the other `classes`, uniformly, reproducibly."""
+    classes = sorted(classes)
+    candidates = sources[sources.class_name.isin(classes)].sort_values("image_id").reset_index(drop=True)
+    if candidates.empty or len(classes) < 2:
+        raise ValueError("need source images of at least one of the classes, and two classes or more")
+    rng = np.random.default_rng(seed)
+    rows = candidates.iloc[rng.choice(len(candidates), size=count, replace=len(candidates) < count)].copy()
+    rows["target_class"] = [rng.choice([c for c in classes if c != s]) for s in rows.class_name]
+    return rows.reset_index(drop=True)
+
+
+def label_consistency(generator, oracle: Oracle, pairs: pd.DataFrame, noise_ratios: Sequence[float], store,
+                      class_names: dict[str, str], batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+    """GeNIe outputs of every pair at every r (one noise draw per pair), judged by the oracle.
+
+    Returns one row per image: source and target class, r, P(target), P(source), the oracle's class."""
+    from .generate import Job, run_jobs
+
+    jobs = [Job("genie", row.image_id, row.path, row.class_name, row.target_class, float(r))
+            for r in noise_ratios for row in pairs.itertuples()]
+    rows = run_jobs(generator, jobs, store, class_names, batch_size, progress)
+    probabilities = oracle.probabilities([store.root / f for f in rows.file])
+    return pd.DataFrame({
+        "source_id": rows.source_id, "source_class": rows.source_class, "target_class": rows.target_class,
+        "noise_ratio": rows.noise_ratio, "key": rows.key,
+        "p_target": probabilities[np.arange(len(rows)), [oracle.index(c) for c in rows.target_class]],
+        "p_source": probabilities[np.arange(len(rows)), [oracle.index(c) for c in rows.source_class]],
+        "oracle_class": [oracle.classes[i] for i in probabilities.argmax(1)],
+    })
+
+
+def consistency_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per r: mean P(target), mean P(source), the share the oracle labels target / source, and pairs."""
+    table = table.assign(says_target=table.oracle_class == table.target_class,
+                         says_source=table.oracle_class == table.source_class)
+    return table.groupby("noise_ratio").agg(p_target=("p_target", "mean"), p_source=("p_source", "mean"),
+                                            oracle_target=("says_target", "mean"),
+                                            oracle_source=("says_source", "mean"),
+                                            pairs=("key", "size")).reset_index()
+
+
+def crossover(summary: pd.DataFrame) -> float | None:
+    """The first r at which mean P(target) exceeds mean P(source), linearly interpolated; None if never."""
+    r, gap = summary.noise_ratio.to_numpy(), (summary.p_target - summary.p_source).to_numpy()
+    for i in range(len(r)):
+        if gap[i] > 0:
+            return float(r[i]) if i == 0 else float(r[i - 1] + (r[i] - r[i - 1]) * -gap[i - 1] / (gap[i] - gap[i - 1]))
+    return None

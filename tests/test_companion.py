@@ -1,0 +1,89 @@
+"""The companion model: tokenizer, training (smoke-sized), exact resume, the oracle, the shipped weights."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from genie_utils import companion, data, generate, oracle, profiles, training
+
+
+def test_tokenizer_gives_sd15_ids():
+    tokenizer = companion.clip_tokenizer()
+    assert tokenizer("a photo of a dog.").input_ids == [49406, 320, 1125, 539, 320, 1929, 269, 49407]
+    assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77
+
+
+def test_smoke_training_writes_a_loadable_half_precision_pipeline(tmp_path):
+    profile = profiles.load_profile("smoke")
+    folder = companion.train_companion(profile, tmp_path / "model", tmp_path / "work", device="cpu", progress=False)
+    record = json.loads((folder / "training.json").read_text())
+    assert record["training_images"] == 2321 and record["pool"] == "generator"
+    assert record["settings"]["unet_steps"] == 4 and record["vae_scaling_factor"] > 0
+    assert sorted(pd.read_csv(folder / "training_loss_denoiser.csv").step) == [1, 2, 3, 4]
+    pipe, info = generate.load_pipeline(folder, device="cpu")
+    assert pipe.unet.dtype == torch.float32  # half on disk, upcast on CPU
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size == 16
+    from safetensors import safe_open
+    with safe_open(str(next((folder / "unet").glob("*.safetensors"))), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+
+
+def test_interrupted_training_resumes_exactly(tmp_path):
+    def run(workdir, stop_at=None):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 1)
+        data_x = torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
+
+        def loss_fn(step):
+            if step == stop_at:
+                raise KeyboardInterrupt
+            g = training.step_generator(0, 9, step)
+            batch = data_x[torch.randint(32, (8,), generator=g)]
+            return (model(batch) - batch.sum(1, keepdim=True)).pow(2).mean()
+
+        return training.fit("toy", {"model": model}, list(model.parameters()), loss_fn, 12, 0.05, 4, workdir,
+                            progress=False), model
+
+    whole, model = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", stop_at=9)  # checkpoint at step 8, then interrupted
+    resumed, model_b = run(tmp_path / "b")
+    assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in whole], rel=1e-6)
+    assert torch.allclose(model.weight, model_b.weight)
+    again, _ = run(tmp_path / "b")  # finished: nothing left to do
+    assert len(again) == 12
+
+
+def test_oracle_round_trip_and_augmentation(tmp_path, openmoji):
+    network = oracle.oracle_network(98)
+    judge = oracle.Oracle(network, sorted(openmoji.class_name.unique()), {"note": "untrained"})
+    images = data.images_tensor(openmoji.path[:4])
+    augmented = oracle.augment(images, torch.Generator().manual_seed(0))
+    assert augmented.shape == images.shape and augmented.min() >= -1.001 and augmented.max() <= 1.001
+    probabilities = judge.probabilities(images)
+    assert probabilities.shape == (4, 98) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+    loaded = oracle.load_oracle(judge.save(tmp_path / "oracle.pt"))
+    assert loaded.classes == judge.classes and loaded.record == {"note": "untrained"}
+    assert np.abs(loaded.probabilities(list(openmoji.path[:4])) - probabilities).max() < 1e-2  # fp16 weights
+    with pytest.raises(FileNotFoundError, match="train one with"):
+        oracle.load_oracle(tmp_path / "absent.pt")
+
+
+def test_consistency_summary_and_crossover():
+    table = pd.DataFrame({"noise_ratio": [0.3, 0.3, 0.8, 0.8], "p_target": [0.1, 0.1, 0.6, 0.4],
+                          "p_source": [0.5, 0.3, 0.1, 0.1], "source_class": ["a"] * 4, "target_class": ["b"] * 4,
+                          "oracle_class": ["a", "a", "b", "c"], "key": list("wxyz")})
+    summary = oracle.consistency_summary(table).set_index("noise_ratio")
+    assert summary.loc[0.8, "p_target"] == pytest.approx(0.5) and summary.loc[0.8, "oracle_target"] == 0.5
+    assert summary.loc[0.3, "oracle_source"] == 1.0
+    assert oracle.crossover(summary.reset_index()) == pytest.approx(0.3 + 0.5 * 0.3 / 0.7)
+
+
+def test_random_pairs_never_pair_a_class_with_itself(openmoji):
+    pairs = oracle.random_pairs(openmoji, ["heart", "animal-mammal", "face-smiling"], 50, seed=3)
+    assert len(pairs) == 50 and (pairs.class_name != pairs.target_class).all()
+    assert pairs.equals(oracle.random_pairs(openmoji, ["face-smiling", "heart", "animal-mammal"], 50, seed=3))
