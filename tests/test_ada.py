@@ -1,0 +1,179 @@
+"""GeNIe-Ada: the selection rule on constructed embeddings, and the sweep on the tiny pipeline."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from genie_utils import ada, features, generate
+from genie_utils.store import Store
+
+RATIOS = list(ada.ADA_RATIOS)
+
+
+def test_largest_jump_picks_the_ratio_right_after_it():
+    source = np.array([1.0, 0, 0])
+    prototype = np.array([[0, 1.0, 0]])
+    t = np.array([0.0, 0.1, 0.8, 0.9, 1.0])  # interpolation weights: the switch is between 0.6 and 0.7
+    candidates = (1 - t)[:, None] * source + t[:, None] * prototype[0]
+    choice = ada.select_noise_ratio(source, prototype, candidates, RATIOS)
+    assert choice.noise_ratio == 0.7
+    assert np.argmax(choice.jumps) == 1 and len(choice.jumps) == 4 and len(choice.projections) == 5
+
+
+def test_projections_follow_the_spec_formula_on_unnormalised_inputs():
+    rng = np.random.default_rng(0)
+    source, support, candidates = rng.normal(size=8) * 3, rng.normal(size=(5, 8)) * 2, rng.normal(size=(5, 8)) * 7
+    choice = ada.select_noise_ratio(source, support, candidates, RATIOS)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    prototype = unit(support).mean(0)  # mean of normalised embeddings, not normalised again
+    v = prototype - unit(source)
+    expected = unit(candidates) @ v / np.linalg.norm(v)
+    np.testing.assert_allclose(choice.projections, expected, rtol=1e-12)
+    np.testing.assert_allclose(choice.jumps, np.abs(np.diff(expected)), rtol=1e-12)
+    renormalised = unit(candidates) @ (unit(prototype) - unit(source)) / np.linalg.norm(unit(prototype) - unit(source))
+    assert not np.allclose(choice.projections, renormalised)
+
+
+def test_ties_take_the_first_maximum_and_falling_projections_count():
+    source, prototype = np.array([1.0, 0, 0]), np.array([[0, 1.0, 0]])
+    x, y = np.array([0.9, 0.1, 0.2]), np.array([0.2, 0.9, 0.1])
+    tie = ada.select_noise_ratio(source, prototype, np.stack([x, y, x, x, x]), RATIOS)  # jumps a, a, 0, 0
+    assert tie.jumps[0] == tie.jumps[1] > 0 and tie.noise_ratio == 0.6
+    t = np.array([0.9, 0.8, 0.1, 0.0, 0.0])  # moving away from the target: |jump| still counts
+    back = ada.select_noise_ratio(source, prototype, (1 - t)[:, None] * source + t[:, None] * prototype[0], RATIOS)
+    assert back.noise_ratio == 0.7
+
+
+def test_the_smallest_ratio_is_never_chosen():
+    rng = np.random.default_rng(1)
+    chosen = {ada.select_noise_ratio(rng.normal(size=16), rng.normal(size=(3, 16)), rng.normal(size=(5, 16)),
+                                     RATIOS).noise_ratio for _ in range(300)}
+    assert 0.5 not in chosen and chosen <= {0.6, 0.7, 0.8, 0.9}
+
+
+def test_one_shot_prototype_is_the_single_support_embedding():
+    rng = np.random.default_rng(2)
+    source, support, candidates = rng.normal(size=8), rng.normal(size=8), rng.normal(size=(5, 8))
+    a = ada.select_noise_ratio(source, support, candidates)
+    b = ada.select_noise_ratio(source, support[None], candidates)
+    c = ada.select_noise_ratio(source, np.stack([support, support * 4.0]), candidates)  # same direction twice
+    np.testing.assert_allclose(a.projections, b.projections)
+    np.testing.assert_allclose(a.projections, c.projections)
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="one candidate per ratio"):
+        ada.select_noise_ratio(np.ones(3), np.ones((1, 3)), np.ones((4, 3)))
+    with pytest.raises(ValueError, match="equals the target prototype"):
+        ada.select_noise_ratio(np.array([1.0, 0, 0]), np.array([[2.0, 0, 0]]), np.eye(3)[[0, 1, 2, 0, 1]])
+    with pytest.raises(ValueError, match="must increase"):
+        ada.select_noise_ratio(np.ones(3), np.ones((1, 3)) * 2, np.eye(3)[[0, 1, 2, 0, 1]], [0.9, 0.8, 0.7, 0.6, 0.5])
+
+
+def test_cost_per_kept_image_is_175_versus_40_steps():
+    assert ada.cost_per_kept_image(RATIOS) == {"unet_steps": 175, "vae_encodes": 1, "vae_decodes": 5}
+    assert ada.cost_per_kept_image([0.8]) == {"unet_steps": 40, "vae_encodes": 1, "vae_decodes": 1}
+
+
+# --------------------------------------------------------------------------------------------------
+# Backbones and the feature cache
+
+
+class CountingBackbone(features.Backbone):
+    """A tiny random conv net that counts the images it embeds."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        network = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        super().__init__("counting", "random", network, features.Transform(resize=40, crop=32), network)
+        self.embedded = 0
+
+    def embed(self, images):
+        self.embedded += len(images)
+        return super().embed(images)
+
+
+def test_feature_cache_computes_each_image_once(openmoji, tmp_path):
+    backbone, cache = CountingBackbone(), features.FeatureCache(tmp_path)
+    paths = list(openmoji.path[:5]) + [openmoji.path[0]]
+    first = features.embed(backbone, paths, cache)
+    assert first.shape == (6, 8) and backbone.embedded == 5
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(first[0], first[5])
+    again = features.embed(backbone, paths, cache)
+    assert backbone.embedded == 5 and np.array_equal(first, again)
+    other = CountingBackbone()
+    other.transform = features.Transform(resize=48, crop=32)  # another transform: another cache key
+    assert other.key != backbone.key
+
+
+def test_efficientnet_lite0_loads_offline_and_gives_unit_1280d_features(openmoji):
+    backbone = features.efficientnet_lite0()
+    out = features.embed(backbone, list(openmoji.path[:2]))
+    assert out.shape == (2, 1280) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, rtol=1e-5)
+    assert backbone.transform.crop == 224 and len(backbone.weights) == 16
+
+
+def test_unisiam_checkpoints_lose_wrappers_and_heads(tmp_path):
+    import torchvision
+    reference = torchvision.models.resnet18(weights=None)
+    state = {f"module.encoder.{k}": v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    state["module.projector.0.weight"] = torch.zeros(3)
+    torch.save({"state_dict": state}, tmp_path / "unisiam.pth")
+    backbone = features.resnet("resnet18", tmp_path / "unisiam.pth")
+    assert torch.equal(backbone.network.conv1.weight, reference.conv1.weight)
+    del state["module.encoder.layer4.1.bn2.running_var"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(KeyError, match=r"lacks 1 weights.*layer4.1.bn2.running_var"):
+        features.resnet("resnet18", tmp_path / "broken.pth")
+    with pytest.raises(FileNotFoundError, match="no backbone checkpoint"):
+        features.resnet("resnet18", tmp_path / "absent.pth")
+
+
+# --------------------------------------------------------------------------------------------------
+# The sweep on the tiny pipeline
+
+
+def one_shot_support(openmoji):
+    classes = ["animal-mammal", "heart", "face-smiling"]
+    return pd.concat([openmoji[openmoji.class_name == c].head(1) for c in classes], ignore_index=True)
+
+
+def test_candidates_share_noise_and_encodes_and_reuse_the_genie_image(fast_generator, openmoji, class_names, tmp_path):
+    support = one_shot_support(openmoji)
+    pairs = generate.episode_jobs(support, "genie")  # 6 pairs
+    store = Store(tmp_path)
+    genie_rows = generate.run_jobs(fast_generator, pairs[:2], store, class_names, progress=False)
+    before = generate.GenerationCounts(**vars(fast_generator.counts))
+    rows = ada.generate_candidates(fast_generator, pairs, store, class_names, batch_size=4, progress=False)
+    counts = fast_generator.counts
+    assert len(rows) == 5 * len(pairs)
+    assert (rows.groupby(["source_id", "target_class"]).seed.nunique() == 1).all()  # one noise draw per pair
+    assert sorted(rows.noise_ratio.unique()) == RATIOS
+    per_pair = ada.cost_per_kept_image(RATIOS, 10)["unet_steps"]  # 10-step recipe: 5+6+7+8+9 = 35
+    assert per_pair == 35
+    assert counts.unet_steps - before.unet_steps == per_pair * 6 - 8 * 2  # the two GeNIe images were reused
+    assert counts.vae_encodes - before.vae_encodes == 6  # each source encoded once for all ratios
+    assert set(genie_rows.key) <= set(rows.key)
+    again = ada.generate_candidates(fast_generator, pairs, store, class_names, progress=False)
+    assert counts.unet_steps - before.unet_steps == per_pair * 6 - 16 and list(again.key) == list(rows.key)
+
+
+def test_ada_choices_keep_one_image_per_pair(fast_generator, openmoji, class_names, tmp_path):
+    support = one_shot_support(openmoji)
+    pairs = generate.episode_jobs(support, "genie")
+    store = Store(tmp_path)
+    candidates = ada.generate_candidates(fast_generator, pairs, store, class_names, progress=False)
+    choices = ada.ada_choices(CountingBackbone(), candidates, support, store)
+    assert len(choices) == len(pairs)  # the Ada set has the size of the GeNIe set
+    assert set(choices.noise_ratio) <= {0.6, 0.7, 0.8, 0.9}
+    for row in choices.itertuples():
+        assert row.chosen_key in row.candidate_keys
+        assert row.candidate_keys[RATIOS.index(row.noise_ratio)] == row.chosen_key
+    manifest = store.manifest()
+    ada_rows = manifest[manifest.method == "genie_ada"]
+    assert len(ada_rows) == len(pairs) and ada_rows.key.is_unique
+    assert set(ada_rows.file) <= set(manifest[manifest.method == "genie"].file)  # no copies
+    assert all(len(j) == 4 for j in ada_rows.jumps)
