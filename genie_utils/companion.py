@@ -97,17 +97,13 @@ def build_pipeline(size: CompanionSize = TINY, seed: int = 0):
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
-def size_as_dict(size: CompanionSize) -> dict:
-    return asdict(size)
-
-
 # --------------------------------------------------------------------------------------------------
 # Training: the VAE first, then the UNet and text encoder jointly on pre-encoded latents.
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """A profile's `[companion]` table. Steps are optimizer steps; batches are drawn per step from a
+    """A profile's `[companion.training]` table. Steps are optimizer steps; batches are drawn per step from a
     seed, so a resumed run continues exactly where an uninterrupted one would be."""
     vae_steps: int = 700
     vae_batch_size: int = 32
@@ -128,8 +124,6 @@ def train_vae(images: torch.Tensor, size: CompanionSize, settings: TrainingSetti
     """An AutoencoderKL (f = 4) on images in [-1, 1] (N, 3, H, W): L1 + MSE reconstruction + a small KL.
 
     Returns the VAE with `scaling_factor` set to 1 / std of the training latents (SD's convention)."""
-    from diffusers import AutoencoderKL
-
     vae = build_pipeline(size, settings.seed).vae.to(device)
 
     def loss_fn(step):
@@ -145,7 +139,6 @@ def train_vae(images: torch.Tensor, size: CompanionSize, settings: TrainingSetti
                   settings.vae_learning_rate, settings.checkpoint_every, workdir, progress=progress)
     latents = encode_latents(vae, images, 1.0, device)
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
-    assert isinstance(vae, AutoencoderKL)
     return vae, history
 
 
@@ -255,7 +248,7 @@ def train_companion(profile: dict, out=None, workdir=None, device=None, progress
     pd.DataFrame(history).assign(stage="denoiser").to_csv(out / "training_loss_denoiser.csv", index=False)
     record = {
         "profile": profile["name"], "training_images": len(train), "classes": int(train.class_name.nunique()),
-        "pool": "generator", "size": size_as_dict(size), "settings": asdict(settings),
+        "pool": "generator", "size": asdict(size), "settings": asdict(settings),
         "vae_seconds": round(vae_history[-1]["seconds"], 1), "denoiser_seconds": round(history[-1]["seconds"], 1),
         "session_seconds": round(time.perf_counter() - began, 1), "hardware": _hardware(device),
         "torch_threads": torch.get_num_threads(), "vae_scaling_factor": vae.config.scaling_factor,

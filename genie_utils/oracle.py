@@ -132,7 +132,32 @@ def train_oracle(profile: dict, path: str | os.PathLike, settings: OracleSetting
                      "seconds": round(history[-1]["seconds"], 1)}
     oracle.save(path)
     (Path(path).with_suffix(".json")).write_text(json.dumps(oracle.record, indent=2) + "\n")
+    write_card(Path(path))
     return oracle
+
+
+def write_card(path: Path) -> Path:
+    """README.md beside the oracle's weights, from its JSON record."""
+    record = json.loads(path.with_suffix(".json").read_text())
+    settings = record["settings"]
+    card = path.parent / "README.md"
+    card.write_text(f"""# oracle: an independent judge of emoji classes
+
+A small CNN (four conv blocks, about 1.2M parameters, `genie_utils.oracle.oracle_network`) trained from scratch
+on the {record["training_images"]} real images of the embedded dataset's generator pool ({record["classes"]}
+classes): never on the evaluation pool, never on generated images, and unrelated to the few-shot backbone.
+Augmentation: random zoom and shift on white, blur on half the images. {settings["steps"]} steps of batch
+{settings["batch_size"]}, AdamW at {settings["learning_rate"]:g} with a cosine schedule, label smoothing 0.1:
+{record["seconds"] / 60:.1f} min on the CPU that ran `make companion`.
+
+Top-1 accuracy on the {record["evaluation_images"]} evaluation-pool images (identities it never saw):
+**{record["evaluation_top1"]:.3f}** over {record["classes"]} classes.
+
+It scores the label consistency of generated images (P(target), P(source)); see
+`models/genie-companion/README.md`. Weights in half precision (`oracle.pt`); load with
+`genie_utils.oracle.load_oracle`. Trained on OpenMoji (CC BY-SA 4.0).
+""")
+    return card
 
 
 # --------------------------------------------------------------------------------------------------
