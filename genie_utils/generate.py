@@ -489,14 +489,16 @@ def job_spec(generator: GenieGenerator, job: Job, prompt: str, source_sha256: st
         "num_inference_steps": recipe.num_inference_steps, "guidance_scale": recipe.guidance_scale,
         "scheduler": "DPMSolverMultistepScheduler(dpmsolver++, order 2)", "latent": "vae-mode",
         "height": height, "width": width, "dtype": str(generator.dtype).replace("torch.", ""),
-        **generator.model_info,
+        # a local folder is identified by its content (the same key in every checkout), a hub model by id@revision
+        "model_identity": generator.model_info["model_fingerprint"]
+        or f"{generator.model_info['model']}@{generator.model_info['model_revision']}",
     }
 
 
 def manifest_row(generator: GenieGenerator, spec: dict, source_path: str, seconds: float | None) -> dict:
     """A job's specification plus what is known once its image exists: timesteps run, time, versions."""
     timesteps = generator.timesteps(spec["noise_ratio"])
-    return {**spec, "source_path": source_path, "denoising_steps": len(timesteps),
+    return {**spec, **generator.model_info, "source_path": source_path, "denoising_steps": len(timesteps),
             "first_timestep": int(timesteps[0]) if len(timesteps) else None,
             "seconds": None if seconds is None else round(seconds, 4), "device": str(generator.device),
             "versions": _versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

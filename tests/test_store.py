@@ -156,3 +156,14 @@ def test_missing_source_and_unknown_target_fail_before_any_work(generator, openm
     with pytest.raises(KeyError, match="unknown class 'no-such-class'"):
         generate.run_jobs(generator, [bad], store, class_names, progress=False)
     assert generator.counts.unet_steps == 0
+
+
+def test_keys_do_not_depend_on_where_the_model_folder_lies(generator, openmoji):
+    job = generate.Job("genie", "1F600", openmoji.path[0], "face-smiling", "heart", 0.8)
+    here = generate.job_spec(generator, job, "p", "sha")
+    moved = generate.GenieGenerator(generator.pipe, generator.recipe,
+                                    {**generator.model_info, "model": "/elsewhere/genie-companion"})
+    assert spec_key(generate.job_spec(moved, job, "p", "sha")) == spec_key(here)
+    other = generate.GenieGenerator(generator.pipe, generator.recipe,
+                                    {**generator.model_info, "model_fingerprint": "0" * 16})
+    assert spec_key(generate.job_spec(other, job, "p", "sha")) != spec_key(here)
