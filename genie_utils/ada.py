@@ -113,14 +113,15 @@ def ada_choices(backbone: Backbone, candidates: pd.DataFrame, support: pd.DataFr
     support_features = embed(backbone, list(support.path), cache)
     prototypes = {c: support_features[(support.class_name == c).to_numpy()] for c in support.class_name.unique()}
     feature_of = dict(zip(candidates.key, embed(backbone, [store.root / f for f in candidates.file], cache)))
+    sources = list(dict.fromkeys(candidates.source_path))
+    source_feature_of = dict(zip(sources, embed(backbone, sources, cache)))
     rows = []
     for (source_id, source_path, target), group in candidates.groupby(["source_id", "source_path", "target_class"],
                                                                        sort=False):
         group = group.set_index("noise_ratio").loc[ratios]
         if target not in prototypes:
             raise KeyError(f"target class {target!r} has no support images to make a prototype from")
-        source_feature = embed(backbone, [source_path], cache)[0]
-        choice = select_noise_ratio(source_feature, prototypes[target],
+        choice = select_noise_ratio(source_feature_of[source_path], prototypes[target],
                                     np.stack([feature_of[k] for k in group.key]), ratios)
         chosen = group.loc[choice.noise_ratio]
         row = {"source_id": source_id, "source_class": chosen.source_class, "target_class": target,

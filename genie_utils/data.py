@@ -273,12 +273,13 @@ def class_sizes(dataset: pd.DataFrame) -> pd.DataFrame:
     return sizes.sort_values(["images", "identities"], ascending=False).reset_index()
 
 
-def images_tensor(paths) -> "torch.Tensor":
-    """Images as one float tensor in [-1, 1], (N, 3, H, W) (all images must share a size)."""
+def images_tensor(images) -> "torch.Tensor":
+    """Image paths or PIL images as one float tensor in [-1, 1], (N, 3, H, W) (all of one size)."""
     import numpy as np
     import torch
 
-    pixels = np.stack([np.asarray(load_image(p), dtype=np.float32) for p in paths])
+    pixels = np.stack([np.asarray(i.convert("RGB") if isinstance(i, Image.Image) else load_image(i), dtype=np.float32)
+                       for i in images])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1.0
 
 

@@ -71,15 +71,8 @@ class Oracle:
     def probabilities(self, images) -> np.ndarray:
         """(N, classes) softmax probabilities for a tensor in [-1, 1] or a list of PIL images / paths."""
         if not isinstance(images, torch.Tensor):
-            images = torch.stack([self._tensor(image) for image in images])
+            images = images_tensor(images)
         return torch.cat([self.network(images[i:i + 256]).softmax(-1) for i in range(0, len(images), 256)]).numpy()
-
-    @staticmethod
-    def _tensor(image) -> torch.Tensor:
-        from .data import load_image
-        from PIL import Image
-        image = image.convert("RGB") if isinstance(image, Image.Image) else load_image(image)
-        return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1.0
 
     def index(self, class_name: str) -> int:
         return self.classes.index(class_name)

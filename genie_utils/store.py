@@ -66,9 +66,7 @@ class Store:
         """Write the image, then its row (the row marks the pair complete). Returns the row as stored."""
         path = self.image_path(row["method"], key)
         atomic_write(path, lambda f: image.save(f, format="PNG"))
-        row = {**row, "key": key, "file": str(path.relative_to(self.root))}
-        atomic_write(self._row_path(key), lambda f: f.write((json.dumps(row, sort_keys=True) + "\n").encode()))
-        return row
+        return self.put_row(key, {**row, "file": str(path.relative_to(self.root))})
 
     def put_row(self, key: str, row: dict) -> dict:
         """Write a row for an image already in the store (`row["file"]`), e.g. GeNIe-Ada's choice among
