@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -16,8 +17,8 @@ import pandas as pd
 import torch
 
 from .features import Backbone, FeatureCache, embed
-from .generate import (GenieGenerator, Job, check_class, check_noise_ratio, episode_jobs, job_spec,
-                       manifest_row)
+from .generate import (GenieGenerator, Job, check_batch_size, check_noise_ratio, claimed_batches, keyed_jobs,
+                       kept_steps, manifest_row)
 from .store import Store, spec_key
 
 ADA_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -65,39 +66,43 @@ def _candidate_jobs(job: Job, ratios: Sequence[float]) -> list[Job]:
 
 
 def generate_candidates(generator: GenieGenerator, pairs: Sequence[Job], store: Store, class_names: dict[str, str],
-                        ratios: Sequence[float] = ADA_RATIOS, batch_size: int = 16,
+                        ratios: Sequence[float] = ADA_RATIOS, batch_size: int | None = None,
                         progress: bool = True) -> pd.DataFrame:
     """The candidates of every pair at every ratio, in the store (method `genie`, so the r = 0.8 candidate
     is the GeNIe image itself). Per batch of pairs the sources are encoded once, the prompts once per class
-    and the noise once, then denoised at each missing ratio. Returns the manifest rows, pair by pair."""
+    and the noise once, then denoised at each missing ratio. A pair listed twice is made once; parallel
+    workers claim pairs. Returns the manifest rows, pair by pair (`batch_size`: pairs per batch, default
+    the generator's)."""
     from tqdm.auto import tqdm
 
-    from .data import file_sha256, load_image
+    from .data import load_image
 
     ratios = [check_noise_ratio(r) for r in ratios]
+    batch_size = check_batch_size(batch_size if batch_size is not None else generator.batch_size)
     pairs = list(pairs)
-    hashes = {p.source_path: file_sha256(p.source_path) for p in pairs}
-    specs = [[job_spec(generator, job, generator.recipe.prompt(check_class(job.target_class, class_names)),
-                       hashes[job.source_path]) for job in _candidate_jobs(pair, ratios)] for pair in pairs]
-    keys = [[spec_key(spec) for spec in row] for row in specs]
-    todo = [i for i, row in enumerate(keys) if not all(store.has(k) for k in row)]
-    with tqdm(total=len(todo), desc="GeNIe-Ada candidates", unit="pair", disable=not progress or not todo) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
+    if not pairs:
+        raise ValueError("no (source, target) pairs given: GeNIe-Ada needs at least one")
+    keyed = [keyed_jobs(generator, _candidate_jobs(pair, ratios), class_names) for pair in pairs]
+    keys = [[key for key, _, _ in row] for row in keyed]
+    unique = list({row[0]: i for i, row in reversed(list(enumerate(keys)))}.values())  # first of each pair
+    missing = [i for i in unique if not all(store.has(k) for k in keys[i])]
+    with tqdm(total=len(missing), desc="GeNIe-Ada candidates", unit="pair", disable=not progress or not missing) as bar:
+        for batch in claimed_batches(store, missing, lambda i: keys[i][0], batch_size,
+                                     done=lambda i: all(store.has(k) for k in keys[i])):
             began = time.perf_counter()
             latents = generator.encode([load_image(pairs[i].source_path) for i in batch])  # once for all r
             cond, uncond = generator.prompt_embeddings([class_names[pairs[i].target_class] for i in batch])
-            noise = generator.noise([specs[i][0]["seed"] for i in batch])  # one draw per pair, for every r
+            noise = generator.noise([keyed[i][0][2]["seed"] for i in batch])  # one draw per pair, for every r
             for k, r in enumerate(ratios):
-                missing = [j for j, i in enumerate(batch) if not store.has(keys[i][k])]
-                if not missing:
+                todo = [j for j, i in enumerate(batch) if not store.has(keys[i][k])]
+                if not todo:
                     continue
-                index = torch.tensor(missing)
+                index = torch.tensor(todo)
                 images = generator.decode(generator.denoise(latents[index], noise[index], cond[index], uncond[index], r))
-                seconds = (time.perf_counter() - began) / len(missing)
-                for j, image in zip(missing, images):
-                    i = batch[j]
-                    store.put(keys[i][k], image, manifest_row(generator, specs[i][k], pairs[i].source_path, seconds))
+                seconds = (time.perf_counter() - began) / len(todo)
+                for j, image in zip(todo, images):
+                    key, job, spec = keyed[batch[j]][k]
+                    store.put(key, image, manifest_row(generator, spec, job.source_path, seconds))
                 began = time.perf_counter()
             bar.update(len(batch))
     return pd.DataFrame([store.row(k) for row in keys for k in row])
@@ -142,15 +147,15 @@ def ada_choices(backbone: Backbone, candidates: pd.DataFrame, support: pd.DataFr
 def cost_per_kept_image(ratios: Sequence[float], num_inference_steps: int = 50) -> dict:
     """UNet denoising steps, VAE encodes and decodes per kept image: GeNIe keeps its one image, Ada one of
     len(ratios) candidates (GENIE_SPEC.md: 175 versus 40 steps with 50 steps)."""
-    steps = [min(int(round(num_inference_steps * r, 6)), num_inference_steps) for r in ratios]
+    steps = [kept_steps(num_inference_steps, r) for r in ratios]
     return {"unet_steps": sum(steps), "vae_encodes": 1, "vae_decodes": len(ratios)}
 
 
 def run_episodes(generator: GenieGenerator, backbone: Backbone, dataset: pd.DataFrame, tables: dict, store: Store,
                  class_names: dict[str, str], episodes: Sequence[int], ways: int, shots: int,
-                 cache: FeatureCache | None = None, batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
+                 cache: FeatureCache | None = None, batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
     """GeNIe-Ada on the GeNIe pairs of several few-shot episodes: one row per pair, with the episode."""
-    from .fewshot import sample_episode
+    from .fewshot import episode_jobs, sample_episode
 
     tables_out = []
     for episode in episodes:
@@ -162,11 +167,9 @@ def run_episodes(generator: GenieGenerator, backbone: Backbone, dataset: pd.Data
 
 
 def measure_cost(generator: GenieGenerator, pairs: Sequence[Job], class_names: dict[str, str], root,
-                 ratios: Sequence[float] = ADA_RATIOS, batch_size: int = 16) -> pd.DataFrame:
+                 ratios: Sequence[float] = ADA_RATIOS, batch_size: int | None = None) -> pd.DataFrame:
     """Generate the same pairs with GeNIe and with GeNIe-Ada into two fresh stores under `root`, counting UNet
     steps, VAE calls and wall time per kept image (one image per pair for both methods)."""
-    from pathlib import Path
-
     from .generate import run_jobs
 
     rows = []
@@ -191,9 +194,8 @@ def measure_cost(generator: GenieGenerator, pairs: Sequence[Job], class_names: d
     return table.assign(relative_time=table.seconds_per_image / table.seconds_per_image.iloc[0])
 
 
-def write_choices(choices: pd.DataFrame, path) -> "Path":
+def write_choices(choices: pd.DataFrame, path) -> Path:
     """Save GeNIe-Ada's choices as CSV (candidate keys joined by spaces)."""
-    from pathlib import Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     choices.assign(candidate_keys=choices.candidate_keys.map(" ".join)).to_csv(path, index=False)

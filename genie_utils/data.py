@@ -15,12 +15,17 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError, features
 
 from .profiles import resolve
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
@@ -37,15 +42,26 @@ class ImageReadError(ValueError):
 # Images
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited on white (a transparent background would otherwise turn black)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB, with an error that names the file and the fix."""
+    """Open an image file as RGB (transparency on white), with an error that names the file and the fix."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}. Check the dataset folder or remove the entry.")
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageReadError(
             f"cannot read image {path}: {error}. The file is corrupt or not an image; "
@@ -209,7 +225,8 @@ def read_class_names(path: str | os.PathLike) -> dict[str, str]:
     """Folder name -> display name, from a text file of lines `n01532829 house finch, linnet` or a JSON dict."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"class-name file not found: {path}. Give the right path or leave it empty.")
+        raise FileNotFoundError(f"class-name file not found: {path}. Give the right path in the profile's "
+                                "[dataset] class_names, or set it to \"\" to use the folder names as they are.")
     if path.suffix == ".json":
         return {str(k): str(v) for k, v in json.loads(path.read_text("utf-8")).items()}
     names = {}
@@ -223,10 +240,30 @@ def read_class_names(path: str | os.PathLike) -> dict[str, str]:
     return names
 
 
+def check_image_file(path: Path) -> str | None:
+    """Why an image file cannot be used (zero bytes, unreadable, not an image), or None. Reads the header only."""
+    try:
+        if path.stat().st_size == 0:
+            return "zero bytes"
+        with Image.open(path) as image:
+            image.size  # noqa: B018 - the header is parsed on open
+    except PermissionError:
+        return "not readable (permissions)"
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        return f"not an image ({type(error).__name__})"
+    return None
+
+
+_WNID = re.compile(r"^n\d{8}$")
+
+
 def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike | dict | None = None) -> pd.DataFrame:
     """A dataset from `root/<class>/*.jpg|png`; `class_names` maps folder names to display names.
 
-    Each image is its own identity (folders carry no identity information).
+    Checked at load time, not at generation time: hidden files (`._img.png`, `.DS_Store`) are skipped with a
+    warning; a zero-byte, unreadable or non-image file with an image extension, an empty class folder, or a
+    class missing from `class_names` is an error naming them. Folders named by WordNet id (n01532829) need
+    `class_names`, so that a prompt never reads "a photo of a n01532829". Each image is its own identity.
     """
     root = Path(root)
     if not root.is_dir():
@@ -234,18 +271,44 @@ def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike |
                                 "set [dataset] root in the profile.")
     names = read_class_names(class_names) if isinstance(class_names, (str, os.PathLike)) and str(class_names) \
         else dict(class_names or {})
-    rows = []
+    rows, hidden, bad, empty = [], [], [], []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        hidden += [f for f in files if f.name.startswith(".")]
+        files = [f for f in files if not f.name.startswith(".")]
+        bad += [(f, why) for f in files if (why := check_image_file(f))]
+        if not files:
+            empty.append(class_dir)
         for file in files:
             image_id = f"{class_dir.name}/{file.name}"
             rows.append({"image_id": image_id, "class_name": class_dir.name,
                          "display_name": names.get(class_dir.name, class_dir.name.replace("_", " ")),
                          "identity": image_id, "name": file.stem, "path": str(file)})
+    if hidden:
+        warnings.warn(f"skipped {len(hidden)} hidden files under {root} (e.g. {hidden[0]}): "
+                      "macOS resource forks and the like are not images", stacklevel=2)
+    if bad:
+        listing = "; ".join(f"{f} ({why})" for f, why in bad[:10])
+        raise ImageReadError(f"{len(bad)} files under {root} cannot be read as images: {listing}"
+                             + (" ..." if len(bad) > 10 else "") + ". Delete or replace them, then load again.")
+    if empty:
+        raise FileNotFoundError(f"{len(empty)} class folders hold no images (e.g. {empty[0]}, looking for "
+                                f"{IMAGE_EXTENSIONS}). Remove them or add their images.")
     if not rows:
         raise FileNotFoundError(f"no images under {root}: expected root/<class>/<image>.jpg "
                                 f"with one of {IMAGE_EXTENSIONS}.")
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    classes = sorted(table.class_name.unique())
+    if names:
+        unnamed = [c for c in classes if c not in names]
+        if unnamed:
+            raise KeyError(f"{len(unnamed)} class folders have no display name in the class-name file "
+                           f"(e.g. {unnamed[:3]}). Add lines '<folder> <display name>' for them.")
+    elif any(_WNID.match(c) for c in classes):
+        raise ValueError(f"the class folders under {root} are WordNet ids (e.g. {classes[0]}) and no class-name "
+                         "file was given: prompts would read 'a photo of a n0...'. Set [dataset] class_names to a "
+                         "file of lines '<wnid> <synonyms>' (e.g. 'n01532829 house finch, linnet, Carpodacus mexicanus').")
+    return table
 
 
 def load_dataset(profile: dict, progress: bool = True) -> pd.DataFrame:
@@ -253,13 +316,8 @@ def load_dataset(profile: dict, progress: bool = True) -> pd.DataFrame:
     spec = profile["dataset"]
     if spec["kind"] == "openmoji":
         return load_openmoji(resolve(profile, spec["cache_dir"]), spec["resolution"], progress)
-    if spec["kind"] == "folders":
-        names = resolve(profile, spec["class_names"]) if spec.get("class_names") else None
-        if names is not None and not names.is_file():
-            names = None  # the mapping is optional: folder names are used as they are
-        return load_class_folders(resolve(profile, spec["root"]), names)
-    raise ValueError(f"unknown dataset kind {spec['kind']!r} in profile {profile['name']!r}: "
-                     "use 'openmoji' or 'folders'.")
+    names = resolve(profile, spec["class_names"]) if spec.get("class_names") else None
+    return load_class_folders(resolve(profile, spec["root"]), names)
 
 
 def class_display_names(dataset: pd.DataFrame) -> dict[str, str]:
@@ -278,7 +336,7 @@ def images_tensor(images) -> "torch.Tensor":
     import numpy as np
     import torch
 
-    pixels = np.stack([np.asarray(i.convert("RGB") if isinstance(i, Image.Image) else load_image(i), dtype=np.float32)
+    pixels = np.stack([np.asarray(to_rgb(i) if isinstance(i, Image.Image) else load_image(i), dtype=np.float32)
                        for i in images])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1.0
 

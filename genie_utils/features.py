@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .data import file_sha256, load_image
+from .data import file_sha256, load_image, to_rgb
 from .store import atomic_write
 
 UNISIAM_PREFIXES = ("module.", "encoder.", "backbone.")
@@ -42,7 +42,7 @@ class Transform:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         from torchvision.transforms.v2 import functional as F
-        tensor = F.center_crop(F.resize(F.pil_to_tensor(image.convert("RGB")), self.resize,
+        tensor = F.center_crop(F.resize(F.pil_to_tensor(to_rgb(image)), self.resize,
                                         interpolation=F.InterpolationMode.BICUBIC, antialias=True), self.crop)
         mean, std = torch.tensor(self.mean)[:, None, None], torch.tensor(self.std)[:, None, None]
         return (tensor.float() - mean) / std
@@ -95,7 +95,7 @@ def _resnet(arch: str) -> nn.Module:
 
 def clean_state_dict(state: dict, network: nn.Module) -> dict:
     """Strip wrapper prefixes (`module.`, `encoder.`, `backbone.`), drop projector and classifier heads, and
-    check that every weight of `network` is there (the error lists the missing ones)."""
+    check that the rest is exactly `network`'s weights, of the same shapes (the error lists what differs)."""
     for wrapper in ("state_dict", "model", "net"):
         if isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -105,12 +105,20 @@ def clean_state_dict(state: dict, network: nn.Module) -> dict:
             key = key.split(".", 1)[1]
         if not key.startswith(HEAD_PREFIXES):
             cleaned[key] = value
-    expected = set(network.state_dict())
-    missing = sorted(expected - set(cleaned))
+    expected = network.state_dict()
+    hint = "Is it the right architecture (resnet18/34/50) and a UniSiam/torchvision checkpoint?"
+    missing = sorted(set(expected) - set(cleaned))
     if missing:
-        raise KeyError(f"the checkpoint lacks {len(missing)} weights of the backbone, e.g. {missing[:8]}. "
-                       "Is it the right architecture (resnet18/34/50) and a UniSiam/torchvision checkpoint?")
-    return {k: v for k, v in cleaned.items() if k in expected}
+        raise KeyError(f"the checkpoint lacks {len(missing)} weights of the backbone, e.g. {missing[:8]}. {hint}")
+    unexpected = sorted(set(cleaned) - set(expected))
+    if unexpected:
+        raise KeyError(f"the checkpoint has {len(unexpected)} weights the backbone does not, e.g. {unexpected[:8]}. "
+                       f"{hint}")
+    shapes = [k for k in expected if tuple(expected[k].shape) != tuple(cleaned[k].shape)]
+    if shapes:
+        raise KeyError(f"{len(shapes)} weights of the checkpoint have other shapes than the backbone's, e.g. "
+                       f"{shapes[0]}: {tuple(cleaned[shapes[0]].shape)} vs {tuple(expected[shapes[0]].shape)}. {hint}")
+    return cleaned
 
 
 def resnet(arch: str, checkpoint: str | os.PathLike) -> Backbone:
@@ -119,7 +127,17 @@ def resnet(arch: str, checkpoint: str | os.PathLike) -> Backbone:
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no backbone checkpoint at {checkpoint}: set [features] checkpoint in the profile.")
     network = _resnet(arch)
-    network.load_state_dict(clean_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False), network))
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for broken files
+        raise ValueError(f"cannot read the backbone checkpoint {checkpoint}: it is empty, truncated or not a "
+                         f"torch file ({type(error).__name__}: {error}). Download it again.") from None
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"the backbone checkpoint {checkpoint} holds no state dict (got {type(state).__name__})")
+    try:
+        network.load_state_dict(clean_state_dict(state, network))
+    except KeyError as error:
+        raise KeyError(f"{checkpoint} as {arch}: {error.args[0]}") from None
     network.eval()
     return Backbone(arch, file_sha256(checkpoint)[:16], network, IMAGENET, network)
 
@@ -140,7 +158,7 @@ def load_backbone(profile: dict) -> Backbone:
 def image_hash(image: Image.Image | str | os.PathLike) -> str:
     """Content hash of an image: of its file bytes for a path, of its RGB pixels for a PIL image."""
     if isinstance(image, Image.Image):
-        rgb = image.convert("RGB")
+        rgb = to_rgb(image)
         return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
     return file_sha256(image)
 
@@ -167,6 +185,11 @@ def embed(backbone: Backbone, images: Sequence, cache: FeatureCache | None = Non
     """Features (N, D) for PIL images or image paths, computing only what the cache lacks."""
     from tqdm.auto import tqdm
 
+    from .generate import check_batch_size
+
+    batch_size = check_batch_size(batch_size)
+    if isinstance(images, (str, os.PathLike, Image.Image)) or not len(images):
+        raise ValueError("embed needs a non-empty list of images (PIL images or paths)")
     digests = [image_hash(image) for image in images]
     found = {d: cache.get(backbone, d) for d in set(digests)} if cache else {}
     todo = [i for i, d in enumerate(digests) if found.get(d) is None]
@@ -178,4 +201,4 @@ def embed(backbone: Backbone, images: Sequence, cache: FeatureCache | None = Non
             found[digests[i]] = feature
             if cache:
                 cache.put(backbone, digests[i], feature)
-    return np.stack([found[d] for d in digests]) if digests else np.zeros((0, 0), np.float32)
+    return np.stack([found[d] for d in digests])

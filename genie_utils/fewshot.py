@@ -5,15 +5,60 @@ does not). Episode i uses seed i, so an episode is the same on every machine.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
 
+from .generate import METHODS, Job
 from .splits import EVALUATION
+from .store import atomic_write
 
 
 def eligible_classes(tables: dict[str, pd.DataFrame], shots: int) -> list[str]:
     table = tables["fewshot_classes.csv"]
     return sorted(table[table[f"eligible_{shots}shot"].astype(bool)].class_name)
+
+
+def episodes_table(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways: int, shots: int, queries: int,
+                   episodes: Sequence[int]) -> pd.DataFrame:
+    """Episodes as data: one row per (episode, role, image) with the class, episode i drawn with seed i.
+
+    Written to a file (`write_episodes`), it lets any run repeat exactly the same episodes."""
+    rows = []
+    for episode in episodes:
+        support, query = sample_episode(dataset, tables, ways, shots, queries, int(episode))
+        for role, part in (("support", support), ("query", query)):
+            rows.append(pd.DataFrame({"episode": int(episode), "ways": ways, "shots": shots, "role": role,
+                                      "image_id": part.image_id, "class_name": part.class_name}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def write_episodes(table: pd.DataFrame, path) -> Path:
+    """Save an episodes table as CSV, atomically."""
+    path = Path(path)
+    atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
+    return path
+
+
+def read_episodes(path, dataset: pd.DataFrame) -> pd.DataFrame:
+    """An episodes table joined with the dataset's rows (path, identity, display name); every image must exist."""
+    table = pd.read_csv(path, dtype={"image_id": str, "class_name": str}, keep_default_na=False)
+    joined = table.merge(dataset.drop(columns=["class_name"]), on="image_id", how="left", validate="many_to_one")
+    missing = joined[joined.path.isna()].image_id.unique()
+    if len(missing):
+        raise KeyError(f"{path} names {len(missing)} images the dataset lacks (e.g. {list(missing[:3])}): "
+                       "it was written for another dataset. Delete it to draw the episodes again.")
+    return joined
+
+
+def episode_sets(table: pd.DataFrame, episode: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(support, query) of one episode of a table from `read_episodes`."""
+    rows = table[table.episode == episode]
+    if rows.empty:
+        raise KeyError(f"no episode {episode} in the table (episodes {sorted(table.episode.unique())[:5]}...)")
+    return (rows[rows.role == "support"].reset_index(drop=True), rows[rows.role == "query"].reset_index(drop=True))
 
 
 def sample_episode(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways: int, shots: int,
@@ -40,3 +85,36 @@ def sample_episode(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways:
             raise ValueError(f"class {class_name} has {len(rest)} query candidates, fewer than {queries}")
         query.append(rest.iloc[np.sort(rng.choice(len(rest), size=queries, replace=False))])
     return pd.concat(support, ignore_index=True), pd.concat(query, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pairing: which images each augmentation method makes for an episode's support set
+
+
+def hard_negative_jobs(support: pd.DataFrame, noise_ratio: float = METHODS["genie"].noise_ratio,
+                       method: str = "genie") -> list[Job]:
+    """GeNIe's pairing in an N-way K-shot episode: every support image of the other N-1 classes is a
+    source for each target class, giving (N-1)*K images per class."""
+    jobs = []
+    for target in sorted(support.class_name.unique()):
+        for row in support[support.class_name != target].itertuples():
+            jobs.append(Job(method, row.image_id, row.path, row.class_name, target, noise_ratio))
+    return jobs
+
+
+def own_class_jobs(support: pd.DataFrame, method: str) -> list[Job]:
+    """The baselines' pairing: N-1 variants of every support image, prompted with its own class, so each
+    class gets as many images as GeNIe gives it."""
+    spec = METHODS[method]
+    variants = support.class_name.nunique() - 1
+    return [Job(method, row.image_id, row.path, row.class_name, row.class_name, spec.noise_ratio, v)
+            for row in support.sort_values(["class_name", "image_id"]).itertuples() for v in range(variants)]
+
+
+def episode_jobs(support: pd.DataFrame, method: str) -> list[Job]:
+    """The jobs of one augmentation method for an episode's support set."""
+    if method not in METHODS:
+        raise KeyError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+    if METHODS[method].prompt_class == "target":
+        return hard_negative_jobs(support, METHODS[method].noise_ratio, method)
+    return own_class_jobs(support, method)

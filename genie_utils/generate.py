@@ -7,25 +7,30 @@ source's own class at r = 0.3/0.7, Txt2Img starts from pure noise (r = 1).
 
 The loop is written out on public diffusers parts (`encode_prompt`, the VAE, the UNet, the scheduler's
 `set_timesteps`/`add_noise`/`step`) rather than calling `StableDiffusionImg2ImgPipeline.__call__`, to
-pin two choices of GENIE_SPEC.md section 2 and to reuse work across noise ratios:
+pin the choices of GENIE_SPEC.md section 2 and to reuse work across noise ratios:
   * the source latent is the VAE posterior **mode** times the scaling factor (as the official code;
     img2img would sample it), so a source encodes once, independent of the seed;
+  * r keeps the last int(steps * r) steps, as diffusers img2img (r = 0.58 with 50 steps: 28 steps);
   * the latent is noised at the **first timestep that is then denoised** (diffusers img2img semantics:
     799 for r = 0.8 with 50 steps; the official code noises at floor(1000 r) = 800, one step off the
     solver's own schedule);
   * r = 1.0 starts from pure noise, exactly text-to-image (img2img at strength 1 would keep
-    sqrt(alpha_bar_999) = 0.07 of the source).
+    sqrt(alpha_bar_999) = 0.07 of the source);
+  * the timestep spacing is pinned to "linspace" (SD v1.5's DPM-Solver++ default), whatever the model
+    folder's scheduler config says.
 """
 from __future__ import annotations
 
 import difflib
 import hashlib
 import importlib.metadata
-import math
+import json
+import numbers
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -34,11 +39,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .data import file_sha256, load_image
-from .profiles import resolve
+from .data import file_sha256, load_image, to_rgb
+from .profiles import project_root, resolve
 from .store import Store, spec_key
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# A hub that accepts the connection but does not answer fails after this many seconds.
+HUB_TIMEOUT_SECONDS = float(os.environ.get("GENIE_HUB_TIMEOUT_SECONDS", 20))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -51,16 +58,19 @@ class Method:
     name: str
     noise_ratio: float
     prompt_class: str  # "target": another class (GeNIe); "own": the source's class (baselines)
-    description: str
 
 
 METHODS = {
-    "genie": Method("genie", 0.8, "target", "GeNIe: source image of another class, target-class prompt"),
-    "img2img_low": Method("img2img_low", 0.3, "own", "Img2Img^L: own-class prompt, r = 0.3"),
-    "img2img_high": Method("img2img_high", 0.7, "own", "Img2Img^H: own-class prompt, r = 0.7"),
+    "genie": Method("genie", 0.8, "target"),
+    "img2img_low": Method("img2img_low", 0.3, "own"),     # Img2Img^L
+    "img2img_high": Method("img2img_high", 0.7, "own"),   # Img2Img^H
     # The official script runs its "txt2img" at r = 0.8 by mistake; GENIE_SPEC.md says 1.0.
-    "txt2img": Method("txt2img", 1.0, "own", "Txt2Img: pure noise, own-class prompt, source ignored"),
+    "txt2img": Method("txt2img", 1.0, "own"),
 }
+# Scheduler settings that decide the timesteps: pinned, so that a model folder cannot change them silently.
+SCHEDULER_SETTINGS = dict(algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="linspace",
+                          use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
+                          use_lu_lambdas=False)
 
 
 @dataclass(frozen=True)
@@ -78,11 +88,26 @@ class Recipe:
         return self.prompt_template.format(display_name)
 
 
-def check_noise_ratio(noise_ratio: float) -> float:
-    if not isinstance(noise_ratio, (int, float)) or not 0 < noise_ratio <= 1:
+def check_noise_ratio(noise_ratio) -> float:
+    """r as a plain float rounded to 6 decimals (1 and 1.0 give one store key), or an error.
+
+    Accepts Python and numpy numbers in (0, 1]; refuses booleans and strings."""
+    if isinstance(noise_ratio, bool) or not isinstance(noise_ratio, numbers.Real) or not 0 < noise_ratio <= 1:
         raise ValueError(f"noise ratio r must be in (0, 1], got {noise_ratio!r}: "
                          "r = 0.8 is GeNIe's default, r = 1 is text-to-image.")
-    return float(noise_ratio)
+    return round(float(noise_ratio), 6)
+
+
+def check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def kept_steps(num_inference_steps: int, noise_ratio: float) -> int:
+    """How many of the schedule's last steps r runs: int(steps * r), exactly as diffusers img2img's
+    `strength` (so r = 0.58 with 50 steps runs 28, since 50 * 0.58 = 28.999...)."""
+    return min(int(num_inference_steps * check_noise_ratio(noise_ratio)), num_inference_steps)
 
 
 def pair_seed(seed: int, source_id: str, target_class: str, variant: int = 0) -> int:
@@ -100,7 +125,7 @@ def pair_seed(seed: int, source_id: str, target_class: str, variant: int = 0) ->
 
 
 class ModelLoadError(OSError):
-    """The diffusion model could not be loaded (wrong path, not a diffusers folder, hub unreachable)."""
+    """The diffusion model could not be loaded (wrong path, broken folder, hub unreachable)."""
 
 
 def default_device() -> torch.device:
@@ -132,38 +157,121 @@ def _hub_revision(model_id: str) -> str:
         return ""
 
 
+def model_location(model: str | os.PathLike) -> tuple[str, Path | None]:
+    """("folder", path) for a local diffusers folder, ("hub", None) for a hub model id.
+
+    A relative path is looked up under the project root first, then the working directory, so that
+    `models/genie-companion` means the shipped folder from a notebook's folder too."""
+    text = os.path.expanduser(str(model))
+    path = Path(text)
+    candidates = [path] if path.is_absolute() else [project_root() / path, Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.exists():
+            return "folder", candidate.resolve()
+    if _HUB_ID.match(text) and not text.startswith((".", "~")):
+        return "hub", None
+    raise ModelLoadError(f"no diffusers model folder at {model} (looked in {', '.join(map(str, candidates))}). "
+                         "Check the path, or give a hub model id such as stable-diffusion-v1-5/stable-diffusion-v1-5.")
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse a broken diffusers folder before loading, naming the file at fault."""
+    from safetensors import safe_open
+
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ModelLoadError(f"{folder} is not a diffusers pipeline folder (no model_index.json). "
+                             "Give the folder that save_pretrained wrote, e.g. models/genie-companion.")
+    try:
+        components = json.loads(index.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"broken local model folder: {index} is not valid JSON ({error}). "
+                             "Restore the file (git checkout, or save_pretrained again).") from None
+    for name, spec in components.items():
+        if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        part = folder / name
+        for config in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
+            if (part / config).is_file():
+                try:
+                    json.loads((part / config).read_text())
+                except (ValueError, UnicodeDecodeError) as error:
+                    raise ModelLoadError(f"broken local model folder: {part / config} is not valid JSON ({error}). "
+                                         "Restore the file.") from None
+        if name in ("unet", "vae", "text_encoder"):
+            weights = sorted(part.glob("*.safetensors")) + sorted(part.glob("*.bin"))
+            shard_index = next(iter(part.glob("*.index.json")), None)
+            if shard_index is not None:
+                shards = set(json.loads(shard_index.read_text()).get("weight_map", {}).values())
+                missing = sorted(s for s in shards if not (part / s).is_file())
+                if missing:
+                    raise ModelLoadError(f"broken local model folder: {part} lacks the weights file(s) {missing} "
+                                         f"that {shard_index.name} lists. Restore them.")
+            if not weights:
+                raise ModelLoadError(f"broken local model folder: no weights file in {part}. Restore it.")
+            for file in weights:
+                if file.suffix != ".safetensors":
+                    continue
+                try:
+                    with safe_open(str(file), "pt") as handle:
+                        handle.keys()
+                except Exception as error:  # safetensors raises its own error types for corrupt headers
+                    raise ModelLoadError(f"broken local model folder: weights file {file} is corrupt or "
+                                         f"truncated ({error}). Restore it.") from None
+
+
+def _from_pretrained(source: str, dtype, **kwargs):
+    from diffusers import StableDiffusionImg2ImgPipeline
+    return StableDiffusionImg2ImgPipeline.from_pretrained(source, dtype=dtype, safety_checker=None,
+                                                          requires_safety_checker=False, **kwargs)
+
+
+def _load_from_hub(model_id: str, dtype):
+    """From the local cache if it holds the model (no network at all), else download it, after checking
+    within HUB_TIMEOUT_SECONDS that the hub answers: a silent endpoint cannot hang the caller."""
+    try:
+        return _from_pretrained(model_id, dtype, local_files_only=True)
+    except (OSError, ValueError):
+        pass  # not (completely) in the cache
+    from huggingface_hub import HfApi, constants
+    fix = ("Download it once with internet access (it is then read from the Hugging Face cache), or point the "
+           "profile's [generation] model at a local diffusers folder.")
+    if constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(f"cannot load the diffusion model {model_id!r}: it is not in the Hugging Face cache and "
+                             f"HF_HUB_OFFLINE is set. {fix}")
+    try:
+        HfApi().model_info(model_id, timeout=HUB_TIMEOUT_SECONDS)
+    except Exception as error:  # network errors come from httpx, hub errors from huggingface_hub
+        raise ModelLoadError(f"cannot load the diffusion model {model_id!r}: the hub at {constants.ENDPOINT} did not "
+                             f"answer within {HUB_TIMEOUT_SECONDS} s or refused ({type(error).__name__}: {error}). "
+                             f"{fix}") from error
+    try:
+        return _from_pretrained(model_id, dtype)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot load the diffusion model {model_id!r} from the hub: {error}. {fix}") from error
+
+
 def load_pipeline(model: str | os.PathLike, device: str | torch.device | None = None,
                   dtype: torch.dtype | None = None):
     """Load an SD-style pipeline from a local diffusers folder or a hub model id.
 
     Returns `(pipeline, model_info)`; `model_info` (model, revision, fingerprint) goes into every manifest
-    row. Fails at once with a `ModelLoadError` naming the fix; there is no retry loop.
+    row. A wrong path, a broken folder (naming the file) or a hub that does not answer within
+    HUB_TIMEOUT_SECONDS gives a `ModelLoadError` naming the fix; there is no retry loop.
     """
-    from diffusers import StableDiffusionImg2ImgPipeline
-
     device = torch.device(device) if device else default_device()
     dtype = dtype or default_dtype(device)
-    text = str(model)
-    local = Path(os.path.expanduser(text))
-    if local.exists():
-        if not (local / "model_index.json").is_file():
-            raise ModelLoadError(f"{local} is not a diffusers pipeline folder (no model_index.json). "
-                                 "Give the folder that save_pretrained wrote, e.g. models/genie-companion.")
-        source, info = str(local), {"model": text, "model_revision": "", "model_fingerprint": folder_fingerprint(local)}
-    elif not _HUB_ID.match(text) or local.is_absolute() or text.startswith((".", "~")):
-        raise ModelLoadError(f"no diffusers model folder at {text}. Check the path, or give a hub model id "
-                             "such as stable-diffusion-v1-5/stable-diffusion-v1-5.")
+    kind, folder = model_location(model)
+    if kind == "folder":
+        check_model_folder(folder)
+        try:
+            pipe = _from_pretrained(str(folder), dtype)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise ModelLoadError(f"broken local model folder {folder}: {error}") from error
+        info = {"model": str(model), "model_revision": "", "model_fingerprint": folder_fingerprint(folder)}
     else:
-        source, info = text, {"model": text}
-    try:
-        pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-            source, dtype=dtype, safety_checker=None, requires_safety_checker=False)
-    except (OSError, ValueError) as error:
-        hint = ("the hub id could not be fetched (no connection, or no such model). Download it once with "
-                "internet access, or point the profile's [generation] model at a local diffusers folder")
-        raise ModelLoadError(f"cannot load the diffusion model {text!r}: {hint}. Cause: {error}") from error
-    if "model_revision" not in info:
-        info.update(model_revision=_hub_revision(text), model_fingerprint="")
+        pipe = _load_from_hub(str(model), dtype)
+        info = {"model": str(model), "model_revision": _hub_revision(str(model)), "model_fingerprint": ""}
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device), info
 
@@ -182,31 +290,33 @@ class GenerationCounts:
 
 
 class GenieGenerator:
-    """Runs GeNIe's img2img loop on a pipeline's parts. Batched; every image has its own noise."""
+    """Runs GeNIe's img2img loop on a pipeline's parts. Batched; every image has its own noise.
 
-    def __init__(self, pipe, recipe: Recipe = Recipe(), model_info: dict | None = None):
+    `batch_size` is the default number of images per UNet call for `run_jobs` and GeNIe-Ada (the profile's
+    `[generation] batch_size`); images do not depend on it beyond float rounding."""
+
+    def __init__(self, pipe, recipe: Recipe = Recipe(), model_info: dict | None = None, batch_size: int = 16):
         self.pipe = pipe
         self.recipe = recipe
         self.model_info = model_info or {"model": "", "model_revision": "", "model_fingerprint": ""}
+        self.batch_size = check_batch_size(batch_size)
         self.counts = GenerationCounts()
-        self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._prompt_cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def from_pretrained(cls, model, recipe: Recipe = Recipe(), device=None, dtype=None) -> "GenieGenerator":
+    def from_pretrained(cls, model, recipe: Recipe = Recipe(), device=None, dtype=None,
+                        batch_size: int = 16) -> "GenieGenerator":
         pipe, info = load_pipeline(model, device, dtype)
-        return cls(pipe, recipe, info)
+        return cls(pipe, recipe, info, batch_size)
 
     @classmethod
     def from_profile(cls, profile: dict, device=None, dtype=None) -> "GenieGenerator":
         """The profile's model (a folder relative to the project root, or a hub id) and recipe."""
         settings = profile["generation"]
         model = settings["model"]
-        if model.startswith((".", "/", "~")):  # a folder (./models/...), not a hub id
+        if resolve(profile, model).exists():  # a folder under the project root, not a hub id
             model = resolve(profile, model)
-        size = profile["dataset"]["resolution"]
-        recipe = Recipe(**{k: settings[k] for k in ("num_inference_steps", "guidance_scale", "prompt_template",
-                                                      "seed") if k in settings}, height=size, width=size)
-        return cls.from_pretrained(model, recipe, device, dtype)
+        return cls.from_pretrained(model, profile_recipe(profile), device, dtype, settings["batch_size"])
 
     # -- parts ------------------------------------------------------------------------------------
 
@@ -230,31 +340,43 @@ class GenieGenerator:
         return self.pipe.unet.config.in_channels, height // factor, width // factor
 
     def scheduler(self):
-        """A fresh DPM-Solver++ (order 2) scheduler on the pipeline's noise schedule."""
+        """A fresh DPM-Solver++ (order 2, linspace spacing) scheduler on the pipeline's noise schedule."""
         from diffusers import DPMSolverMultistepScheduler
-        return DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config, algorithm_type="dpmsolver++",
-                                                       solver_order=2)
+        return DPMSolverMultistepScheduler.from_config(self.pipe.scheduler.config, **SCHEDULER_SETTINGS)
 
     def timesteps(self, noise_ratio: float) -> torch.Tensor:
-        """The timesteps denoised at noise ratio r: the last int(steps * r) of the schedule.
+        """The timesteps denoised at noise ratio r: the last `kept_steps(steps, r)` = int(steps * r).
 
         With SD v1.5's schedule and 50 steps: r = 0.8 -> 40 steps from 799, r = 1.0 -> 50 from 999.
         """
         return self._schedule(noise_ratio)[1]
 
     def _schedule(self, noise_ratio: float):
-        noise_ratio = check_noise_ratio(noise_ratio)
         steps = self.recipe.num_inference_steps
+        kept = kept_steps(steps, noise_ratio)
+        if kept == 0:
+            raise ValueError(f"r = {noise_ratio} with {steps} steps runs no denoising step (int({steps} * r) = 0): "
+                             f"the source would come back unchanged. Use r >= {1 / steps:g}.")
         scheduler = self.scheduler()
         scheduler.set_timesteps(steps, device=self.device)
-        kept = min(int(round(steps * noise_ratio, 6)), steps)
         start = (steps - kept) * scheduler.order
         scheduler.set_begin_index(start)
         return scheduler, scheduler.timesteps[start:]
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Resize the shorter side, centre-crop to the generator's size, scale to [-1, 1]: (B, 3, H, W)."""
+        """Resize the shorter side, centre-crop to the generator's size, scale to [-1, 1]: (B, 3, H, W).
+
+        Warns about sources much smaller than the generator's input (blurry outputs) or so elongated that
+        the centre crop drops most of them."""
         height, width = self.size
+        for image in images:
+            short, long = sorted(image.size)
+            if short < min(height, width) / 4:
+                warnings.warn(f"a {image.size[0]}x{image.size[1]} source is upscaled more than 4x to "
+                              f"{width}x{height}: expect blurry outputs", stacklevel=3)
+            if long > 2.5 * short:
+                warnings.warn(f"a {image.size[0]}x{image.size[1]} source has an aspect ratio over 2.5: the centre "
+                              f"crop keeps {short / long:.0%} of it", stacklevel=3)
         return self.pipe.image_processor.preprocess(list(images), height=height, width=width, resize_mode="crop")
 
     @torch.inference_mode()
@@ -267,16 +389,17 @@ class GenieGenerator:
 
     @torch.inference_mode()
     def prompt_embeddings(self, display_names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(conditional, unconditional) text embeddings for `a photo of a {name}.`, cached per prompt."""
-        missing = [n for n in dict.fromkeys(display_names) if n not in self._prompt_cache]
+        """(conditional, unconditional) text embeddings for `a photo of a {name}.`, cached by prompt text
+        (with the negative prompt), so a changed recipe never reuses another prompt's embedding."""
+        keys = [(self.recipe.prompt(n), self.recipe.negative_prompt) for n in display_names]
+        missing = [k for k in dict.fromkeys(keys) if k not in self._prompt_cache]
         if missing:
-            prompts = [self.recipe.prompt(n) for n in missing]
-            cond, uncond = self.pipe.encode_prompt(prompts, self.device, 1, True,
-                                                   negative_prompt=[self.recipe.negative_prompt] * len(prompts))
-            for i, name in enumerate(missing):
-                self._prompt_cache[name] = (cond[i], uncond[i])
-        cond = torch.stack([self._prompt_cache[n][0] for n in display_names])
-        uncond = torch.stack([self._prompt_cache[n][1] for n in display_names])
+            cond, uncond = self.pipe.encode_prompt([p for p, _ in missing], self.device, 1, True,
+                                                   negative_prompt=[n for _, n in missing])
+            for i, key in enumerate(missing):
+                self._prompt_cache[key] = (cond[i], uncond[i])
+        cond = torch.stack([self._prompt_cache[k][0] for k in keys])
+        uncond = torch.stack([self._prompt_cache[k][1] for k in keys])
         return cond, uncond
 
     def noise(self, seeds: Sequence[int]) -> torch.Tensor:
@@ -294,8 +417,6 @@ class GenieGenerator:
             return scheduler, timesteps, noise * scheduler.init_noise_sigma
         if source_latents is None:
             raise ValueError(f"source images are needed at r = {noise_ratio} (only r = 1 ignores them)")
-        if len(timesteps) == 0:  # r so small that no step runs: the source comes back unchanged
-            return scheduler, timesteps, source_latents.to(self.device, torch.float32)
         noisy = scheduler.add_noise(source_latents.to(self.device, torch.float32), noise, timesteps[:1].repeat(len(noise)))
         return scheduler, timesteps, noisy
 
@@ -331,6 +452,8 @@ class GenieGenerator:
                  seeds: Sequence[int], output_type: str = "pil"):
         """One batch: source images (None for r = 1), one prompt class and one seed per image."""
         noise_ratio = check_noise_ratio(noise_ratio)
+        if not len(seeds):
+            raise ValueError("nothing to generate: the batch is empty (no sources, classes or seeds)")
         if len(display_names) != len(seeds) or (sources is not None and len(sources) != len(seeds)):
             raise ValueError(f"need one source, class and seed per image; got {len(sources or [])} sources, "
                              f"{len(display_names)} classes, {len(seeds)} seeds")
@@ -339,74 +462,23 @@ class GenieGenerator:
         return self.decode(self.denoise(latents, self.noise(seeds), cond, uncond, noise_ratio), output_type)
 
 
-# --------------------------------------------------------------------------------------------------
-# The paper's operations on images
-
-
-def _as_images(sources) -> list[Image.Image]:
-    return [s.convert("RGB") if isinstance(s, Image.Image) else load_image(s) for s in sources]
-
-
-def _source_ids(sources, images, source_ids):
-    if source_ids is not None:
-        return list(source_ids)
-    # without ids, content identifies an image: the seed then depends neither on position nor on the path
-    return [hashlib.sha256(i.tobytes()).hexdigest()[:16] if isinstance(s, Image.Image) else file_sha256(s)[:16]
-            for s, i in zip(sources, images)]
-
-
-def check_class(class_name: str, class_names: dict[str, str] | None) -> str:
-    """The display name of a class, or an error listing the closest known classes."""
-    if class_names is None:
-        return class_name
-    if class_name not in class_names:
-        close = difflib.get_close_matches(class_name, list(class_names), n=3)
-        raise KeyError(f"unknown class {class_name!r}" + (f"; did you mean {close}?" if close else "")
-                       + f" The dataset has {len(class_names)} classes (see its class_name column).")
-    return class_names[class_name]
-
-
-def genie(generator: GenieGenerator, sources, target_class: str, noise_ratio: float = 0.8,
-          class_names: dict[str, str] | None = None, source_ids: Sequence[str] | None = None,
-          output_type: str = "pil"):
-    """GeNIe hard negatives: each source image denoised from r towards `target_class`'s prompt.
-
-    `sources`: PIL images or image paths. `class_names`: class -> display name (checks the class).
-    Returns one image per source, to be labelled `target_class`.
-    """
-    display = check_class(target_class, class_names)
-    images = _as_images(sources)
-    ids = _source_ids(sources, images, source_ids)
-    seeds = [pair_seed(generator.recipe.seed, i, target_class) for i in ids]
-    return generator.generate(images, [display] * len(images), noise_ratio, seeds, output_type)
-
-
-def img2img(generator: GenieGenerator, sources, source_class: str, noise_ratio: float = 0.3,
-            class_names: dict[str, str] | None = None, source_ids: Sequence[str] | None = None,
-            variant: int = 0, output_type: str = "pil"):
-    """The Img2Img baseline: sources denoised towards their own class (r = 0.3: ^L, 0.7: ^H)."""
-    display = check_class(source_class, class_names)
-    images = _as_images(sources)
-    ids = _source_ids(sources, images, source_ids)
-    seeds = [pair_seed(generator.recipe.seed, i, source_class, variant) for i in ids]
-    return generator.generate(images, [display] * len(images), noise_ratio, seeds, output_type)
-
-
-def txt2img(generator: GenieGenerator, target_class: str, count: int, class_names: dict[str, str] | None = None,
-            output_type: str = "pil"):
-    """The Txt2Img baseline: `count` images of a class from pure noise (r = 1)."""
-    display = check_class(target_class, class_names)
-    seeds = [pair_seed(generator.recipe.seed, f"txt2img-{i}", target_class) for i in range(count)]
-    return generator.generate(None, [display] * count, 1.0, seeds, output_type)
+def profile_recipe(profile: dict) -> Recipe:
+    """The sampling recipe a profile's `[generation]` table names, at the dataset's resolution."""
+    settings, size = profile["generation"], profile["dataset"]["resolution"]
+    return Recipe(settings["num_inference_steps"], settings["guidance_scale"], settings["prompt_template"],
+                  seed=settings["seed"], height=size, width=size)
 
 
 # --------------------------------------------------------------------------------------------------
-# Jobs: which images an episode needs, generated into the store
+# Jobs: one image each, generated into the store
 
 
 @dataclass(frozen=True)
 class Job:
-    """One image to generate: a source image, the class its prompt names, a noise ratio."""
+    """One image to generate: a source image, the class its prompt names, a noise ratio.
+
+    The method must be one of METHODS (it names the store's image folder); r is normalised by
+    `check_noise_ratio`, so r = 1 and r = 1.0 are one job."""
     method: str
     source_id: str
     source_path: str
@@ -415,35 +487,17 @@ class Job:
     noise_ratio: float
     variant: int = 0
 
-
-def hard_negative_jobs(support: pd.DataFrame, noise_ratio: float = METHODS["genie"].noise_ratio,
-                       method: str = "genie") -> list[Job]:
-    """GeNIe's pairing in an N-way K-shot episode: every support image of the other N-1 classes is a
-    source for each target class, giving (N-1)*K images per class."""
-    check_noise_ratio(noise_ratio)
-    jobs = []
-    for target in sorted(support.class_name.unique()):
-        for row in support[support.class_name != target].itertuples():
-            jobs.append(Job(method, row.image_id, row.path, row.class_name, target, noise_ratio))
-    return jobs
+    def __post_init__(self):
+        if self.method not in METHODS:
+            close = difflib.get_close_matches(str(self.method), list(METHODS), n=1)
+            raise ValueError(f"unknown method {self.method!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                             + f" Known methods: {sorted(METHODS)}")
+        object.__setattr__(self, "noise_ratio", check_noise_ratio(self.noise_ratio))
 
 
-def own_class_jobs(support: pd.DataFrame, method: str) -> list[Job]:
-    """The baselines' pairing: N-1 variants of every support image, prompted with its own class, so each
-    class gets as many images as GeNIe gives it."""
-    spec = METHODS[method]
-    variants = support.class_name.nunique() - 1
-    return [Job(method, row.image_id, row.path, row.class_name, row.class_name, spec.noise_ratio, v)
-            for row in support.sort_values(["class_name", "image_id"]).itertuples() for v in range(variants)]
-
-
-def episode_jobs(support: pd.DataFrame, method: str) -> list[Job]:
-    """The jobs of one augmentation method for an episode's support set."""
-    if method not in METHODS:
-        raise KeyError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
-    if METHODS[method].prompt_class == "target":
-        return hard_negative_jobs(support, METHODS[method].noise_ratio, method)
-    return own_class_jobs(support, method)
+def job_seed(recipe: Recipe, job: Job) -> int:
+    """The seed of a job's image: the one place seeds come from, for `run_jobs` and `genie()` alike."""
+    return pair_seed(recipe.seed, job.source_id, job.target_class, job.variant)
 
 
 def pairs_with_targets(sources: pd.DataFrame, targets: Sequence[str]) -> pd.DataFrame:
@@ -454,19 +508,13 @@ def pairs_with_targets(sources: pd.DataFrame, targets: Sequence[str]) -> pd.Data
 def sweep_jobs(pairs: pd.DataFrame, noise_ratios: Sequence[float], method: str = "genie") -> list[Job]:
     """Every (source, target) pair of `pairs` (dataset rows plus a `target_class` column) at every r: the
     same noise per pair at each r, as in the paper's figure 2."""
-    return [Job(method, row.image_id, row.path, row.class_name, row.target_class, check_noise_ratio(r))
+    return [Job(method, row.image_id, row.path, row.class_name, row.target_class, r)
             for row in pairs.itertuples() for r in noise_ratios]
 
 
-def noised_images(generator: GenieGenerator, image: Image.Image, seed: int, noise_ratios: Sequence[float]):
-    """What the UNet starts from at each r, decoded to pixels: the source fading into noise."""
-    latents = generator.encode([image])
-    noise = generator.noise([seed])
-    return [generator.decode(generator.noised(latents, noise, r)[2])[0] for r in noise_ratios]
-
-
 def shard(jobs: Sequence[Job], index: int, count: int) -> list[Job]:
-    """The jobs of worker `index` out of `count` (round robin), for several processes on one store."""
+    """The jobs of worker `index` out of `count` (round robin). Not needed for correctness (workers on one
+    store claim jobs and never duplicate each other), but it spreads them without contention."""
     if not 0 <= index < count:
         raise ValueError(f"shard index must be in [0, {count}), got {index}")
     return list(jobs)[index::count]
@@ -484,10 +532,10 @@ def job_spec(generator: GenieGenerator, job: Job, prompt: str, source_sha256: st
     return {
         "method": job.method, "source_id": job.source_id, "source_sha256": source_sha256,
         "source_class": job.source_class, "target_class": job.target_class, "noise_ratio": job.noise_ratio,
-        "variant": job.variant, "seed": pair_seed(recipe.seed, job.source_id, job.target_class, job.variant),
+        "variant": job.variant, "seed": job_seed(recipe, job),
         "base_seed": recipe.seed, "prompt": prompt, "negative_prompt": recipe.negative_prompt,
         "num_inference_steps": recipe.num_inference_steps, "guidance_scale": recipe.guidance_scale,
-        "scheduler": "DPMSolverMultistepScheduler(dpmsolver++, order 2)", "latent": "vae-mode",
+        "scheduler": "DPMSolverMultistepScheduler(dpmsolver++, order 2, linspace)", "latent": "vae-mode",
         "height": height, "width": width, "dtype": str(generator.dtype).replace("torch.", ""),
         # a local folder is identified by its content (the same key in every checkout), a hub model by id@revision
         "model_identity": generator.model_info["model_fingerprint"]
@@ -499,48 +547,182 @@ def manifest_row(generator: GenieGenerator, spec: dict, source_path: str, second
     """A job's specification plus what is known once its image exists: timesteps run, time, versions."""
     timesteps = generator.timesteps(spec["noise_ratio"])
     return {**spec, **generator.model_info, "source_path": source_path, "denoising_steps": len(timesteps),
-            "first_timestep": int(timesteps[0]) if len(timesteps) else None,
+            "first_timestep": int(timesteps[0]),
             "seconds": None if seconds is None else round(seconds, 4), "device": str(generator.device),
             "versions": _versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def run_jobs(generator: GenieGenerator, jobs: Iterable[Job], store: Store, class_names: dict[str, str],
-             batch_size: int = 16, progress: bool = True) -> pd.DataFrame:
-    """Generate every job not yet in the store; return the manifest rows of all `jobs`, in order.
-
-    Jobs are grouped by noise ratio and batched; each image is written (atomically, with its row) as soon
-    as its batch is done, so an interrupted run loses at most one batch and a rerun resumes.
-    """
-    from tqdm.auto import tqdm
-
-    jobs = list(jobs)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+def keyed_jobs(generator: GenieGenerator, jobs: Iterable[Job], class_names: dict[str, str]) -> list[tuple[str, Job, dict]]:
+    """(store key, job, spec) per job, checking every class and source file before any work."""
     hashes: dict[str, str] = {}
     keyed = []
     for job in jobs:
+        if not isinstance(job, Job):
+            raise TypeError(f"expected Job objects, got {type(job).__name__}")
         prompt = generator.recipe.prompt(check_class(job.target_class, class_names))
-        check_noise_ratio(job.noise_ratio)
         if job.source_path not in hashes:
             if not Path(job.source_path).is_file():
                 raise FileNotFoundError(f"source image {job.source_id} not found at {job.source_path}")
             hashes[job.source_path] = file_sha256(job.source_path)
         spec = job_spec(generator, job, prompt, hashes[job.source_path])
         keyed.append((spec_key(spec), job, spec))
-    todo = {key: (job, spec) for key, job, spec in keyed if not store.has(key)}
-    ordered = sorted(todo.items(), key=lambda item: (item[1][0].noise_ratio, item[1][0].target_class, item[0]))
+    return keyed
+
+
+def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=None, poll_seconds: float = 1.0):
+    """Yield batches of `items` not yet done (default: `key_of(item)` in the store), each claimed first.
+
+    Items another live worker has claimed are skipped, then waited for (polling the store), and taken over
+    if that worker's claim goes stale: parallel workers on one store share the work and never duplicate it.
+    The caller writes each item into the store; claims are released after each batch."""
+    done = done or (lambda item: store.has(key_of(item)))
+    pending = [item for item in items if not done(item)]
+    while pending:
+        waiting, batch = [], []
+        for item in pending:
+            if done(item):
+                continue
+            if len(batch) < batch_size and store.claim(key_of(item)):
+                batch.append(item)
+            else:
+                waiting.append(item)
+        if batch:
+            try:
+                yield batch
+            finally:
+                for item in batch:
+                    store.release(key_of(item))
+        elif waiting:
+            time.sleep(poll_seconds)  # every remaining job is being made by another worker
+        pending = waiting
+
+
+def _generate_batch(generator: GenieGenerator, batch: list[tuple[str, Job, dict]], class_names: dict[str, str],
+                    sources: list[Image.Image] | None = None, output_type: str = "pil"):
+    """The images of jobs sharing one noise ratio: sources loaded (unless given), seeds from the specs."""
+    ratio = batch[0][1].noise_ratio
+    if sources is None and ratio < 1.0:
+        sources = [load_image(job.source_path) for _, job, _ in batch]
+    return generator.generate(sources if ratio < 1.0 else None, [class_names[j.target_class] for _, j, _ in batch],
+                              ratio, [spec["seed"] for _, _, spec in batch], output_type)
+
+
+def run_jobs(generator: GenieGenerator, jobs: Iterable[Job], store: Store, class_names: dict[str, str],
+             batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Generate every job not yet in the store; return the manifest rows of all `jobs`, in order.
+
+    Jobs are grouped by noise ratio and batched (`batch_size`, default the generator's); each image is
+    written (atomically, with its row) as soon as its batch is done, so an interrupted run loses at most one
+    batch and a rerun resumes. Several processes may run the same jobs on one store: each claims a batch
+    before generating it, so no image is made twice.
+    """
+    from tqdm.auto import tqdm
+
+    batch_size = check_batch_size(batch_size if batch_size is not None else generator.batch_size)
+    keyed = keyed_jobs(generator, jobs, class_names)
+    todo = {key: (key, job, spec) for key, job, spec in keyed if not store.has(key)}
+    ordered = sorted(todo.values(), key=lambda item: (item[1].noise_ratio, item[1].target_class, item[0]))
     with tqdm(total=len(ordered), desc=f"generating ({len(keyed) - len(todo)} already in store)",
               unit="img", disable=not progress or not ordered) as bar:
-        for ratio in sorted({job.noise_ratio for job, _ in todo.values()}):
-            group = [(key, job, spec) for key, (job, spec) in ordered if job.noise_ratio == ratio]
-            for start in range(0, len(group), batch_size):
-                batch = group[start:start + batch_size]
+        for ratio in sorted({job.noise_ratio for _, job, _ in ordered}):
+            group = [item for item in ordered if item[1].noise_ratio == ratio]
+            for batch in claimed_batches(store, group, lambda item: item[0], batch_size):
                 began = time.perf_counter()
-                sources = None if ratio >= 1.0 else [load_image(job.source_path) for _, job, _ in batch]
-                images = generator.generate(sources, [class_names[j.target_class] for _, j, _ in batch], ratio,
-                                            [spec["seed"] for _, _, spec in batch])
+                images = _generate_batch(generator, batch, class_names)
                 seconds = (time.perf_counter() - began) / len(batch)
                 for (key, job, spec), image in zip(batch, images):
                     store.put(key, image, manifest_row(generator, spec, job.source_path, seconds))
                 bar.update(len(batch))
     return pd.DataFrame([store.row(key) for key, _, _ in keyed])
+
+
+# --------------------------------------------------------------------------------------------------
+# The paper's operations on images: the same jobs, returned instead of stored
+
+
+def _as_images(sources) -> list[Image.Image]:
+    if isinstance(sources, (str, os.PathLike, Image.Image)):
+        sources = [sources]
+    images = [to_rgb(s) if isinstance(s, Image.Image) else load_image(s) for s in sources]
+    if not images:
+        raise ValueError("no source images given: pass a list of image paths or PIL images")
+    return images
+
+
+def _source_ids(sources, images, source_ids):
+    if source_ids is not None:
+        if len(source_ids) != len(images):
+            raise ValueError(f"got {len(source_ids)} source ids for {len(images)} source images")
+        return [str(i) for i in source_ids]
+    # without ids, content identifies an image: the seed then depends neither on position nor on the path
+    if isinstance(sources, (str, os.PathLike, Image.Image)):
+        sources = [sources]
+    return [hashlib.sha256(i.tobytes()).hexdigest()[:16] if isinstance(s, Image.Image) else file_sha256(s)[:16]
+            for s, i in zip(sources, images)]
+
+
+def check_class(class_name: str, class_names: dict[str, str] | None) -> str:
+    """The display name of a class, or an error listing the closest known classes."""
+    if class_names is None:
+        return class_name
+    if class_name not in class_names:
+        close = difflib.get_close_matches(str(class_name), list(class_names), n=3)
+        raise KeyError(f"unknown class {class_name!r}" + (f"; did you mean {close}?" if close else "")
+                       + f" The dataset has {len(class_names)} classes (see its class_name column).")
+    return class_names[class_name]
+
+
+def _direct(generator: GenieGenerator, method: str, images, ids, source_class: str, target_class: str,
+            noise_ratio: float, class_names, variant: int, output_type: str):
+    """Jobs built and seeded exactly as `run_jobs` would, generated in batches, returned in order."""
+    names = {target_class: check_class(target_class, class_names)}
+    jobs = [Job(method, i, "", source_class, target_class, noise_ratio, variant) for i in ids]
+    specs = [(None, job, {"seed": job_seed(generator.recipe, job)}) for job in jobs]
+    size = generator.batch_size
+    out = [_generate_batch(generator, specs[i:i + size], names, images and images[i:i + size], output_type)
+           for i in range(0, len(specs), size)]
+    return torch.cat(out) if output_type == "pt" else sum(out, [])
+
+
+def genie(generator: GenieGenerator, sources, target_class: str, noise_ratio: float = 0.8,
+          class_names: dict[str, str] | None = None, source_ids: Sequence[str] | None = None,
+          output_type: str = "pil"):
+    """GeNIe hard negatives: each source image denoised from r towards `target_class`'s prompt.
+
+    `sources`: PIL images or image paths. `class_names`: class -> display name (checks the class).
+    `source_ids`: the ids the store uses (dataset `image_id`s) give the very images `run_jobs` stores;
+    without them, content hashes serve as ids. Returns one image per source, labelled `target_class`.
+    """
+    images = _as_images(sources)
+    return _direct(generator, "genie", images, _source_ids(sources, images, source_ids), "", target_class,
+                   noise_ratio, class_names, 0, output_type)
+
+
+def img2img(generator: GenieGenerator, sources, source_class: str, noise_ratio: float = 0.3,
+            class_names: dict[str, str] | None = None, source_ids: Sequence[str] | None = None,
+            variant: int = 0, output_type: str = "pil"):
+    """The Img2Img baseline: sources denoised towards their own class (r = 0.3: ^L, 0.7: ^H)."""
+    images = _as_images(sources)
+    method = "img2img_low" if check_noise_ratio(noise_ratio) < 0.5 else "img2img_high"  # the seed ignores it
+    return _direct(generator, method, images, _source_ids(sources, images, source_ids), source_class,
+                   source_class, noise_ratio, class_names, variant, output_type)
+
+
+def txt2img(generator: GenieGenerator, target_class: str, count: int, class_names: dict[str, str] | None = None,
+            source_ids: Sequence[str] | None = None, variant: int = 0, output_type: str = "pil"):
+    """The Txt2Img baseline: `count` images of a class from pure noise (r = 1).
+
+    In an episode a Txt2Img image is seeded by the support image it stands in for (`source_ids`); without
+    ids the images are numbered `txt2img-0`, `txt2img-1`, ..."""
+    ids = list(source_ids) if source_ids is not None else [f"txt2img-{i}" for i in range(check_batch_size(count))]
+    if source_ids is not None and len(ids) != count:
+        raise ValueError(f"got {len(ids)} source ids for {count} images")
+    return _direct(generator, "txt2img", None, ids, target_class, target_class, 1.0, class_names, variant,
+                   output_type)
+
+
+def noised_images(generator: GenieGenerator, image: Image.Image, seed: int, noise_ratios: Sequence[float]):
+    """What the UNet starts from at each r, decoded to pixels: the source fading into noise."""
+    latents = generator.encode([image])
+    noise = generator.noise([seed])
+    return [generator.decode(generator.noised(latents, noise, r)[2])[0] for r in noise_ratios]

@@ -20,7 +20,7 @@ from torch import nn
 from .data import images_tensor, load_dataset
 from .splits import EVALUATION, GENERATOR, pool_images
 from .store import atomic_write
-from .training import fit, step_generator
+from .training import fit, step_generator, tensor_digest
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,9 @@ def train_oracle(profile: dict, path: str | os.PathLike, settings: OracleSetting
 
     workdir = Path(workdir) if workdir else Path(path).parent
     workdir.mkdir(parents=True, exist_ok=True)
+    fingerprint = {"settings": asdict(settings), "classes": classes, "images": tensor_digest(images)}
     history = fit("oracle", {"network": network}, list(network.parameters()), loss_fn, settings.steps,
-                  settings.learning_rate, settings.checkpoint_every, workdir, progress=progress)
+                  settings.learning_rate, settings.checkpoint_every, workdir, fingerprint, progress=progress)
     oracle = Oracle(network, classes)
     held_out = pool_images(profile, dataset, EVALUATION)
     predicted = oracle.probabilities(images_tensor(held_out.path)).argmax(1)
@@ -171,7 +172,7 @@ def random_pairs(sources: pd.DataFrame, classes: Sequence[str], count: int, seed
 
 
 def label_consistency(generator, oracle: Oracle, pairs: pd.DataFrame, noise_ratios: Sequence[float], store,
-                      class_names: dict[str, str], batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+                      class_names: dict[str, str], batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
     """GeNIe outputs of every pair at every r (one noise draw per pair), judged by the oracle.
 
     Returns one row per image: source and target class, r, P(target), P(source), the oracle's class."""

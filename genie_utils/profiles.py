@@ -1,17 +1,57 @@
-"""Run profiles (embedded, smoke, paper) as data.
+"""Run profiles (embedded, smoke, paper) as data, validated against one schema.
 
 A profile is a small TOML file in `genie_utils/profiles/`; `extends` names a profile whose values it
-overrides table by table. Relative paths in a profile are relative to the project root.
+overrides table by table. Relative paths in a profile are relative to the project root. Every file is
+checked on load: an unknown key or table, a value of the wrong type, a missing required key or an unknown
+backbone gives one `ProfileError` naming the file, the key and the nearest valid key.
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import tomllib
 from pathlib import Path
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "embedded"
+BACKBONES = ("efficientnet-lite0", "resnet18", "resnet34", "resnet50")
+DATASET_KINDS = ("openmoji", "folders")
+
+# The schema: every key a profile may set, with its type. `float` accepts integers; lists name their items'
+# type. Keys in REQUIRED must be present once `extends` is resolved.
+_TRAINING = {"vae_steps": int, "vae_batch_size": int, "vae_learning_rate": float, "kl_weight": float,
+             "unet_steps": int, "unet_batch_size": int, "unet_learning_rate": float, "prompt_dropout": float,
+             "snr_gamma": float, "ema_power": float, "checkpoint_every": int, "seed": int}
+_SIZE = {"unet_channels": [int], "unet_layers_per_block": int, "attention_levels": [int],
+         "attention_head_dim": int, "vae_channels": [int], "latent_channels": int, "text_width": int,
+         "text_layers": int, "text_heads": int, "image_size": int, "vae_layers_per_block": int,
+         "vae_scaling_factor": float}
+SCHEMA: dict = {
+    "name": str, "description": str, "extends": str,
+    "dataset": {"kind": str, "resolution": int, "cache_dir": str, "root": str, "class_names": str},
+    "splits": {"folder": str, "seed": int, "evaluation_fraction": float, "shots": [int], "queries_per_class": int,
+               "ways": int, "longtail_test_per_class": int, "many_shot_threshold": int, "few_shot_threshold": int},
+    "generation": {"model": str, "num_inference_steps": int, "guidance_scale": float, "prompt_template": str,
+                   "batch_size": int, "seed": int},
+    "features": {"backbone": str, "checkpoint": str, "cache_dir": str, "batch_size": int},
+    "ada": {"episodes": [int], "ways": int, "shots": int, "cost_pairs": int},
+    "walkthrough": {"source_id": str, "targets": [str], "noise_ratios": [float], "sweep_pairs": int},
+    "paths": {"results": str, "figures": str},
+    "notebooks": {"grid_images_per_class": int, "grid_classes": int},
+    "companion": {"output": str, "workdir": str, "size": _SIZE, "training": _TRAINING},
+    "oracle": {"path": str, "output": str, "workdir": str,
+               "training": {"steps": int, "batch_size": int, "learning_rate": float, "checkpoint_every": int,
+                            "seed": int}},
+}
+REQUIRED = ("name", "dataset.kind", "dataset.resolution", "splits.shots", "splits.queries_per_class",
+            "generation.model", "generation.num_inference_steps", "generation.guidance_scale",
+            "generation.prompt_template", "generation.batch_size", "generation.seed", "features.backbone",
+            "features.cache_dir", "paths.results", "paths.figures")
+
+
+class ProfileError(ValueError):
+    """A profile file that cannot be used: syntax, unknown keys, wrong types, missing keys or values."""
 
 
 def project_root() -> Path:
@@ -41,11 +81,84 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def load_profile(name_or_path: str | os.PathLike = DEFAULT_PROFILE) -> dict:
-    """Read a profile by name (`embedded`, `smoke`, `paper`) or from a TOML file path.
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
-    Returns a nested dict; `profile["root"]` is the project root that relative paths refer to.
-    """
+
+def _type_name(expected) -> str:
+    if isinstance(expected, list):
+        return f"a list of {_TYPE_NAMES[expected[0]].split(' ', 1)[1]}s"
+    return "a table" if isinstance(expected, dict) else _TYPE_NAMES[expected]
+
+
+def _matches(value, expected) -> bool:
+    if isinstance(expected, list):
+        return isinstance(value, list) and all(_matches(v, expected[0]) for v in value)
+    if isinstance(expected, dict):
+        return isinstance(value, dict)
+    if isinstance(value, bool):
+        return expected is bool
+    return isinstance(value, (int, float)) if expected is float else isinstance(value, expected)
+
+
+def _check_keys(table: dict, schema: dict, prefix: str = "") -> list[str]:
+    """Unknown keys and wrong types in one (unmerged) profile table, as messages."""
+    problems = []
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.5)
+            where = f"[{prefix[:-1]}]" if prefix else "the top level"
+            hint = f"; did you mean {prefix}{close[0]!s}?" if close else f"; valid keys of {where}: {sorted(schema)}"
+            problems.append(f"unknown {'table' if isinstance(value, dict) else 'key'} {dotted!r}{hint}")
+        elif not _matches(value, schema[key]):
+            problems.append(f"{dotted} = {value!r} should be {_type_name(schema[key])}")
+        elif isinstance(schema[key], dict):
+            problems += _check_keys(value, schema[key], f"{dotted}.")
+    return problems
+
+
+def _check_values(profile: dict) -> list[str]:
+    """Required keys and allowed values of a merged profile, as messages."""
+    problems = []
+    for dotted in REQUIRED:
+        table = profile
+        for part in dotted.split("."):
+            table = table.get(part, {}) if isinstance(table, dict) else {}
+        if table == {}:
+            problems.append(f"missing required key {dotted}")
+    backbone = profile.get("features", {}).get("backbone")
+    if backbone is not None and backbone not in BACKBONES:
+        close = difflib.get_close_matches(backbone, BACKBONES, n=1, cutoff=0.3)
+        problems.append(f"unknown backbone features.backbone = {backbone!r}"
+                        + (f"; did you mean {close[0]!r}?" if close else "") + f" Known: {list(BACKBONES)}")
+    elif backbone in BACKBONES[1:] and not profile["features"].get("checkpoint"):
+        problems.append(f"features.backbone = {backbone!r} needs features.checkpoint (a UniSiam/torchvision file)")
+    kind = profile.get("dataset", {}).get("kind")
+    if kind is not None and kind not in DATASET_KINDS:
+        problems.append(f"unknown dataset.kind = {kind!r}; use one of {list(DATASET_KINDS)}")
+    if kind == "folders" and not profile["dataset"].get("root"):
+        problems.append("dataset.kind = 'folders' needs dataset.root (root/<class>/<image>)")
+    generation = profile.get("generation", {})
+    for key in ("num_inference_steps", "batch_size"):
+        if isinstance(generation.get(key), int) and generation[key] < 1:
+            problems.append(f"generation.{key} = {generation[key]} must be at least 1")
+    return problems
+
+
+def _read(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+    except tomllib.TOMLDecodeError as error:
+        raise ProfileError(f"{path}: TOML syntax error: {error}. Fix the line named.") from None
+    problems = _check_keys(table, SCHEMA)
+    if problems:
+        raise ProfileError(f"{path}: " + "; ".join(problems))
+    return table
+
+
+def profile_path(name_or_path: str | os.PathLike) -> Path:
+    """The file of a profile given by name (`embedded`, `smoke`, `paper`) or as a path to a .toml file."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
         path = PROFILE_DIR / f"{name_or_path}.toml"
@@ -54,13 +167,30 @@ def load_profile(name_or_path: str | os.PathLike = DEFAULT_PROFILE) -> dict:
             f"unknown profile {str(name_or_path)!r}: no file {path}. "
             f"Use one of {available_profiles()} or the path of a .toml file."
         )
-    with open(path, "rb") as f:
-        profile = tomllib.load(f)
-    parent = profile.pop("extends", None)
-    if parent:
-        profile = _merge(load_profile(parent), profile)
+    return path
+
+
+def load_profile(name_or_path: str | os.PathLike = DEFAULT_PROFILE) -> dict:
+    """Read and validate a profile by name or from a TOML file path.
+
+    Returns a nested dict; `profile["root"]` is the project root that relative paths refer to and
+    `profile["file"]` the file read.
+    """
+    path = profile_path(name_or_path)
+    profile = _load_merged(path)
+    problems = _check_values(profile)
+    if problems:
+        raise ProfileError(f"{path}: " + "; ".join(problems))
     profile["root"] = str(project_root())
+    profile["file"] = str(path)
     return profile
+
+
+def _load_merged(name_or_path) -> dict:
+    path = profile_path(name_or_path)
+    profile = _read(path)
+    parent = profile.pop("extends", None)
+    return _merge(_load_merged(parent), profile) if parent else profile
 
 
 def resolve(profile: dict, relative: str | os.PathLike) -> Path:

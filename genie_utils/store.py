@@ -3,16 +3,20 @@
 Layout under a store root:
     images/<method>/<key>.png     the image
     rows/<key[:2]>/<key>.json     its manifest row, written last: a row exists only for a complete image
+    claims/<key>                  a worker is making this image now (pid, host, time)
 
-The key is a hash of everything that determines the image, so a rerun finds what exists and skips
-it, many processes can fill one store without coordination (the same job writes the same bytes), and an
-interrupted run leaves at most temporary files, which readers ignore and `clean` removes.
+The key is a hash of everything that determines the image, so a rerun finds what exists and skips it.
+Several processes can fill one store: each claims a key before making its image, so none makes another's,
+and a row once written is never replaced (a resumed run cannot mix two versions of a key). An interrupted
+run leaves at most temporary files and a claim; the next claim of that key removes both.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +25,8 @@ import pandas as pd
 from PIL import Image
 
 TEMPORARY_PREFIX = ".tmp-"
+CLAIM_STALE_SECONDS = 3600  # a claim from another host older than this is taken over
+_METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
 def spec_key(spec: dict) -> str:
@@ -32,7 +38,8 @@ def spec_key(spec: dict) -> str:
 def atomic_write(path: Path, write) -> None:
     """Write through `write(file_object)` into a temporary file beside `path`, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=path.parent)
+    # the temporary name starts with the final one, so that leftovers of a killed writer can be found
+    descriptor, temporary = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as f:
             write(f)
@@ -62,8 +69,63 @@ class Store:
     def has(self, key: str) -> bool:
         return self._row_path(key).is_file()
 
+    def _claim_path(self, key: str) -> Path:
+        return self.root / "claims" / key
+
+    def claim(self, key: str) -> bool:
+        """Take the right to make `key`'s image; False if another live worker holds it.
+
+        A claim whose process has died (same host) or that is older than CLAIM_STALE_SECONDS is taken over,
+        and the temporary files its writer may have left are removed."""
+        path = self._claim_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not self._claim_is_stale(path):
+                    return False
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(descriptor, "w") as f:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+            for leftover in [*self.root.glob(f"images/*/{TEMPORARY_PREFIX}{key}.png.*"),
+                             *self._row_path(key).parent.glob(f"{TEMPORARY_PREFIX}{key}.json.*")]:
+                leftover.unlink(missing_ok=True)
+            return True
+        return False
+
+    @staticmethod
+    def _claim_is_stale(path: Path) -> bool:
+        try:
+            holder = json.loads(path.read_text())
+            age = time.time() - path.stat().st_mtime
+        except (OSError, ValueError):
+            return True  # unreadable or half-written claim: its writer died
+        if holder.get("host") == socket.gethostname():
+            if holder.get("pid") == os.getpid():
+                return True  # left by an interrupted run of this very process
+            try:
+                os.kill(int(holder["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, KeyError, ValueError, TypeError):
+                pass
+            return False
+        return age > CLAIM_STALE_SECONDS
+
+    def release(self, key: str) -> None:
+        self._claim_path(key).unlink(missing_ok=True)
+
     def put(self, key: str, image: Image.Image, row: dict) -> dict:
-        """Write the image, then its row (the row marks the pair complete). Returns the row as stored."""
+        """Write the image, then its row (the row marks the pair complete). Returns the row as stored.
+
+        A key already in the store is left as it is (its stored row is returned): one key, one version."""
+        if self.has(key):
+            return self.row(key)
+        if not _METHOD_NAME.match(str(row.get("method", ""))):
+            raise ValueError(f"method {row.get('method')!r} is not a valid store folder name (lower-case letters, "
+                             "digits and underscores)")
         path = self.image_path(row["method"], key)
         atomic_write(path, lambda f: image.save(f, format="PNG"))
         return self.put_row(key, {**row, "file": str(path.relative_to(self.root))})

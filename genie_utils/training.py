@@ -2,13 +2,14 @@
 checkpoints written atomically, exact resume (batches are drawn from per-step seeds), a loss history."""
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .store import atomic_write
+from .store import atomic_write, spec_key
 
 
 def step_generator(seed: int, stage: int, step: int) -> torch.Generator:
@@ -16,13 +17,21 @@ def step_generator(seed: int, stage: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + stage * 100_003 + step)
 
 
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """sha256 of a tensor's values: part of a training run's fingerprint."""
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
 def fit(name: str, modules: dict, parameters: list, loss_fn, steps: int, learning_rate: float,
-        checkpoint_every: int, workdir, ema=None, progress: bool = True) -> list[dict]:
+        checkpoint_every: int, workdir, fingerprint: dict, ema=None, progress: bool = True) -> list[dict]:
     """Optimise `loss_fn(step) -> loss` for `steps` steps with AdamW and a cosine schedule, checkpointing
-    to `workdir/<name>.ckpt` and resuming from it. Returns the loss history (step, loss, seconds)."""
+    to `workdir/<name>-<hash of fingerprint>.ckpt` and resuming from it. `fingerprint` holds everything the
+    run depends on (sizes, settings, a digest of the data): a run with other settings never resumes from
+    this one's checkpoint. Returns the loss history (step, loss, seconds)."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    checkpoint = Path(workdir) / f"{name}.ckpt"
+    fingerprint = {**fingerprint, "steps": steps, "learning_rate": learning_rate}
+    checkpoint = Path(workdir) / f"{name}-{spec_key(fingerprint)[:12]}.ckpt"
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
     schedule = get_cosine_schedule_with_warmup(optimizer, min(100, steps // 10), steps)
     history, start = [], 0

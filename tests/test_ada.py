@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from genie_utils import ada, features, generate
+from genie_utils import ada, features, fewshot, generate
 from genie_utils.store import Store
 
 RATIOS = list(ada.ADA_RATIOS)
@@ -143,7 +143,7 @@ def one_shot_support(openmoji):
 
 def test_candidates_share_noise_and_encodes_and_reuse_the_genie_image(fast_generator, openmoji, class_names, tmp_path):
     support = one_shot_support(openmoji)
-    pairs = generate.episode_jobs(support, "genie")  # 6 pairs
+    pairs = fewshot.episode_jobs(support, "genie")  # 6 pairs
     store = Store(tmp_path)
     genie_rows = generate.run_jobs(fast_generator, pairs[:2], store, class_names, progress=False)
     before = generate.GenerationCounts(**vars(fast_generator.counts))
@@ -163,7 +163,7 @@ def test_candidates_share_noise_and_encodes_and_reuse_the_genie_image(fast_gener
 
 def test_ada_choices_keep_one_image_per_pair(fast_generator, openmoji, class_names, tmp_path):
     support = one_shot_support(openmoji)
-    pairs = generate.episode_jobs(support, "genie")
+    pairs = fewshot.episode_jobs(support, "genie")
     store = Store(tmp_path)
     candidates = ada.generate_candidates(fast_generator, pairs, store, class_names, progress=False)
     choices = ada.ada_choices(CountingBackbone(), candidates, support, store)
@@ -177,3 +177,96 @@ def test_ada_choices_keep_one_image_per_pair(fast_generator, openmoji, class_nam
     assert len(ada_rows) == len(pairs) and ada_rows.key.is_unique
     assert set(ada_rows.file) <= set(manifest[manifest.method == "genie"].file)  # no copies
     assert all(len(j) == 4 for j in ada_rows.jumps)
+
+
+class TableBackbone(features.Backbone):
+    """A stub backbone returning given embeddings, looked up by the image's pixels."""
+
+    def __init__(self, table):
+        network = nn.Identity()
+        super().__init__("table", "stub", network, features.Transform(), network)
+        self.table = table
+
+    def embed(self, images):
+        from genie_utils.data import to_rgb
+        return np.stack([self.table[pixels_key(to_rgb(i))] for i in images])
+
+
+def pixels_key(image):
+    import hashlib
+    return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+def test_ada_choices_use_the_target_prototype_and_the_source_embedding(fast_generator, openmoji, class_names, tmp_path):
+    """Known embeddings: candidates move from the source's axis towards the target's with a jump placed per
+    pair, plus a decoy move towards the third class elsewhere. r* must be what the formula gives by hand, and
+    differ, for most pairs, from what the third class's prototype would give."""
+    from genie_utils.data import load_image
+    support = one_shot_support(openmoji)
+    classes = list(support.class_name)
+    axis = {c: np.eye(8)[i] for i, c in enumerate(classes)}
+    store = Store(tmp_path)
+    pairs = fewshot.episode_jobs(support, "genie")
+    candidates = ada.generate_candidates(fast_generator, pairs, store, class_names, progress=False)
+    table = {pixels_key(load_image(p)): axis[c] for p, c in zip(support.path, support.class_name)}
+    expected, wrong = {}, {}
+    for n, ((source_class, target), group) in enumerate(candidates.groupby(["source_class", "target_class"])):
+        third = next(c for c in classes if c not in (source_class, target))
+        k = n % 4
+        t = np.array([0.0, 0.05, 0.1, 0.15, 0.2]) + 0.8 * (np.arange(5) > k)
+        u = 0.8 * (np.arange(5) > (k + 2) % 4)  # decoy: towards the third class, elsewhere
+        vectors = [axis[source_class] + t_r * axis[target] + u_r * axis[third] for t_r, u_r in zip(t, u)]
+        for key, vector in zip(group.sort_values("noise_ratio").key, vectors):
+            table[pixels_key(store.load_image(key))] = vector
+        unit = np.array([v / np.linalg.norm(v) for v in vectors])
+        for out, prototype in ((expected, axis[target]), (wrong, axis[third])):
+            direction = prototype - axis[source_class]
+            jumps = np.abs(np.diff(unit @ direction / np.linalg.norm(direction)))
+            out[(source_class, target)] = RATIOS[int(np.argmax(jumps)) + 1]
+    choices = ada.ada_choices(TableBackbone(table), candidates, support, store)
+    got = {(r.source_class, r.target_class): r.noise_ratio for r in choices.itertuples()}
+    assert got == expected
+    assert sum(got[pair] != wrong[pair] for pair in got) >= 3
+    assert sorted(set(expected.values())) != [expected[next(iter(expected))]]  # not one r for every pair
+
+
+def test_checkpoints_of_another_architecture_or_broken_files_are_refused(tmp_path):
+    import torchvision
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), tmp_path / "r34.pth")
+    with pytest.raises(KeyError, match=r"r34.pth as resnet18: the checkpoint has \d+ weights the backbone does not"):
+        features.resnet("resnet18", tmp_path / "r34.pth")
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save(state, tmp_path / "shapes.pth")
+    with pytest.raises(KeyError, match=r"other shapes than the backbone's, e.g. layer1.0.conv1.weight"):
+        features.resnet("resnet18", tmp_path / "shapes.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"cannot read the backbone checkpoint .*empty.pth: it is empty, truncated"):
+        features.resnet("resnet18", tmp_path / "empty.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "shapes.pth").read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"cannot read the backbone checkpoint .*cut.pth"):
+        features.resnet("resnet18", tmp_path / "cut.pth")
+
+
+def test_embed_and_candidates_refuse_empty_inputs_and_bad_batch_sizes(fast_generator, class_names, tmp_path):
+    with pytest.raises(ValueError, match="non-empty list of images"):
+        features.embed(CountingBackbone(), [])
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        features.embed(CountingBackbone(), ["x.png"], batch_size=0)
+    with pytest.raises(ValueError, match="no \\(source, target\\) pairs given"):
+        ada.generate_candidates(fast_generator, [], Store(tmp_path), class_names, progress=False)
+    job = generate.Job("genie", "a", "x.png", "heart", "face-smiling", 0.8)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 1.5"):
+        ada.generate_candidates(fast_generator, [job], Store(tmp_path), class_names, batch_size=1.5, progress=False)
+
+
+def test_the_feature_transform_is_resize_crop_normalise():
+    """A flat colour stays flat through resize and crop: (value - mean) / std, here by hand."""
+    from PIL import Image
+    out = features.IMAGENET(Image.new("RGB", (300, 400), (200, 100, 50)))
+    assert out.shape == (3, 224, 224)
+    expected = [(200 - 0.485 * 255) / (0.229 * 255), (100 - 0.456 * 255) / (0.224 * 255), (50 - 0.406 * 255) / (0.225 * 255)]
+    torch.testing.assert_close(out[:, 100, 100], torch.tensor(expected), atol=1e-4, rtol=0)
+    ramp = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (256, 1, 3)))
+    lite = features.EFFICIENTNET_LITE(ramp)  # 256 px: no resize, crop columns 16..239
+    torch.testing.assert_close(lite[0, 5, :], (torch.arange(16, 240).float() - 127) / 128, atol=1e-4, rtol=0)

@@ -32,8 +32,10 @@ def test_smoke_training_writes_a_loadable_half_precision_pipeline(tmp_path):
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
 
 
-def test_interrupted_training_resumes_exactly(tmp_path):
-    def run(workdir, stop_at=None):
+def test_interrupted_training_resumes_exactly_and_only_with_the_same_settings(tmp_path):
+    calls = []
+
+    def run(workdir, stop_at=None, fingerprint=None):
         torch.manual_seed(0)
         model = nn.Linear(4, 1)
         data_x = torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
@@ -41,21 +43,28 @@ def test_interrupted_training_resumes_exactly(tmp_path):
         def loss_fn(step):
             if step == stop_at:
                 raise KeyboardInterrupt
+            calls.append(step)
             g = training.step_generator(0, 9, step)
             batch = data_x[torch.randint(32, (8,), generator=g)]
             return (model(batch) - batch.sum(1, keepdim=True)).pow(2).mean()
 
         return training.fit("toy", {"model": model}, list(model.parameters()), loss_fn, 12, 0.05, 4, workdir,
-                            progress=False), model
+                            fingerprint or {"data": "toy"}, progress=False), model
 
     whole, model = run(tmp_path / "a")
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "b", stop_at=9)  # checkpoint at step 8, then interrupted
+    calls.clear()
     resumed, model_b = run(tmp_path / "b")
+    assert calls == [8, 9, 10, 11]  # only the steps after the checkpoint
     assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in whole], rel=1e-6)
     assert torch.allclose(model.weight, model_b.weight)
+    calls.clear()
     again, _ = run(tmp_path / "b")  # finished: nothing left to do
-    assert len(again) == 12
+    assert len(again) == 12 and calls == []
+    calls.clear()
+    other, _ = run(tmp_path / "b", fingerprint={"data": "other"})  # other settings: start from scratch
+    assert calls == list(range(12)) and len(other) == 12
 
 
 def test_oracle_round_trip_and_augmentation(tmp_path, openmoji):

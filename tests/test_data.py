@@ -90,19 +90,54 @@ def test_class_folders_with_display_names(tmp_path):
     assert data.class_display_names(table) == {"n01532829": "house finch, linnet, Carpodacus mexicanus",
                                                "n02110063": "malamute"}
     assert list(data.class_sizes(table).images) == [3, 2]
-    unnamed = data.load_class_folders(tmp_path / "test")
-    assert set(unnamed.display_name) == {"n01532829", "n02110063"}
+    make_folders(tmp_path / "named", {"golden_retriever": 2})
+    assert set(data.load_class_folders(tmp_path / "named").display_name) == {"golden retriever"}
+
+
+def test_wordnet_folders_need_names_for_every_class(tmp_path):
+    make_folders(tmp_path / "test", {"n01532829": 3, "n02110063": 2})
+    with pytest.raises(ValueError, match=r"WordNet ids .* no class-name file .*a photo of a n0"):
+        data.load_class_folders(tmp_path / "test")
+    (tmp_path / "names.txt").write_text("n01532829 house finch\n")
+    with pytest.raises(KeyError, match=r"1 class folders have no display name .*n02110063"):
+        data.load_class_folders(tmp_path / "test", tmp_path / "names.txt")
+    with pytest.raises(FileNotFoundError, match=r"class-name file not found: .*absent.txt"):
+        data.load_class_folders(tmp_path / "test", tmp_path / "absent.txt")
+
+
+def test_a_wrong_class_names_path_in_a_profile_is_an_error(tmp_path):
+    from genie_utils import profiles
+    make_folders(tmp_path / "test", {"n01532829": 1})
+    (tmp_path / "p.toml").write_text(f'extends = "paper"\n[dataset]\nroot = "{tmp_path / "test"}"\n'
+                                     f'class_names = "{tmp_path / "typo.txt"}"\n')
+    with pytest.raises(FileNotFoundError, match="typo.txt"):
+        data.load_dataset(profiles.load_profile(tmp_path / "p.toml"))
 
 
 def test_class_folder_errors_say_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset folder not found.*root/<class>"):
         data.load_class_folders(tmp_path / "absent")
     (tmp_path / "empty" / "cls").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="no images under"):
+    with pytest.raises(FileNotFoundError, match=r"1 class folders hold no images \(e.g. .*empty/cls"):
         data.load_class_folders(tmp_path / "empty")
     (tmp_path / "bad.txt").write_text("n01532829\n")
     with pytest.raises(ValueError, match=r"bad.txt:1: expected '<folder> <display name>'"):
         data.read_class_names(tmp_path / "bad.txt")
+
+
+def test_bad_files_are_reported_when_the_dataset_loads(tmp_path):
+    make_folders(tmp_path / "root", {"cat": 2, "dog": 2})
+    (tmp_path / "root" / "cat" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "root" / "dog" / "notes.png").write_text("not an image")
+    with pytest.raises(data.ImageReadError, match=r"2 files under .* cannot be read.*empty.jpg \(zero bytes\).*"
+                                                   r"notes.png \(not an image"):
+        data.load_class_folders(tmp_path / "root")
+    (tmp_path / "root" / "cat" / "empty.jpg").unlink()
+    (tmp_path / "root" / "dog" / "notes.png").unlink()
+    (tmp_path / "root" / "dog" / "._img0.jpg").write_bytes(b"\x00\x05resource fork")
+    with pytest.warns(UserWarning, match=r"skipped 1 hidden files .*\._img0.jpg"):
+        table = data.load_class_folders(tmp_path / "root")
+    assert len(table) == 4 and not table.path.str.contains("/[.]_").any()
 
 
 def test_load_image_converts_to_rgb_and_names_bad_files(tmp_path):

@@ -95,19 +95,22 @@ def test_batch_size_and_order_do_not_change_images(generator, openmoji, class_na
     assert (batch - reverse.flip(0)).abs().max() < 1e-4
 
 
-def test_seeds_are_per_pair_and_shared_across_noise_ratios(generator):
-    seed = generate.pair_seed(0, "1F600", "heart")
-    assert seed == generate.pair_seed(0, "1F600", "heart")
-    assert len({seed, generate.pair_seed(1, "1F600", "heart"), generate.pair_seed(0, "1F603", "heart"),
-                generate.pair_seed(0, "1F600", "office"), generate.pair_seed(0, "1F600", "heart", 1)}) == 5
+def test_seeds_are_per_pair_golden_and_shared_across_noise_ratios(generator):
+    # golden values: sha256("0|1F600|heart|0") read as a big-endian 63-bit integer; a change breaks every store key
+    assert generate.pair_seed(0, "1F600", "heart") == 5860225998515536740
+    assert generate.pair_seed(0, "1F600", "heart", 1) == 2424508658757225429
+    assert len({generate.pair_seed(1, "1F600", "heart"), generate.pair_seed(0, "1F603", "heart"),
+                generate.pair_seed(0, "1F600", "office"), generate.pair_seed(0, "1F600", "heart", 1),
+                5860225998515536740}) == 5
     job = generate.Job("genie", "1F600", "p.png", "face-smiling", "heart", 0.5)
     specs = [generate.job_spec(generator, generate.Job(**{**job.__dict__, "noise_ratio": r}), "prompt", "sha")
              for r in (0.5, 0.6, 0.7, 0.8, 0.9)]
-    assert len({s["seed"] for s in specs}) == 1
-    assert torch.equal(generator.noise([seed]), generator.noise([seed]))
+    assert {s["seed"] for s in specs} == {5860225998515536740}
+    expected = torch.randn(generator.latent_shape, generator=torch.Generator().manual_seed(5860225998515536740))
+    assert torch.equal(generator.noise([5860225998515536740])[0], expected)
 
 
-@pytest.mark.parametrize("bad", [0, -0.1, 1.01, 2, "0.8"])
+@pytest.mark.parametrize("bad", [0, -0.1, 1.01, 2, "0.8", True, None])
 def test_noise_ratio_outside_zero_one_is_rejected(generator, openmoji, class_names, bad):
     paths, ids = sources(openmoji, 1)
     with pytest.raises(ValueError, match=r"noise ratio r must be in \(0, 1\]"):
@@ -172,3 +175,203 @@ def test_scheduler_is_dpm_solver_pp_order_two(generator):
     assert type(scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert scheduler.config.algorithm_type == "dpmsolver++" and scheduler.config.solver_order == 2
     assert scheduler.config.beta_schedule == "scaled_linear"
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading: bounded time, the right culprit, paths relative to the project root
+
+
+def test_a_silent_hub_fails_within_the_timeout(tmp_path):
+    """A hub that accepts the connection and never answers: a ModelLoadError after the timeout, not a hang."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(16)], daemon=True).start()
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}", "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf"), "GENIE_HUB_TIMEOUT_SECONDS": "3"}
+    code = ("from genie_utils import generate\n"
+            "try:\n generate.load_pipeline('stable-diffusion-v1-5/stable-diffusion-v1-5', device='cpu')\n"
+            "except generate.ModelLoadError as e:\n print('ModelLoadError:', e)\n")
+    began = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90)
+    assert time.perf_counter() - began < 60
+    assert "did not answer within 3" in result.stdout and "local diffusers folder" in result.stdout
+    server.close()
+
+
+@pytest.fixture
+def broken_copy(tiny_model_dir, tmp_path):
+    import shutil
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    return folder
+
+
+def test_a_missing_weights_file_is_a_broken_local_folder(broken_copy):
+    for weights in (broken_copy / "unet").glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: no weights file in .*unet") as error:
+        generate.load_pipeline(broken_copy, device="cpu")
+    assert "hub" not in str(error.value)
+
+
+def test_a_truncated_weights_file_is_named(broken_copy):
+    weights = next((broken_copy / "vae").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(generate.ModelLoadError, match=rf"weights file .*vae/{weights.name} is corrupt or truncated"):
+        generate.load_pipeline(broken_copy, device="cpu")
+
+
+def test_a_corrupt_model_index_is_named(broken_copy):
+    (broken_copy / "model_index.json").write_text('{"_class_name": ')
+    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: .*model_index.json is not valid JSON"):
+        generate.load_pipeline(broken_copy, device="cpu")
+    (broken_copy / "model_index.json").unlink()
+    with pytest.raises(generate.ModelLoadError, match="not a diffusers pipeline folder"):
+        generate.load_pipeline(broken_copy, device="cpu")
+
+
+def test_relative_model_paths_resolve_against_the_project_root(monkeypatch):
+    from genie_utils import profiles
+    root = profiles.project_root()
+    monkeypatch.chdir(root / "notebooks")
+    assert generate.model_location("models/genie-companion") == ("folder", (root / "models/genie-companion").resolve())
+    assert generate.model_location("stable-diffusion-v1-5/stable-diffusion-v1-5") == ("hub", None)
+    with pytest.raises(generate.ModelLoadError, match=r"no diffusers model folder at ./models/absent"):
+        generate.model_location("./models/absent")
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs checked at the boundary
+
+
+def test_noise_ratios_are_normalised_numpy_accepted_booleans_refused(generator):
+    assert generate.check_noise_ratio(np.float32(0.8)) == 0.8 and type(generate.check_noise_ratio(np.float64(1))) is float
+    one, one_float = (generate.Job("genie", "a", "p.png", "x", "y", r) for r in (1, 1.0))
+    assert one == one_float
+    assert generate.job_spec(generator, one, "p", "s") == generate.job_spec(generator, one_float, "p", "s")
+    with pytest.raises(ValueError, match=r"noise ratio r must be in \(0, 1\], got True"):
+        generate.Job("genie", "a", "p.png", "x", "y", True)
+
+
+def test_a_ratio_that_runs_no_step_is_an_error(generator):
+    with pytest.raises(ValueError, match=r"r = 0.01 with 50 steps runs no denoising step.*r >= 0.02"):
+        generator.timesteps(0.01)
+    assert len(generator.timesteps(0.02)) == 1
+
+
+def test_kept_steps_agree_with_diffusers_img2img(generator):
+    """r keeps int(steps * r) steps, as diffusers' own img2img `get_timesteps` (r = 0.58: 28, not 29)."""
+    pipe = generator.pipe
+    pipe.scheduler = generator.scheduler()
+    for r in (0.3, 0.58, 0.7, 0.8, 0.9, 1.0):
+        pipe.scheduler.set_timesteps(50)
+        theirs, count = pipe.get_timesteps(50, r, "cpu")
+        assert generate.kept_steps(50, r) == count == len(generator.timesteps(r))
+        assert generator.timesteps(r).tolist() == theirs.tolist()
+    assert generate.kept_steps(50, 0.58) == 28
+
+
+def test_the_timestep_spacing_is_pinned_whatever_the_model_says(tiny_pipeline):
+    from diffusers import DPMSolverMultistepScheduler
+    pipe, info = tiny_pipeline
+    original = pipe.scheduler
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(original.config, timestep_spacing="trailing",
+                                                             use_karras_sigmas=True)
+    try:
+        generator = generate.GenieGenerator(pipe, generate.Recipe(), info)
+        assert generator.timesteps(1.0).tolist() == SCHEDULE_50
+    finally:
+        pipe.scheduler = original
+
+
+def test_unknown_methods_and_bad_batch_sizes_are_refused(generator, openmoji, class_names, tmp_path):
+    from genie_utils.store import Store
+    with pytest.raises(ValueError, match=r"unknown method '../../escape'"):
+        generate.Job("../../escape", "a", openmoji.path[0], "heart", "heart", 0.8)
+    with pytest.raises(ValueError, match="not a valid store folder name"):
+        Store(tmp_path / "store").put("k" * 20, Image.new("RGB", (4, 4)), {"method": "../../escape"})
+    assert not list(tmp_path.rglob("*.png"))
+    job = generate.Job("genie", "a", openmoji.path[0], "heart", "animal-mammal", 0.8)
+    for bad in (0, 2.5, True, "8"):
+        with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {bad!r}"):
+            generate.run_jobs(generator, [job], Store(tmp_path / "store"), class_names, batch_size=bad, progress=False)
+    with pytest.raises(ValueError, match="no source images given"):
+        generate.genie(generator, [], "heart", 0.8, class_names)
+    assert generator.counts.unet_steps == 0
+
+
+def test_transparent_sources_are_composited_on_white(generator, tmp_path):
+    from genie_utils import data
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))  # transparent black background
+    image.paste((255, 0, 0, 255), (16, 16, 48, 48))
+    image.save(tmp_path / "emoji.png")
+    for loaded in (data.load_image(tmp_path / "emoji.png"), generate._as_images([image])[0]):
+        assert loaded.mode == "RGB" and loaded.getpixel((0, 0)) == (255, 255, 255)
+        assert loaded.getpixel((32, 32)) == (255, 0, 0)
+    pixels = generator.preprocess(generate._as_images([image]))
+    assert pixels[0, :, 0, 0].tolist() == [1.0, 1.0, 1.0]  # white, not black (-1)
+
+
+def test_tiny_and_elongated_sources_warn(generator):
+    with pytest.warns(UserWarning, match="upscaled more than 4x"):
+        generator.preprocess([Image.new("RGB", (12, 12))])
+    with pytest.warns(UserWarning, match="aspect ratio over 2.5: the centre crop keeps 33%"):
+        generator.preprocess([Image.new("RGB", (192, 64))])
+
+
+def test_preprocessing_is_resize_shorter_side_centre_crop_and_scale(generator):
+    """Checked against arithmetic done here: a 96x64 ramp needs no resize, only a centre crop of columns
+    16..79; a 128x128 flat colour is resized to 64x64 without changing its value."""
+    ramp = np.tile(np.arange(96, dtype=np.uint8)[None, :, None] * 2, (64, 1, 3))
+    pixels = generator.preprocess([Image.fromarray(ramp)])
+    assert pixels.shape == (1, 3, 64, 64)
+    expected = torch.from_numpy(ramp[:, 16:80].astype(np.float32) / 127.5 - 1).permute(2, 0, 1)
+    torch.testing.assert_close(pixels[0], expected, atol=1e-6, rtol=0)
+    flat = generator.preprocess([Image.new("RGB", (128, 128), (200, 100, 50))])
+    torch.testing.assert_close(flat[0, :, 10, 10], torch.tensor([200, 100, 50]) / 127.5 - 1, atol=1e-6, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# One seed path, one batch size, one prompt cache
+
+
+def test_direct_calls_give_the_images_run_jobs_stores(fast_generator, openmoji, class_names, tmp_path):
+    from genie_utils.store import Store
+    rows = openmoji[openmoji.class_name == "heart"].head(3)
+    jobs = [generate.Job("genie", r.image_id, r.path, r.class_name, "animal-mammal", 0.8) for r in rows.itertuples()]
+    jobs += [generate.Job("txt2img", r.image_id, r.path, r.class_name, r.class_name, 1.0, 2) for r in rows.itertuples()]
+    stored = generate.run_jobs(fast_generator, jobs, Store(tmp_path), class_names, batch_size=3, progress=False)
+    direct = generate.genie(fast_generator, list(rows.path), "animal-mammal", 0.8, class_names,
+                            source_ids=list(rows.image_id))
+    direct += generate.txt2img(fast_generator, "heart", 3, class_names, source_ids=list(rows.image_id), variant=2)
+    for key, image in zip(stored.key, direct):
+        assert np.abs(np.asarray(Store(tmp_path).load_image(key), int) - np.asarray(image, int)).max() <= 1
+
+
+def test_the_generator_batch_size_is_the_default(tiny_pipeline, openmoji, class_names, tmp_path):
+    from genie_utils.store import Store
+    pipe, info = tiny_pipeline
+    generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=10), info, batch_size=3)
+    rows = openmoji.head(7)
+    jobs = [generate.Job("genie", r.image_id, r.path, r.class_name, "heart", 0.8) for r in rows.itertuples()]
+    with unet_calls(pipe) as calls:
+        generate.run_jobs(generator, jobs, Store(tmp_path), class_names, progress=False)
+    assert sorted({rows for _, rows, _ in calls}) == [2, 6]  # batches of 3, 3, 1 (x2 for guidance)
+    from genie_utils import profiles
+    assert profiles.load_profile("smoke")["generation"]["batch_size"] == 8
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        generate.GenieGenerator(pipe, generate.Recipe(), info, batch_size=0)
+
+
+def test_the_prompt_cache_is_keyed_by_prompt_text(generator):
+    first, _ = generator.prompt_embeddings(["heart"])
+    generator.recipe = generate.Recipe(prompt_template="a drawing of a {}.")
+    second, _ = generator.prompt_embeddings(["heart"])
+    reference, _ = generator.pipe.encode_prompt(["a drawing of a heart."], "cpu", 1, True, negative_prompt=[""])
+    assert not torch.allclose(first, second)
+    torch.testing.assert_close(second, reference)

@@ -34,3 +34,53 @@ def test_profile_from_a_file_and_relative_paths(tmp_path):
     assert mine["generation"]["batch_size"] == 2 and mine["generation"]["num_inference_steps"] == 10
     assert profiles.resolve(mine, "results/x") == Path(mine["root"]) / "results/x"
     assert profiles.resolve(mine, "/abs/path") == Path("/abs/path")
+
+
+def write(tmp_path, text, name="mine.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ('extends = "smoke"\n[generation]\nnum_inference_step = 10\n',
+     r"mine.toml: unknown key 'generation.num_inference_step'; did you mean generation.num_inference_steps\?"),
+    ('extends = "smoke"\n[generaton]\nbatch_size = 2\n',
+     r"mine.toml: unknown table 'generaton'; did you mean generation\?"),
+    ('extends = "smoke"\n[generation]\nnum_inference_steps = "10"\n',
+     r"mine.toml: generation.num_inference_steps = '10' should be an integer"),
+    ('extends = "smoke"\n[splits]\nshots = [1, "5"]\n', r"splits.shots = \[1, '5'\] should be a list of integers"),
+    ('extends = "smoke"\n[generation]\nguidance_scale = true\n', r"generation.guidance_scale = True should be a number"),
+    ('extends = "smoke"\n[features]\nbackbone = "resnet-18"\n',
+     r"mine.toml: unknown backbone features.backbone = 'resnet-18'; did you mean 'resnet18'\?"),
+    ('name = "mine"\n[dataset]\nkind = "openmoji"\nresolution = 64\n', r"mine.toml: missing required key splits.shots"),
+    ('extends = "smoke"\n[generation\nbatch_size = 2\n', r"mine.toml: TOML syntax error"),
+    ('extends = "smoke"\n[dataset]\nkind = "folder"\n', r"unknown dataset.kind = 'folder'"),
+    ('extends = "smoke"\n[generation]\nbatch_size = 0\n', r"generation.batch_size = 0 must be at least 1"),
+])
+def test_bad_profiles_name_the_file_the_key_and_the_fix(tmp_path, text, message):
+    with pytest.raises(profiles.ProfileError, match=message):
+        profiles.load_profile(write(tmp_path, text))
+
+
+def test_a_bad_parent_profile_is_named_as_the_file_at_fault(tmp_path):
+    write(tmp_path, 'extends = "smoke"\n[ada]\nepisode = [0]\n', "parent.toml")
+    child = write(tmp_path, f'extends = "{tmp_path / "parent.toml"}"\n')
+    with pytest.raises(profiles.ProfileError, match=r"parent.toml: unknown key 'ada.episode'"):
+        profiles.load_profile(child)
+
+
+def test_floats_accept_integers_and_the_shipped_profiles_validate():
+    for name in profiles.available_profiles():
+        assert profiles.load_profile(name)["file"].endswith(f"{name}.toml")
+    assert profiles._check_keys({"generation": {"guidance_scale": 7}}, profiles.SCHEMA) == []
+
+
+def test_smoke_training_never_writes_over_the_shipped_models():
+    embedded, smoke = profiles.load_profile("embedded"), profiles.load_profile("smoke")
+    shipped = {profiles.resolve(embedded, embedded["generation"]["model"]),
+               profiles.resolve(embedded, embedded["oracle"]["path"])}
+    assert profiles.resolve(embedded, embedded["companion"]["output"]) in shipped
+    for key in ("companion", "oracle"):
+        out = profiles.resolve(smoke, smoke[key]["output"])
+        assert out not in shipped and str(out).startswith(str(profiles.resolve(smoke, smoke["paths"]["results"])))

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genie_utils import generate
+from genie_utils import fewshot, generate
 from genie_utils.store import TEMPORARY_PREFIX, Store, spec_key
 
 
@@ -15,7 +15,7 @@ def episode(openmoji, ways=5, shots=1):
 @pytest.mark.parametrize("shots, per_class", [(1, 4), (5, 20)])
 def test_genie_pairs_every_other_class_support_image_with_each_target(openmoji, shots, per_class):
     support = episode(openmoji, 5, shots)
-    jobs = generate.episode_jobs(support, "genie")
+    jobs = fewshot.episode_jobs(support, "genie")
     counts = pd.Series([j.target_class for j in jobs]).value_counts()
     assert set(counts) == {per_class} and len(counts) == 5
     assert all(j.source_class != j.target_class and j.noise_ratio == 0.8 for j in jobs)
@@ -25,8 +25,8 @@ def test_genie_pairs_every_other_class_support_image_with_each_target(openmoji, 
 @pytest.mark.parametrize("method, ratio", [("img2img_low", 0.3), ("img2img_high", 0.7), ("txt2img", 1.0)])
 def test_baselines_get_the_same_count_per_class_with_own_class_prompts(openmoji, method, ratio):
     support = episode(openmoji, 5, 5)
-    jobs = generate.episode_jobs(support, method)
-    genie_counts = pd.Series([j.target_class for j in generate.episode_jobs(support, "genie")]).value_counts()
+    jobs = fewshot.episode_jobs(support, method)
+    genie_counts = pd.Series([j.target_class for j in fewshot.episode_jobs(support, "genie")]).value_counts()
     counts = pd.Series([j.target_class for j in jobs]).value_counts()
     assert counts.sort_index().equals(genie_counts.sort_index())
     assert all(j.source_class == j.target_class and j.noise_ratio == ratio for j in jobs)
@@ -35,8 +35,8 @@ def test_baselines_get_the_same_count_per_class_with_own_class_prompts(openmoji,
 
 def test_unknown_method_and_shards(openmoji):
     with pytest.raises(KeyError, match="unknown method 'mixup'"):
-        generate.episode_jobs(episode(openmoji), "mixup")
-    jobs = generate.episode_jobs(episode(openmoji, 5, 2), "genie")
+        fewshot.episode_jobs(episode(openmoji), "mixup")
+    jobs = fewshot.episode_jobs(episode(openmoji, 5, 2), "genie")
     shards = [generate.shard(jobs, i, 3) for i in range(3)]
     assert sorted(map(repr, sum(shards, []))) == sorted(map(repr, jobs))
     with pytest.raises(ValueError):
@@ -45,7 +45,7 @@ def test_unknown_method_and_shards(openmoji):
 
 def small_jobs(openmoji):
     support = episode(openmoji, 3, 1)
-    return generate.episode_jobs(support, "genie") + generate.episode_jobs(support, "txt2img")
+    return fewshot.episode_jobs(support, "genie") + fewshot.episode_jobs(support, "txt2img")
 
 
 def test_manifest_rows_describe_each_image(generator, openmoji, class_names, tmp_path):
@@ -167,3 +167,81 @@ def test_keys_do_not_depend_on_where_the_model_folder_lies(generator, openmoji):
     other = generate.GenieGenerator(generator.pipe, generator.recipe,
                                     {**generator.model_info, "model_fingerprint": "0" * 16})
     assert spec_key(generate.job_spec(other, job, "p", "sha")) != spec_key(here)
+
+
+WORKER = """
+import json, sys
+from genie_utils import data, fewshot, generate
+from genie_utils.store import Store
+model, cache, store = sys.argv[1:4]
+openmoji = data.load_openmoji(cache, 64, progress=False)
+classes = ["animal-mammal", "heart", "face-smiling", "transport-ground"]
+support = data.pd.concat([openmoji[openmoji.class_name == c].head(2) for c in classes], ignore_index=True)
+pipe, info = generate.load_pipeline(model, device="cpu")
+generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=4), info, batch_size=2)
+jobs = fewshot.episode_jobs(support, "genie")
+generate.run_jobs(generator, jobs, Store(store), data.class_display_names(openmoji), progress=False)
+print(json.dumps({"made": generator.counts.vae_decodes}))
+"""
+
+
+def test_two_unsharded_workers_share_the_jobs(tiny_model_dir, openmoji, tmp_path):
+    """Two processes on the same 24 jobs and store: every image made once, by one of them."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cache = Path(openmoji.path[0]).parents[2]
+    command = [sys.executable, "-c", WORKER, str(tiny_model_dir), str(cache), str(tmp_path / "store")]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    made = [json.loads(w.communicate(timeout=300)[0].strip().splitlines()[-1])["made"] for w in workers]
+    assert all(w.returncode == 0 for w in workers)
+    manifest = Store(tmp_path / "store").manifest()
+    assert len(manifest) == 24 and sum(made) == 24 and min(made) > 0
+    assert not list((tmp_path / "store" / "claims").iterdir())
+
+
+def test_leftovers_of_a_killed_writer_go_on_the_next_run_of_that_job(fast_generator, openmoji, class_names, tmp_path):
+    import json
+    import os
+    store = Store(tmp_path)
+    jobs = small_jobs(openmoji)[:1]
+    key = generate.keyed_jobs(fast_generator, jobs, class_names)[0][0]
+    image_leftover = tmp_path / "images" / "genie" / f"{TEMPORARY_PREFIX}{key}.png.x1y2"
+    row_leftover = tmp_path / "rows" / key[:2] / f"{TEMPORARY_PREFIX}{key}.json.z3"
+    other_leftover = tmp_path / "images" / "genie" / f"{TEMPORARY_PREFIX}{'f' * 20}.png.q"
+    for path in (image_leftover, row_leftover, other_leftover):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    claim = tmp_path / "claims" / key  # the killed writer's claim: a process that no longer exists
+    claim.parent.mkdir()
+    dead = subprocess_pid()
+    claim.write_text(json.dumps({"pid": dead, "host": os.uname().nodename, "time": 0}))
+    rows = generate.run_jobs(fast_generator, jobs, store, class_names, progress=False)
+    assert len(rows) == 1 and store.has(key)
+    assert not image_leftover.exists() and not row_leftover.exists() and not claim.exists()
+    assert other_leftover.exists()  # another job's leftovers wait for that job
+
+
+def subprocess_pid() -> int:
+    import subprocess
+    import sys
+    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(process.stdout)
+
+
+def test_a_live_claim_is_respected_and_a_stored_key_never_replaced(tmp_path):
+    import json
+    import os
+    from PIL import Image
+    store = Store(tmp_path)
+    other = tmp_path / "claims" / ("c" * 20)
+    other.parent.mkdir(parents=True)
+    other.write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "time": 0}))  # alive
+    assert not store.claim("c" * 20)
+    assert store.claim("d" * 20)
+    first = store.put("d" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "n": 1})
+    second = store.put("d" * 20, Image.new("RGB", (4, 4), "blue"), {"method": "genie", "n": 2})
+    assert first == second and store.row("d" * 20)["n"] == 1
+    assert store.load_image("d" * 20).getpixel((0, 0)) == (255, 0, 0)
