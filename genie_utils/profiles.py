@@ -34,7 +34,9 @@ SCHEMA: dict = {
                "ways": int, "longtail_test_per_class": int, "many_shot_threshold": int, "few_shot_threshold": int},
     "generation": {"model": str, "num_inference_steps": int, "guidance_scale": float, "prompt_template": str,
                    "batch_size": int, "seed": int},
-    "features": {"backbone": str, "checkpoint": str, "cache_dir": str, "batch_size": int},
+    "features": {"backbone": str, "checkpoint": str, "checkpoints": dict, "cache_dir": str},
+    "fewshot": {"shots": [int], "episodes": [int], "ways": int, "views_per_image": int, "backbones": [str],
+                "figure_episode": int},
     "ada": {"episodes": [int], "ways": int, "shots": int, "cost_pairs": int},
     "walkthrough": {"source_id": str, "targets": [str], "noise_ratios": [float], "sweep_pairs": int},
     "paths": {"results": str, "figures": str},
@@ -126,13 +128,22 @@ def _check_values(profile: dict) -> list[str]:
             table = table.get(part, {}) if isinstance(table, dict) else {}
         if table == {}:
             problems.append(f"missing required key {dotted}")
-    backbone = profile.get("features", {}).get("backbone")
-    if backbone is not None and backbone not in BACKBONES:
-        close = difflib.get_close_matches(backbone, BACKBONES, n=1, cutoff=0.3)
-        problems.append(f"unknown backbone features.backbone = {backbone!r}"
-                        + (f"; did you mean {close[0]!r}?" if close else "") + f" Known: {list(BACKBONES)}")
-    elif backbone in BACKBONES[1:] and not profile["features"].get("checkpoint"):
-        problems.append(f"features.backbone = {backbone!r} needs features.checkpoint (a UniSiam/torchvision file)")
+    features = profile.get("features", {})
+    named = [("features.backbone", features.get("backbone"))]
+    named += [("fewshot.backbones", b) for b in profile.get("fewshot", {}).get("backbones", [])]
+    for key, backbone in named:
+        if backbone is not None and backbone not in BACKBONES:
+            close = difflib.get_close_matches(backbone, BACKBONES, n=1, cutoff=0.3)
+            problems.append(f"unknown backbone {key} = {backbone!r}"
+                            + (f"; did you mean {close[0]!r}?" if close else "") + f" Known: {list(BACKBONES)}")
+        elif backbone in BACKBONES[1:] and not (features.get("checkpoints", {}).get(backbone)
+                                                 or (backbone == features.get("backbone") and features.get("checkpoint"))):
+            problems.append(f"{key} = {backbone!r} needs a checkpoint: features.checkpoints.{backbone} "
+                            "(a UniSiam/torchvision file)")
+    fewshot = profile.get("fewshot", {})
+    if len(fewshot.get("episodes", [])) != len(fewshot.get("shots", [])):
+        problems.append(f"fewshot.episodes {fewshot.get('episodes')} needs one count per entry of fewshot.shots "
+                        f"{fewshot.get('shots')}")
     kind = profile.get("dataset", {}).get("kind")
     if kind is not None and kind not in DATASET_KINDS:
         problems.append(f"unknown dataset.kind = {kind!r}; use one of {list(DATASET_KINDS)}")

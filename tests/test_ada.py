@@ -89,9 +89,9 @@ class CountingBackbone(features.Backbone):
         super().__init__("counting", "random", network, features.Transform(resize=40, crop=32), network)
         self.embedded = 0
 
-    def embed(self, images):
-        self.embedded += len(images)
-        return super().embed(images)
+    def embed_inputs(self, batch):
+        self.embedded += len(batch)
+        return super().embed_inputs(batch)
 
 
 def test_feature_cache_computes_each_image_once(openmoji, tmp_path):
@@ -180,21 +180,24 @@ def test_ada_choices_keep_one_image_per_pair(fast_generator, openmoji, class_nam
 
 
 class TableBackbone(features.Backbone):
-    """A stub backbone returning given embeddings, looked up by the image's pixels."""
+    """A stub backbone returning given embeddings, looked up by the image's network input."""
 
     def __init__(self, table):
         network = nn.Identity()
         super().__init__("table", "stub", network, features.Transform(), network)
         self.table = table
 
-    def embed(self, images):
-        from genie_utils.data import to_rgb
-        return np.stack([self.table[pixels_key(to_rgb(i))] for i in images])
+    def embed_inputs(self, batch):
+        return np.stack([self.table[input_key(x)] for x in batch])
 
 
 def pixels_key(image):
+    return input_key(features.Transform()(image))
+
+
+def input_key(tensor):
     import hashlib
-    return hashlib.sha256(image.tobytes()).hexdigest()
+    return hashlib.sha256(tensor.numpy().tobytes()).hexdigest()
 
 
 def test_ada_choices_use_the_target_prototype_and_the_source_embedding(fast_generator, openmoji, class_names, tmp_path):

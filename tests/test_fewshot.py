@@ -56,3 +56,108 @@ def test_too_many_ways_and_foreign_episode_files_are_refused(openmoji, tables, t
 
 def test_the_embedded_split_leaves_twenty_classes_for_five_shot(tables):
     assert len(fewshot.eligible_classes(tables, 5)) >= 20 and len(fewshot.eligible_classes(tables, 1)) >= 40
+
+
+# --------------------------------------------------------------------------------------------------
+# Augmentations generated once, evaluation from them
+
+
+def two_episodes(openmoji):
+    """Two 3-way 1-shot episodes sharing two of their three support images (and so four GeNIe pairs)."""
+    rows = []
+    for episode, picks in enumerate([(0, 0, 0), (0, 0, 1)]):
+        for class_name, pick in zip(["animal-mammal", "heart", "face-smiling"], picks):
+            images = openmoji[openmoji.class_name == class_name].sort_values("image_id")
+            support, query = images.iloc[[pick]], images.iloc[5:8]
+            for role, part in (("support", support), ("query", query)):
+                rows.append(part.assign(episode=episode, role=role, ways=3, shots=1))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def generated(tiny_pipeline, openmoji, class_names, tmp_path_factory):
+    from genie_utils import generate
+    from genie_utils.store import Store
+    pipe, info = tiny_pipeline
+    generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=10), info, batch_size=8)
+    store = Store(tmp_path_factory.mktemp("store"))
+    episodes = two_episodes(openmoji)
+    table = fewshot.augmentation_table(generator, episodes, store, class_names, progress=False)
+    return episodes, table, store, generator
+
+
+def test_augmentations_have_equal_counts_per_class_and_shared_pairs_are_made_once(generated, class_names):
+    episodes, table, store, generator = generated
+    counts = table.groupby(["episode", "method", "noise_ratio", "target_class"]).size()
+    assert set(counts) == {2}  # (N - 1) * K = 2 per class, for every method and every r
+    assert sorted(table[table.method == "genie"].noise_ratio.unique()) == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert (table[table.method == "img2img_low"].noise_ratio == 0.3).all()
+    shared = table[table.method == "genie"].groupby("key").episode.nunique()
+    # the mammal and heart images are sources for the same three targets in both episodes: 4 shared pairs
+    assert (shared == 2).sum() == 4 * 5
+    assert len(store.manifest()) == table.key.nunique() and table.key.nunique() < len(table)
+    decodes = generator.counts.vae_decodes
+    again = fewshot.augmentation_table(generator, episodes, store, class_names, progress=False)
+    assert generator.counts.vae_decodes == decodes and again.equals(table)  # a rerun generates nothing
+
+
+def test_every_row_is_evaluated_and_evaluation_never_generates(generated, tmp_path):
+    from tests.test_ada import CountingBackbone
+    episodes, table, store, _ = generated
+    out = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False, labels={"profile": "test"})
+    results = out["results"]
+    assert set(results.method) == set(fewshot.table_rows()) and len(results) == 2 * len(fewshot.table_rows())
+    assert results.accuracy.between(0, 1).all()
+    assert (results.set_index("method").generated_per_class.drop(["weak", "strong"]) == 2).all()
+    assert list(results.columns[:5]) == ["backbone", "profile", "ways", "shots", "episode"]
+    assert len(out["class_probabilities"]) == 2 * 6 * 5 and out["class_probabilities"].p_target.between(0, 1).all()
+    assert len(out["ada_choices"]) == 2 * 6 and set(out["ada_choices"].noise_ratio) <= {0.6, 0.7, 0.8, 0.9}
+    moved = store.root / table.file.iloc[0]
+    moved.rename(tmp_path / "away.png")
+    try:
+        with pytest.raises(FileNotFoundError, match="evaluation never generates"):
+            fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False)
+    finally:
+        (tmp_path / "away.png").rename(moved)
+
+
+def test_mixing_keeps_gen_ie_budget_and_soft_labels_sum_to_one(openmoji):
+    from tests.test_ada import CountingBackbone
+    episodes = two_episodes(openmoji)
+    support, _ = fewshot.episode_sets(episodes, 0)
+    features, soft, samples = fewshot.mixed_features(CountingBackbone(), support, "cutmix", 5)
+    assert features.shape[0] == soft.shape[0] == 3 * 2 and soft.shape[1] == 3
+    np.testing.assert_allclose(soft.sum(1), 1)
+    labels = dict(zip(support.image_id, support.class_name))
+    assert all(labels[a] != labels[b] for a, b, _, _ in samples)  # always mixed with another class
+
+
+# --------------------------------------------------------------------------------------------------
+# The paper profile's loaders and episode files on a synthetic class-folder fixture
+
+
+def test_paper_profile_episodes_from_class_folders(tmp_path):
+    from PIL import Image
+
+    from genie_utils import data
+    root = tmp_path / "mini-imagenet" / "test"
+    wnids = [f"n0{1000000 + i}" for i in range(6)]
+    for i, wnid in enumerate(wnids):
+        (root / wnid).mkdir(parents=True)
+        for k in range(22):
+            Image.new("RGB", (40, 30), (i * 40, k * 10, 0)).save(root / wnid / f"{wnid}_{k}.JPEG")
+    names = tmp_path / "class_names.txt"
+    names.write_text("".join(f"{w} synonym {i}, other name {i}\n" for i, w in enumerate(wnids)))
+    (tmp_path / "p.toml").write_text(f'extends = "paper"\n[dataset]\nroot = "{root}"\nclass_names = "{names}"\n'
+                                     f'[paths]\nresults = "{tmp_path / "results"}"\n'
+                                     '[fewshot]\nepisodes = [3, 2]\n')
+    profile = profiles.load_profile(tmp_path / "p.toml")
+    dataset = data.load_dataset(profile)
+    tables = splits.load_splits(profile, dataset)
+    assert len(fewshot.eligible_classes(tables, 5)) == 6  # 22 images: 5 support + 16 queries fit
+    episodes = fewshot.draw_episodes(profile, dataset, tables)
+    assert (fewshot.run_folder(profile) / "episodes.csv").is_file()
+    assert episodes.groupby("shots").episode.nunique().to_dict() == {1: 3, 5: 2}
+    query = episodes[(episodes.role == "query")]
+    assert query.groupby(["shots", "episode", "class_name"]).size().eq(16).all()
+    assert set(episodes.display_name) <= {f"synonym {i}, other name {i}" for i in range(6)}

@@ -1,0 +1,54 @@
+"""Does the embedded profile lose anything with fewer denoising steps? The oracle's judgement of GeNIe outputs
+(mean P(target), P(source), share named target) against r, at several step counts, on the same random pairs.
+
+    python benchmarks/denoising_steps.py --steps 50 25 20 --pairs 60
+
+Sources from the evaluation pool, targets uniform over the few-shot eligible classes (1-shot), one noise draw
+per pair. Writes results/<profile>/benchmarks/denoising_steps.csv and prints the curves and seconds per image.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import pandas as pd
+
+from genie_utils import data, fewshot, generate, oracle, profiles, splits
+from genie_utils.store import Store
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="embedded", choices=profiles.available_profiles())
+    parser.add_argument("--steps", type=int, nargs="+", default=[50, 25, 20])
+    parser.add_argument("--pairs", type=int, default=60)
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    args = parser.parse_args(argv)
+
+    settings = profiles.load_profile(args.profile)
+    dataset = data.load_dataset(settings, progress=False)
+    tables, names = splits.load_splits(settings, dataset), data.class_display_names(dataset)
+    pairs = oracle.random_pairs(splits.pool_images(settings, dataset, splits.EVALUATION),
+                                fewshot.eligible_classes(tables, 1), args.pairs, seed=11)
+    judge = oracle.load_oracle(profiles.resolve(settings, settings["oracle"]["path"]))
+    folder = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
+    store = Store(folder / "denoising-steps-store")
+    generator = generate.GenieGenerator.from_profile(settings)
+    rows = []
+    for steps in args.steps:
+        generator.recipe = generate.Recipe(**{**generator.recipe.__dict__, "num_inference_steps": steps})
+        began = time.perf_counter()
+        table = oracle.label_consistency(generator, judge, pairs, args.ratios, store, names, progress=False)
+        seconds = time.perf_counter() - began
+        summary = oracle.consistency_summary(table).assign(steps=steps, seconds_per_image=seconds / len(table))
+        rows.append(summary)
+        print(summary.round(3).to_string(index=False), flush=True)
+    result = pd.concat(rows, ignore_index=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.to_csv(folder / "denoising_steps.csv", index=False)
+    print(result.pivot_table(index="noise_ratio", columns="steps", values=["p_target", "p_source"]).round(3))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Result tables: means with 95% intervals, paired differences, and the paper's table layout in Markdown and
+LaTeX. Everything here reads tidy result files (one row per episode or seed and method) and writes tables;
+nothing here computes features or trains.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .store import atomic_write
+
+# Method names as the paper writes them: (Markdown, LaTeX).
+METHOD_LABELS = {
+    "weak": ("Weak aug.", "Weak aug."), "strong": ("Strong aug.", "Strong aug."),
+    "mixup": ("MixUp", "MixUp"), "cutmix": ("CutMix", "CutMix"),
+    "img2img_low": ("Img2Img^L", "Img2Img$^L$"), "img2img_high": ("Img2Img^H", "Img2Img$^H$"),
+    "txt2img": ("Txt2Img", "Txt2Img"), "genie": ("GeNIe (r = 0.8)", "GeNIe ($r=0.8$)"),
+    "genie_ada": ("GeNIe-Ada", "GeNIe-Ada"),
+    "balanced": ("Class-balanced sampling", "Class-balanced sampling"),
+    "logit_adjusted": ("Logit adjustment", "Logit adjustment"), "plain": ("Cross-entropy", "Cross-entropy"),
+}
+
+
+def method_label(method: str, latex: bool = False) -> str:
+    if method in METHOD_LABELS:
+        return METHOD_LABELS[method][latex]
+    if method.startswith("genie_r"):
+        r = method[len("genie_r"):]
+        return f"GeNIe ($r={r}$)" if latex else f"GeNIe (r = {r})"
+    return method
+
+
+def interval(values) -> tuple[float, float, int]:
+    """(mean, 95% half-width 1.96 * std / sqrt(n), n); the sample standard deviation (ddof = 1), 0 for n = 1."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        raise ValueError("no values to summarise")
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return float(values.mean()), float(1.96 * spread / np.sqrt(len(values))), len(values)
+
+
+def summarise(results: pd.DataFrame, by: Sequence[str], value: str = "accuracy", scale: float = 100.0) -> pd.DataFrame:
+    """Mean and 95% half-width of `value` (times `scale`, i.e. in percent) per group of `by`."""
+    rows = []
+    for keys, group in results.groupby(list(by), sort=False):
+        mean, half, n = interval(group[value] * scale)
+        rows.append({**dict(zip(by, keys if isinstance(keys, tuple) else (keys,))), "mean": mean,
+                     "half_width": half, "n": n})
+    return pd.DataFrame(rows)
+
+
+def paired_differences(results: pd.DataFrame, reference: str = "genie", by: Sequence[str] = ("backbone", "shots"),
+                       unit: str = "episode", extra: Sequence[tuple[str, str]] = (("genie_ada", "genie"),),
+                       scale: float = 100.0, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per group: `reference` minus every other method (in `order`), episode by episode (all rows share
+    episodes), with mean and 95% interval; `extra` adds other (a, b) pairs, by default GeNIe-Ada minus GeNIe."""
+    rows = []
+    for keys, group in results.groupby(list(by), sort=False):
+        wide = group.pivot_table(index=unit, columns="method", values="accuracy")
+        others = [m for m in (order or sorted(wide.columns)) if m in wide.columns and m != reference]
+        pairs = [(reference, m) for m in others] + [p for p in extra if set(p) <= set(wide)]
+        for a, b in pairs:
+            difference = (wide[a] - wide[b]).dropna()
+            mean, half, n = interval(difference * scale)
+            rows.append({**dict(zip(by, keys)), "comparison": f"{a} - {b}", "first": a, "second": b,
+                         "mean": mean, "half_width": half, "n": n,
+                         "first_better_share": float((difference > 0).mean())})
+    return pd.DataFrame(rows)
+
+
+def _cell(mean: float, half: float, n: int, latex: bool, bold: bool = False) -> str:
+    if n < 2:  # one episode or seed: no interval to show
+        text = f"{mean:.1f}"
+    else:
+        text = f"{mean:.1f} $\\pm$ {half:.1f}" if latex else f"{mean:.1f} ± {half:.1f}"
+    return (f"\\textbf{{{text}}}" if latex else f"**{text}**") if bold else text
+
+
+def wide_table(summary: pd.DataFrame, rows: Sequence[str], columns: Sequence[str], row_key: str = "method",
+               latex: bool = False, bold_best: bool = True) -> pd.DataFrame:
+    """The paper's layout: one row per method (in `rows` order), one column per combination of `columns`
+    (e.g. backbone, shots), cells 'mean ± interval'; the best mean of each column in bold."""
+    table = {}
+    for keys, group in summary.groupby(list(columns), sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        name = " / ".join(_column_name(c, k) for c, k in zip(columns, keys))
+        group = group.set_index(row_key)
+        best = group["mean"].max()
+        table[name] = {r: _cell(group.loc[r, "mean"], group.loc[r, "half_width"], group.loc[r, "n"], latex,
+                                bold_best and np.isclose(group.loc[r, "mean"], best))
+                       for r in rows if r in group.index}
+    frame = pd.DataFrame(table).reindex([r for r in rows if any(r in col for col in table.values())])
+    frame.index = [method_label(r, latex) if row_key == "method" else r for r in frame.index]
+    return frame
+
+
+def _column_name(column: str, key) -> str:
+    return f"{key}-shot" if column == "shots" else str(key)
+
+
+def write_tables(stem, caption: str, markdown: pd.DataFrame, latex: pd.DataFrame) -> dict[str, Path]:
+    """`stem`.md and `stem`.tex, each from its own rendering of one wide table (index = first column)."""
+    stem = Path(stem)
+    texts = {"md": markdown.to_markdown(stralign="right") + "\n",
+             "tex": latex.to_latex(escape=False, caption=caption, column_format="l" + "r" * latex.shape[1])}
+    paths = {kind: stem.with_suffix(f".{kind}") for kind in texts}
+    for kind, path in paths.items():
+        atomic_write(path, lambda f, text=texts[kind]: f.write(text.encode()))
+    return paths
+
+
+def difference_table(differences: pd.DataFrame, columns: Sequence[str] = ("backbone", "shots"),
+                     latex: bool = False) -> pd.DataFrame:
+    """Paired differences as a wide table: one row per comparison, 'mean ± interval' (percentage points)."""
+    frame = differences.assign(method=differences.comparison)
+    table = wide_table(frame, list(dict.fromkeys(frame.comparison)), columns, row_key="method", latex=latex,
+                       bold_best=False)
+    table.index = [" - ".join(method_label(m, latex) for m in c.split(" - ")) for c in table.index]
+    return table

@@ -1,0 +1,45 @@
+"""Result tables: intervals, paired differences, the paper's layout."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from genie_utils import results
+
+
+def test_interval_is_196_sample_std_over_sqrt_n():
+    mean, half, n = results.interval([0.5, 0.7, 0.6, 0.8])
+    assert (mean, n) == (pytest.approx(0.65), 4)
+    assert half == pytest.approx(1.96 * np.sqrt(((0.15**2) * 2 + 0.05**2 * 2) / 3) / 2)
+    assert results.interval([0.4]) == (0.4, 0.0, 1)
+    with pytest.raises(ValueError, match="no values"):
+        results.interval([])
+
+
+def tidy():
+    rows = []
+    for episode, (weak, genie, ada) in enumerate([(0.5, 0.6, 0.62), (0.7, 0.75, 0.74), (0.4, 0.55, 0.6)]):
+        for method, accuracy in (("weak", weak), ("genie", genie), ("genie_ada", ada)):
+            rows.append({"backbone": "b", "shots": 1, "episode": episode, "method": method, "accuracy": accuracy})
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_are_per_episode():
+    table = results.paired_differences(tidy()).set_index("comparison")
+    assert set(table.index) == {"genie - weak", "genie - genie_ada", "genie_ada - genie"}
+    differences = np.array([10, 5, 15])  # genie - weak, percentage points
+    assert table.loc["genie - weak", "mean"] == pytest.approx(10)
+    assert table.loc["genie - weak", "half_width"] == pytest.approx(1.96 * differences.std(ddof=1) / np.sqrt(3))
+    assert table.loc["genie - weak", "first_better_share"] == 1.0
+    assert table.loc["genie_ada - genie", "mean"] == pytest.approx((2 - 1 + 5) / 3)
+
+
+def test_wide_table_has_the_paper_layout_and_bolds_the_best():
+    summary = results.summarise(tidy(), ["backbone", "shots", "method"])
+    markdown = results.wide_table(summary, ["weak", "genie", "genie_ada"], ["backbone", "shots"])
+    assert list(markdown.index) == ["Weak aug.", "GeNIe (r = 0.8)", "GeNIe-Ada"]
+    assert list(markdown.columns) == ["b / 1-shot"]
+    assert markdown.iloc[2, 0].startswith("**65.3 ± ") and not markdown.iloc[0, 0].startswith("**")
+    latex = results.wide_table(summary, ["weak", "genie_ada"], ["backbone", "shots"], latex=True)
+    assert latex.iloc[1, 0].startswith("\\textbf{65.3 $\\pm$") and latex.index[0] == "Weak aug."
+    assert results.method_label("genie_r0.6") == "GeNIe (r = 0.6)"
+    assert results.method_label("img2img_high", latex=True) == "Img2Img$^H$"
