@@ -115,3 +115,18 @@ def mix_images(first: Image.Image, second: Image.Image, mix: Mix) -> Image.Image
         out = a.copy()
         out[top:top + height, left:left + width] = b[top:top + height, left:left + width]
     return Image.fromarray(np.clip(np.round(out), 0, 255).astype(np.uint8))
+
+
+def mixed_sample(method: str, first: Image.Image, first_hash: str, second: Image.Image, second_hash: str,
+                 views_per_image: int = 5, size: int = 224) -> tuple[Image.Image, Mix]:
+    """One MixUp/CutMix sample of two images, as a classifier trains on it: a seeded weak view of each (the
+    same view index for both), mixed by `mix_parameters`; everything seeded by the two images' hashes."""
+    seed = view_seed(first_hash, second_hash, method)
+    view = View("weak", seed % views_per_image)
+    mix = mix_parameters(method, seed, size)
+    return mix_images(view(first, first_hash, size), view(second, second_hash, size), mix), mix
+
+
+def mix_weight(method: str, first_hash: str, second_hash: str, size: int = 224) -> float:
+    """lambda of `mixed_sample` without making it: the soft label's weight on the first image's class."""
+    return mix_parameters(method, view_seed(first_hash, second_hash, method), size).weight

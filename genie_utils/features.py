@@ -262,3 +262,24 @@ def embed(backbone: Backbone, images: Sequence, cache: FeatureCache | None = Non
         return transform.normalise(views[i](to_rgb(picture), hashes[i], transform.crop, transform.resize))
 
     return embed_lazy(backbone, digests, make_input, cache, batch_size, progress)
+
+
+def mixed_features(backbone: Backbone, firsts: Sequence, seconds: Sequence, method: str,
+                   cache: FeatureCache | None = None, views_per_image: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Features (M, D) of MixUp or CutMix samples of image pairs (paths), and each sample's lambda (M,): the
+    weight of the first image's class in its soft label. Cached by the two images' hashes and the method."""
+    from .augment import mix_weight, mixed_sample
+
+    if len(firsts) != len(seconds):
+        raise ValueError(f"need one second image per first image, got {len(firsts)} and {len(seconds)}")
+    first_hashes, second_hashes = [image_hash(p) for p in firsts], [image_hash(p) for p in seconds]
+    transform = backbone.transform
+
+    def make_input(k):
+        image, _ = mixed_sample(method, load_image(firsts[k]), first_hashes[k], load_image(seconds[k]),
+                                second_hashes[k], views_per_image, transform.crop)
+        return transform.normalise(image)
+
+    digests = [view_digest(a, f"{method}|{b}|{views_per_image}") for a, b in zip(first_hashes, second_hashes)]
+    weights = np.array([mix_weight(method, a, b, transform.crop) for a, b in zip(first_hashes, second_hashes)])
+    return embed_lazy(backbone, digests, make_input, cache), weights

@@ -178,48 +178,33 @@ def fixed_ratio_row(noise_ratio: float) -> str:
     return f"genie_r{noise_ratio:g}"
 
 
-def _mixing_samples(support: pd.DataFrame, hashes: dict[str, str], method: str, views_per_image: int):
-    """GeNIe's budget of mixed samples: for every target class and every support image of another class, the
-    image mixed with one support image of the target (chosen by a seed of the pair), each from a seeded weak
-    view. Returns (first id, second id, view index, Mix) per sample."""
-    from .augment import mix_parameters, view_seed
+def mixing_pairs(support: pd.DataFrame) -> list[tuple[str, str]]:
+    """GeNIe's budget of MixUp/CutMix samples for an episode: for every target class and every support image
+    of another class, the image paired with one support image of the target (chosen by a seed of the pair):
+    (N-1)*K samples per class, as (first image id, second image id)."""
+    from .augment import view_seed
 
-    samples = []
+    pairs = []
     for target in sorted(support.class_name.unique()):
         partners = sorted(support[support.class_name == target].image_id)
         for first in sorted(support[support.class_name != target].image_id):
-            second = partners[view_seed(hashes[first], target, method) % len(partners)]
-            seed = view_seed(hashes[first], hashes[second], method)
-            samples.append((first, second, seed % views_per_image, mix_parameters(method, seed)))
-    return samples
+            pairs.append((first, partners[view_seed(first, target) % len(partners)]))
+    return pairs
 
 
 def mixed_features(backbone, support: pd.DataFrame, method: str, views_per_image: int, cache=None):
-    """Features (M, D) and soft labels (M, classes) of an episode's MixUp or CutMix samples."""
-    from .augment import View, mix_images
+    """Features (M, D) and soft labels (M, classes) of an episode's MixUp or CutMix samples, and the pairs."""
     from .classifier import one_hot
-    from .data import load_image
-    from .features import embed_lazy, image_hash, view_digest
+    from .features import mixed_features as features_of_mixes
 
-    paths = dict(zip(support.image_id, support.path))
-    labels = dict(zip(support.image_id, support.class_name))
-    hashes = {i: image_hash(p) for i, p in paths.items()}
-    samples = _mixing_samples(support, hashes, method, views_per_image)
-    transform = backbone.transform
-
-    def make_input(k):
-        first, second, index, mix = samples[k]
-        pictures = [View("weak", index)(load_image(paths[i]), hashes[i], transform.crop, transform.resize)
-                    for i in (first, second)]
-        return transform.normalise(mix_images(*pictures, mix))
-
-    digests = [view_digest(hashes[a], f"{method}|{hashes[b]}|weak-{v}") for a, b, v, _ in samples]
-    features = embed_lazy(backbone, digests, make_input, cache)
+    paths, labels = dict(zip(support.image_id, support.path)), dict(zip(support.image_id, support.class_name))
+    pairs = mixing_pairs(support)
+    features, weights = features_of_mixes(backbone, [paths[a] for a, _ in pairs], [paths[b] for _, b in pairs],
+                                          method, cache, views_per_image)
     classes = sorted(support.class_name.unique())
-    first = one_hot([labels[a] for a, _, _, _ in samples], classes)
-    second = one_hot([labels[b] for _, b, _, _ in samples], classes)
-    weights = np.array([m.weight for _, _, _, m in samples])[:, None]
-    return features, weights * first + (1 - weights) * second, samples
+    soft = weights[:, None] * one_hot([labels[a] for a, _ in pairs], classes) \
+        + (1 - weights[:, None]) * one_hot([labels[b] for _, b in pairs], classes)
+    return features, soft, pairs
 
 
 @dataclass
@@ -473,17 +458,16 @@ def class_probability_summary(profile: dict) -> Path:
 
 def mixed_images(support: pd.DataFrame, method: str, views_per_image: int = 5, size: int = 224):
     """The MixUp or CutMix images of one episode (as the classifier sees them) with their majority class."""
-    from .augment import View, mix_images
+    from .augment import mixed_sample
     from .data import load_image
     from .features import image_hash
 
-    paths = dict(zip(support.image_id, support.path))
-    labels = dict(zip(support.image_id, support.class_name))
-    hashes = {i: image_hash(p) for i, p in paths.items()}
+    paths, labels = dict(zip(support.image_id, support.path)), dict(zip(support.image_id, support.class_name))
     out = []
-    for first, second, index, mix in _mixing_samples(support, hashes, method, views_per_image):
-        pictures = [View("weak", index)(load_image(paths[i]), hashes[i], size) for i in (first, second)]
-        out.append((mix_images(*pictures, mix), labels[first] if mix.weight >= 0.5 else labels[second]))
+    for first, second in mixing_pairs(support):
+        image, mix = mixed_sample(method, load_image(paths[first]), image_hash(paths[first]),
+                                  load_image(paths[second]), image_hash(paths[second]), views_per_image, size)
+        out.append((image, labels[first] if mix.weight >= 0.5 else labels[second]))
     return out
 
 

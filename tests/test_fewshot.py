@@ -129,7 +129,7 @@ def test_mixing_keeps_gen_ie_budget_and_soft_labels_sum_to_one(openmoji):
     assert features.shape[0] == soft.shape[0] == 3 * 2 and soft.shape[1] == 3
     np.testing.assert_allclose(soft.sum(1), 1)
     labels = dict(zip(support.image_id, support.class_name))
-    assert all(labels[a] != labels[b] for a, b, _, _ in samples)  # always mixed with another class
+    assert all(labels[a] != labels[b] for a, b in samples)  # always mixed with another class
 
 
 # --------------------------------------------------------------------------------------------------
