@@ -4,7 +4,7 @@
     python benchmarks/denoising_steps.py --steps 50 25 20 --pairs 60
 
 Sources from the evaluation pool, targets uniform over the few-shot eligible classes (1-shot), one noise draw
-per pair. Writes results/<profile>/benchmarks/denoising_steps.csv and prints the curves and seconds per image.
+per pair. Writes results/<profile>/benchmarks/denoising_steps.csv and figures/<profile>/benchmark_denoising_steps.png.
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ import time
 
 import pandas as pd
 
-from genie_utils import data, fewshot, generate, oracle, profiles, splits
+from genie_utils import data, fewshot, generate, oracle, plots, profiles, splits
 from genie_utils.store import Store
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="embedded", choices=profiles.available_profiles())
+    parser.add_argument("--profile", default="embedded", help="a profile name or .toml file")
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 25, 20])
     parser.add_argument("--pairs", type=int, default=60)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     result.to_csv(folder / "denoising_steps.csv", index=False)
     print(result.pivot_table(index="noise_ratio", columns="steps", values=["p_target", "p_source"]).round(3))
+    print(plots.save(plots.curves_by_steps(folder / "denoising_steps.csv"), settings, "benchmark_denoising_steps"))
     return 0
 
 

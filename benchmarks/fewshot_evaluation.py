@@ -8,7 +8,7 @@
 2. Reading: `fewshot.episode_features` on the profile's real episodes, whose features notebook 04 cached,
    timed per feature read, and scaled to `--episodes` episodes.
 
-Writes results/<profile>/benchmarks/fewshot_evaluation.json and .png (seconds per part) and prints a table.
+Writes results/<profile>/benchmarks/fewshot_evaluation.json, figures/<profile>/benchmark_fewshot_evaluation.png.
 """
 from __future__ import annotations
 
@@ -117,8 +117,8 @@ def main(argv=None) -> int:
     out = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
     (out / "fewshot_evaluation.json").write_text(json.dumps(record, indent=2) + "\n")
-    plots.evaluation_benchmark(out / "fewshot_evaluation.json").savefig(out / "fewshot_evaluation.png", dpi=100,
-                                                                         bbox_inches="tight")
+    print(plots.save(plots.evaluation_benchmark(out / "fewshot_evaluation.json"), settings,
+                     "benchmark_fewshot_evaluation"))
     return 0
 
 

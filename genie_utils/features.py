@@ -71,7 +71,7 @@ class Backbone:
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(f"{self.name}|{self.weights}|{self.transform.name}".encode()).hexdigest()[:16]
+        return _backbone_key(self.name, self.weights, self.transform)
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """L2-normalised features (N, D), float32, of images (resized and centre-cropped here)."""
@@ -82,6 +82,11 @@ class Backbone:
         """L2-normalised features (N, D) of network inputs (N, 3, crop, crop), already normalised."""
         features = self.pool(batch.contiguous(memory_format=torch.channels_last)).float()
         return nn.functional.normalize(features, dim=1).numpy()
+
+
+@functools.lru_cache(maxsize=64)
+def _backbone_key(name: str, weights: str, transform: Transform) -> str:
+    return hashlib.sha256(f"{name}|{weights}|{transform.name}".encode()).hexdigest()[:16]
 
 
 def efficientnet_lite0() -> Backbone:
@@ -196,11 +201,14 @@ class FeatureCache:
         self.root = Path(root)
 
     def path(self, backbone: Backbone, digest: str) -> Path:
-        return self.root / backbone.key / digest[:2] / f"{digest}.f32"
+        return Path(self._location(backbone, digest))
+
+    def _location(self, backbone: Backbone, digest: str) -> str:
+        return f"{self.root}/{backbone.key}/{digest[:2]}/{digest}.f32"  # a string: pathlib costs more than the read
 
     def get(self, backbone: Backbone, digest: str) -> np.ndarray | None:
         try:
-            feature = np.fromfile(self.path(backbone, digest), dtype=np.float32)
+            feature = np.fromfile(self._location(backbone, digest), dtype=np.float32)
         except FileNotFoundError:
             return None
         return feature if len(feature) else None

@@ -6,16 +6,30 @@ does not). Episode i uses seed i, so an episode is the same on every machine.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from PIL import Image
+from sklearn.decomposition import PCA
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
-from .generate import METHODS, Job
+from . import results as result_tables
+from .ada import ADA_RATIOS, generate_candidates, select_noise_ratio
+from .augment import View, mixed_sample, view_seed
+from .classifier import fit_linear_sgd, fit_logistic, one_hot
+from .data import load_image
+from .features import FeatureCache, embed, image_hash, load_backbone
+from .features import mixed_features as features_of_mixes
+from .generate import METHODS, Job, run_jobs
+from .profiles import resolve
+from .results import summarise, write_table
 from .splits import EVALUATION
-from .store import atomic_write
 
 
 def eligible_classes(tables: dict[str, pd.DataFrame], shots: int) -> list[str]:
@@ -39,9 +53,7 @@ def episodes_table(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways:
 
 def write_episodes(table: pd.DataFrame, path) -> Path:
     """Save an episodes table as CSV, atomically."""
-    path = Path(path)
-    atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
-    return path
+    return write_table(table, path)
 
 
 def read_episodes(path, dataset: pd.DataFrame) -> pd.DataFrame:
@@ -138,9 +150,6 @@ def augmentation_table(generator, episodes: pd.DataFrame, store, class_names: di
     shared by several episodes is generated once; a rerun generates nothing; progress bars show time left.
     Columns: episode, method, noise_ratio, variant, source_id, source_class, target_class, key, file.
     """
-    from .ada import ADA_RATIOS, generate_candidates
-    from .generate import run_jobs
-
     ratios = list(noise_ratios or ADA_RATIOS)
     pairs, baselines, owners = [], [], []
     for episode, group in episodes.groupby("episode", sort=True):
@@ -160,13 +169,6 @@ def augmentation_table(generator, episodes: pd.DataFrame, store, class_names: di
     return table[["episode"] + columns]
 
 
-def write_table(table: pd.DataFrame, path) -> Path:
-    """A result table as CSV, written atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
-    return path
-
-
 # --------------------------------------------------------------------------------------------------
 # Evaluation: a logistic regression per episode and row, on frozen features
 
@@ -182,8 +184,6 @@ def mixing_pairs(support: pd.DataFrame) -> list[tuple[str, str]]:
     """GeNIe's budget of MixUp/CutMix samples for an episode: for every target class and every support image
     of another class, the image paired with one support image of the target (chosen by a seed of the pair):
     (N-1)*K samples per class, as (first image id, second image id)."""
-    from .augment import view_seed
-
     pairs = []
     for target in sorted(support.class_name.unique()):
         partners = sorted(support[support.class_name == target].image_id)
@@ -194,9 +194,6 @@ def mixing_pairs(support: pd.DataFrame) -> list[tuple[str, str]]:
 
 def mixed_features(backbone, support: pd.DataFrame, method: str, views_per_image: int, cache=None):
     """Features (M, D) and soft labels (M, classes) of an episode's MixUp or CutMix samples, and the pairs."""
-    from .classifier import one_hot
-    from .features import mixed_features as features_of_mixes
-
     paths, labels = dict(zip(support.image_id, support.path)), dict(zip(support.image_id, support.class_name))
     pairs = mixing_pairs(support)
     features, weights = features_of_mixes(backbone, [paths[a] for a, _ in pairs], [paths[b] for _, b in pairs],
@@ -227,9 +224,6 @@ class EpisodeFeatures:
 def episode_features(backbone, support: pd.DataFrame, query: pd.DataFrame, augmentations: pd.DataFrame, store,
                      cache=None, views_per_image: int = 5) -> EpisodeFeatures:
     """The features of one episode: computed once, then read from the cache by content and view."""
-    from .augment import View
-    from .features import embed
-
     paths = list(support.path)
     repeated = [p for p in paths for _ in range(views_per_image)]
     views = {kind: embed(backbone, repeated, cache, views=[View(kind, v) for _ in paths for v in range(views_per_image)])
@@ -251,10 +245,7 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
     add one centre view per generated image, labelled with its prompt's class, in a logistic regression;
     MixUp and CutMix add their mixed views with soft labels and train a linear head with SGD (paper's recipe).
     GeNIe-Ada chooses, per pair, the candidate after the largest jump towards the target's prototype."""
-    import time
 
-    from .ada import ADA_RATIOS, select_noise_ratio
-    from .classifier import fit_linear_sgd, fit_logistic, one_hot
 
     ratios = list(ada_ratios or ADA_RATIOS)
     classes = sorted(support.class_name.unique())
@@ -312,7 +303,6 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
 
 
 def _fit_episode(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd.DataFrame):
-    from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # one BLAS thread: 3x faster on these small problems than two
         return fit_rows(features, support, augmentations)
@@ -328,9 +318,6 @@ def evaluate(backbone, episodes: pd.DataFrame, augmentations: pd.DataFrame, stor
     notebook that makes it. Returns the tidy tables `results` (one row per episode and method),
     `class_probabilities` and `ada_choices`, each with the `labels` columns (profile, backbone, ways, shots)
     first."""
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     missing = [f for f in augmentations.file.unique() if not (store.root / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} augmentation images are not in {store.root} (e.g. {missing[0]}). "
@@ -364,7 +351,6 @@ def evaluate(backbone, episodes: pd.DataFrame, augmentations: pd.DataFrame, stor
 
 
 def run_folder(profile: dict) -> Path:
-    from .profiles import resolve
     return resolve(profile, profile["paths"]["results"]) / "fewshot"
 
 
@@ -391,9 +377,6 @@ def generate_augmentations(profile: dict, generator, episodes: pd.DataFrame, sto
 def evaluate_profile(profile: dict, episodes: pd.DataFrame, store, progress: bool = True) -> dict[str, Path]:
     """Every row on every episode and backbone of the profile, from `augmentations.csv`; writes `results.csv`,
     `class_probabilities.csv` and `ada_choices.csv` and returns their paths."""
-    from .features import FeatureCache, load_backbone
-    from .profiles import resolve
-
     folder = run_folder(profile)
     path = folder / "augmentations.csv"
     if not path.is_file():
@@ -415,26 +398,23 @@ def evaluate_profile(profile: dict, episodes: pd.DataFrame, store, progress: boo
 
 def table_rows(noise_ratios: Sequence[float] | None = None) -> list[str]:
     """The rows of the few-shot tables in the paper's order, then GeNIe at each fixed r."""
-    from .ada import ADA_RATIOS
     return list(ROWS) + [fixed_ratio_row(r) for r in (noise_ratios or ADA_RATIOS) if r != 0.8]
 
 
 def write_tables(profile: dict) -> dict[str, Path]:
     """From `results.csv`: the few-shot table (mean ± 95% interval, percent) and the paired differences
     (GeNIe minus each row, GeNIe-Ada minus GeNIe), each as Markdown and LaTeX."""
-    from . import results as tables
-
     folder = run_folder(profile)
     results = pd.read_csv(folder / "results.csv")
-    summary = tables.summarise(results, ["backbone", "shots", "method"])
-    differences = tables.paired_differences(results, order=table_rows())
+    summary = result_tables.summarise(results, ["backbone", "shots", "method"])
+    differences = result_tables.paired_differences(results, order=table_rows())
     summary.to_csv(folder / "summary.csv", index=False)
     differences.to_csv(folder / "differences.csv", index=False)
-    wide = [tables.wide_table(summary, table_rows(), ["backbone", "shots"], latex=latex) for latex in (False, True)]
-    diff = [tables.difference_table(differences, latex=latex) for latex in (False, True)]
-    paths = tables.write_tables(folder / "table", f"{profile['name']}: few-shot accuracy (\\%), mean $\\pm$ 95\\% "
+    wide = [result_tables.wide_table(summary, table_rows(), ["backbone", "shots"], latex=latex) for latex in (False, True)]
+    diff = [result_tables.difference_table(differences, latex=latex) for latex in (False, True)]
+    paths = result_tables.write_tables(folder / "table", f"{profile['name']}: few-shot accuracy (\\%), mean $\\pm$ 95\\% "
                                 "interval over episodes", *wide)
-    paths.update({f"differences_{k}": v for k, v in tables.write_tables(
+    paths.update({f"differences_{k}": v for k, v in result_tables.write_tables(
         folder / "differences", f"{profile['name']}: paired differences (percentage points), mean $\\pm$ 95\\% "
         "interval over episodes", *diff).items()})
     return paths
@@ -447,8 +427,6 @@ def write_tables(profile: dict) -> dict[str, Path]:
 def class_probability_summary(profile: dict) -> Path:
     """Mean P(source) and P(target) of GeNIe's candidates against r under each episode's own support-only
     classifier (the paper's class-probability analysis), with 95% intervals over pairs, per backbone and shots."""
-    from .results import summarise
-
     folder = run_folder(profile)
     table = pd.read_csv(folder / "class_probabilities.csv")
     parts = [summarise(table, ["backbone", "shots", "noise_ratio"], value, scale=1.0).assign(value=value)
@@ -458,10 +436,6 @@ def class_probability_summary(profile: dict) -> Path:
 
 def mixed_images(support: pd.DataFrame, method: str, views_per_image: int = 5, size: int = 224):
     """The MixUp or CutMix images of one episode (as the classifier sees them) with their majority class."""
-    from .augment import mixed_sample
-    from .data import load_image
-    from .features import image_hash
-
     paths, labels = dict(zip(support.image_id, support.path)), dict(zip(support.image_id, support.class_name))
     out = []
     for first, second in mixing_pairs(support):
@@ -478,12 +452,7 @@ def label_consistency(profile: dict, episodes: pd.DataFrame, store, judge, progr
     support images (a reference: random crops are harder for the oracle than whole images) and the MixUp /
     CutMix samples, labelled with their majority class. Writes `label_consistency.csv` (one row per method
     and noise ratio)."""
-    from PIL import Image
-    from tqdm.auto import tqdm
 
-    from .augment import View
-    from .data import load_image
-    from .features import image_hash
 
     folder = run_folder(profile)
     augmentations = pd.read_csv(folder / "augmentations.csv", keep_default_na=False, dtype={"key": str})
@@ -519,10 +488,7 @@ def embedding_view(profile: dict, episodes: pd.DataFrame, store, backbone, episo
                                                                        "txt2img")) -> Path:
     """Paper figure 5's data: a PCA (fitted on all points shown) of one episode's support, query and
     augmentation embeddings, one row per point with its role, method and class. Writes `embedding_view.csv`."""
-    from sklearn.decomposition import PCA
 
-    from .features import FeatureCache, embed
-    from .profiles import resolve
 
     spec = profile["fewshot"]
     shots = shots or max(spec["shots"])

@@ -350,3 +350,51 @@ def evaluation_benchmark(record_json: str | os.PathLike):
     axis.set_title(f"total {record['total_seconds'] / 60:.1f} min ({record['machine']})", fontsize=9)
     figure.tight_layout()
     return figure
+
+
+# --------------------------------------------------------------------------------------------------
+# Long tail (notebook 06)
+
+
+def longtail_gain(gain_csv: str | os.PathLike, reference_label: str = "cross-entropy without augmentation"):
+    """Per-class top-1 gain over the reference against the class's training images (log scale), one marker
+    per method; the bins' thresholds as vertical lines."""
+    from .results import method_label
+
+    table = pd.read_csv(gain_csv)
+    figure, axis = plt.subplots(figsize=(6.0, 3.2))
+    colours = {"genie": "#b2182b", "genie_ada": "#762a83", "txt2img": "#4393c3", "img2img_high": "#5aae61"}
+    rng = np.random.default_rng(0)
+    for method, part in table.groupby("method", sort=False):
+        jitter = np.exp(rng.uniform(-0.06, 0.06, len(part)))  # classes of one size would hide each other
+        axis.scatter(part.train_images * jitter, part.gain * 100, s=16, alpha=0.7, color=colours.get(method),
+                     label=f"{method_label(method)} (mean gain on few: "
+                           f"{part[part.bin == 'few'].gain.mean() * 100:+.1f})")
+    axis.axhline(0, color="#777777", linewidth=0.8)
+    for threshold in (20, 100):
+        axis.axvline(threshold, color="#bbbbbb", linestyle=":", linewidth=1)
+    axis.set_xscale("log")
+    axis.set_xlabel("training images of the class (log scale)")
+    axis.set_ylabel(f"top-1 gain over\n{reference_label} (points)")
+    axis.legend(frameon=False, fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def curves_by_steps(steps_csv: str | os.PathLike):
+    """The oracle's mean P(target) and P(source) of GeNIe outputs against r, one line style per step count."""
+    table = pd.read_csv(steps_csv)
+    figure, axis = plt.subplots(figsize=(4.8, 3.0))
+    styles = ["-", "--", ":", "-."]
+    for style, (steps, part) in zip(styles, table.groupby("steps", sort=False)):
+        axis.plot(part.noise_ratio, part.p_target, style, marker="o", color="#b2182b", label=f"P(target), {steps} steps")
+        axis.plot(part.noise_ratio, part.p_source, style, marker="s", color="#2166ac", label=f"P(source), {steps} steps")
+    axis.set_xlabel("noise ratio r")
+    axis.set_ylabel("mean oracle probability")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend(frameon=False, fontsize=7, ncol=2)
+    axis.set_title(f"{int(table.pairs.iloc[0])} random pairs, same noise per pair", fontsize=9)
+    figure.tight_layout()
+    return figure

@@ -101,6 +101,13 @@ def _column_name(column: str, key) -> str:
     return f"{key}-shot" if column == "shots" else str(key)
 
 
+def write_table(table: pd.DataFrame, path) -> Path:
+    """A result table as CSV, written atomically (a crash never leaves half a file)."""
+    path = Path(path)
+    atomic_write(path, lambda f: f.write(table.to_csv(index=False).encode()))
+    return path
+
+
 def write_tables(stem, caption: str, markdown: pd.DataFrame, latex: pd.DataFrame) -> dict[str, Path]:
     """`stem`.md and `stem`.tex, each from its own rendering of one wide table (index = first column)."""
     stem = Path(stem)

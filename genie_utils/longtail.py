@@ -1,0 +1,470 @@
+"""The long-tail experiment: a classifier on a naturally long-tailed training set, its rare classes topped up
+with generated images, evaluated on a balanced test set and reported by Many / Medium / Few.
+
+Embedded profile: the committed long-tail split (train on the generator pool, 7 to 299 images per class; 5
+evaluation images per class as a balanced test), a linear head on frozen EfficientNet-Lite0 features.
+Paper profile: ImageNet-LT from its folder and split lists (`ImageNet_LT_train.txt`: `path label` per line).
+Every method gets the same budget, the profile's `[longtail]` rule: every class with fewer than
+`top_up_below` training images gets `images_per_class` augmentations.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import results as result_tables
+from .ada import ADA_RATIOS, generate_candidates, select_noise_ratio
+from .augment import view_seed
+from .classifier import fit_linear_sgd, one_hot
+from .data import COLUMNS, load_image, read_class_names
+from .features import FeatureCache, embed, load_backbone, mixed_features
+from .generate import METHODS, Job, run_jobs
+from .profiles import resolve
+from .results import write_table
+
+BINS = ("many", "medium", "few")
+GENERATIVE = ("genie", "genie_ada", "txt2img", "img2img_low", "img2img_high")
+MIXING = ("mixup", "cutmix")
+LOSSES = ("plain", "balanced", "logit_adjusted")      # the standard long-tail baselines, no augmentation
+ROWS = LOSSES + GENERATIVE + MIXING
+
+
+def run_folder(profile: dict) -> Path:
+    return resolve(profile, profile["paths"]["results"]) / "longtail"
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+
+
+def bin_of(train_images: int, many_above: int, few_below: int) -> str:
+    """ImageNet-LT's bins by training images: many > `many_above`, few < `few_below`, medium between."""
+    return "many" if train_images > many_above else "few" if train_images < few_below else "medium"
+
+
+def embedded_split(profile: dict, dataset: pd.DataFrame, tables: dict[str, pd.DataFrame]):
+    """(train, test, classes) of the committed long-tail split; `classes` has train_images and bin per class."""
+    roles = tables["splits.csv"].set_index("image_id").longtail
+    role = dataset.image_id.map(roles)
+    classes = tables["longtail_classes.csv"][["class_name", "train_images", "bin"]].copy()
+    return (dataset[role == "train"].reset_index(drop=True), dataset[role == "test"].reset_index(drop=True),
+            classes.reset_index(drop=True))
+
+
+def read_split_list(root: str | os.PathLike, list_file: str | os.PathLike, class_names: dict[str, str] | None = None):
+    """An ImageNet-LT style list (`train/n01440764/n01440764_190.JPEG 0` per line) as a dataset table.
+
+    The class is the image's folder (its WordNet id); `class_names` maps it to the prompt's display name.
+    Every listed file must exist under `root`, and a folder must always carry the same label."""
+    root, list_file = Path(root), Path(list_file)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"split list not found: {list_file} (ImageNet-LT's ImageNet_LT_train.txt / "
+                                "ImageNet_LT_test.txt); set [longtail] train_list / test_list in the profile.")
+    rows, labels = [], {}
+    for number, line in enumerate(list_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise ValueError(f"{list_file}:{number}: expected '<relative path> <integer label>', got {line!r}")
+        relative, label = parts[0], int(parts[1])
+        class_name = Path(relative).parent.name
+        if labels.setdefault(class_name, label) != label:
+            raise ValueError(f"{list_file}:{number}: folder {class_name} has labels {labels[class_name]} and {label}")
+        rows.append({"image_id": relative, "class_name": class_name,
+                     "display_name": (class_names or {}).get(class_name, class_name), "identity": relative,
+                     "name": Path(relative).stem, "path": str(root / relative)})
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    missing = [p for p in table.path if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of {list_file} are not under {root} (e.g. {missing[0]}). "
+                                "Set [longtail] root to the folder the list's paths are relative to.")
+    if class_names is not None:
+        unnamed = sorted(set(table.class_name) - set(class_names))
+        if unnamed:
+            raise KeyError(f"{len(unnamed)} classes of {list_file} have no display name (e.g. {unnamed[:3]})")
+    return table
+
+
+def folder_split(profile: dict):
+    """(train, test, classes) of the paper profile's ImageNet-LT from `[longtail]` root and split lists."""
+    spec = profile["longtail"]
+    names = read_class_names(resolve(profile, profile["dataset"]["class_names"]))
+    train = read_split_list(resolve(profile, spec["root"]), resolve(profile, spec["train_list"]), names)
+    test = read_split_list(resolve(profile, spec["root"]), resolve(profile, spec["test_list"]), names)
+    return train, test, class_bins(train, profile)
+
+
+def class_bins(train: pd.DataFrame, profile: dict) -> pd.DataFrame:
+    splits = profile["splits"]
+    counts = train.class_name.value_counts()
+    return pd.DataFrame({"class_name": counts.index, "train_images": counts.values,
+                         "bin": [bin_of(n, splits["many_shot_threshold"], splits["few_shot_threshold"])
+                                 for n in counts.values]})
+
+
+def load_split(profile: dict, dataset: pd.DataFrame | None = None, tables: dict | None = None):
+    """The profile's long-tail (train, test, classes): the committed split, or ImageNet-LT's lists."""
+    if profile["longtail"].get("train_list"):
+        return folder_split(profile)
+    return embedded_split(profile, dataset, tables)
+
+
+# --------------------------------------------------------------------------------------------------
+# The budget and the augmentation jobs
+
+
+def budget(classes: pd.DataFrame, top_up_below: int, images_per_class: int) -> pd.DataFrame:
+    """How many images every method adds per class: `images_per_class` for each class with fewer than
+    `top_up_below` training images, none for the others."""
+    return classes.assign(generated=np.where(classes.train_images < top_up_below, images_per_class, 0))
+
+
+def hard_negative_pairs(train: pd.DataFrame, plan: pd.DataFrame, seed: int = 0) -> list[Job]:
+    """GeNIe's sources for the rare classes: for the i-th image of target class T, a class other than T is
+    drawn uniformly, then one of its training images uniformly (so the large classes do not supply every
+    source), each draw seeded by (seed, T, i)."""
+    by_class = {c: group.sort_values("image_id") for c, group in train.groupby("class_name")}
+    jobs = []
+    for target, count in zip(plan.class_name, plan.generated):
+        others = sorted(c for c in by_class if c != target)
+        chosen: set[str] = set()
+        for i in range(count):
+            rng = np.random.default_rng(view_seed(seed, "longtail-source", target, i))
+            row = None
+            while row is None or row.image_id in chosen:  # one image per pair: draw again on a repeat
+                source = by_class[others[rng.integers(len(others))]]
+                row = source.iloc[rng.integers(len(source))]
+            chosen.add(row.image_id)
+            jobs.append(Job("genie", row.image_id, row.path, row.class_name, target, METHODS["genie"].noise_ratio))
+    return jobs
+
+
+def own_class_jobs(train: pd.DataFrame, plan: pd.DataFrame, method: str) -> list[Job]:
+    """Img2Img^L/^H and Txt2Img for the rare classes: the class's own training images in turn as sources
+    (seeds for Txt2Img), with a new variant each time round."""
+    jobs = []
+    for target, count in zip(plan.class_name, plan.generated):
+        own = train[train.class_name == target].sort_values("image_id")
+        for i in range(count):
+            row = own.iloc[i % len(own)]
+            jobs.append(Job(method, row.image_id, row.path, target, target, METHODS[method].noise_ratio,
+                            i // len(own)))
+    return jobs
+
+
+def augmentation_table(generator, train: pd.DataFrame, plan: pd.DataFrame, store, class_names: dict[str, str],
+                       seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Generate every method's images for the rare classes into the store (GeNIe's pairs at r = 0.5 ... 0.9,
+    as in the few-shot experiment; the baselines at their r) and list them: method, noise_ratio, source and
+    target class, key, file."""
+    pairs = hard_negative_pairs(train, plan, seed)
+    baselines = [job for method in ("txt2img", "img2img_low", "img2img_high") for job in own_class_jobs(train, plan, method)]
+    columns = ["method", "noise_ratio", "variant", "source_id", "source_class", "target_class", "key", "file"]
+    parts = []
+    if pairs:
+        parts.append(generate_candidates(generator, pairs, store, class_names, ADA_RATIOS, progress=progress)[columns])
+    if baselines:
+        parts.append(run_jobs(generator, baselines, store, class_names, progress=progress)[columns])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training and evaluation on frozen features
+
+
+def chosen_augmentations(method: str, augmentations: pd.DataFrame, features: dict, prototypes: dict) -> pd.DataFrame:
+    """The augmentation rows one generative method trains with: its own rows; for GeNIe the r = 0.8
+    candidates; for GeNIe-Ada, per pair, the candidate after the largest jump of the projection on the line
+    from the source (`features[source_path]`) to the target's prototype (its training images' features)."""
+    if method in ("txt2img", "img2img_low", "img2img_high"):
+        return augmentations[augmentations.method == method]
+    candidates = augmentations[augmentations.method == "genie"]
+    if method == "genie":
+        return candidates[candidates.noise_ratio == METHODS["genie"].noise_ratio]
+    if method != "genie_ada":
+        raise KeyError(f"unknown long-tail augmentation {method!r}; use one of {GENERATIVE}")
+    ratios = list(ADA_RATIOS)
+    pairs = candidates.sort_values(["target_class", "source_id", "noise_ratio"])
+    chosen = []
+    for start in range(0, len(pairs), len(ratios)):
+        pair = pairs.iloc[start:start + len(ratios)]
+        choice = select_noise_ratio(features[pair.source_path.iloc[0]], prototypes[pair.target_class.iloc[0]],
+                                    np.stack([features[k] for k in pair.key]), ratios)
+        chosen.append(pair.iloc[ratios.index(choice.noise_ratio)])
+    return pd.DataFrame(chosen)
+
+
+def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame, plan: pd.DataFrame,
+             augmentations: pd.DataFrame, store, cache=None, seeds: Sequence[int] = (0, 1, 2),
+             training: dict | None = None, methods: Sequence[str] = ROWS, progress: bool = True) -> pd.DataFrame:
+    """Per (method, seed, class): test images and how many the linear head got right.
+
+    Every method trains a linear head with SGD on the centre-view features of all training images (plus its
+    augmentations of the rare classes); `balanced` re-samples each epoch with weight 1 / class size,
+    `logit_adjusted` adds tau * log(prior) to the logits in training (Menon et al. 2021, tau = 1). Seeds
+    change the order of the SGD samples only: the intervals measure training noise, not test-set noise."""
+
+
+    training = {"epochs": 50, "batch_size": 64, "learning_rate": 2.0, "momentum": 0.9, "weight_decay": 0.0,
+                **(training or {})}
+    names = list(classes.class_name)
+    train_features = embed(backbone, list(train.path), cache, progress=progress)
+    test_features = embed(backbone, list(test.path), cache, progress=progress)
+    generated = dict(zip(augmentations.key, embed(backbone, [store.root / f for f in augmentations.file], cache,
+                                                  progress=progress))) if len(augmentations) else {}
+    features = {**generated, **dict(zip(train.path, train_features))}
+    prototypes = {c: train_features[(train.class_name == c).to_numpy()] for c in names}
+    pairs = hard_negative_pairs(train, plan)
+    own = {c: group.sort_values("image_id").path.tolist() for c, group in train.groupby("class_name")}
+    counts = train.class_name.value_counts()
+    prior = np.array([counts[c] for c in names], float) / len(train)
+    base_targets = one_hot(train.class_name, names)
+    rows = []
+    for method in tqdm(methods, desc="long-tail rows", disable=not progress):
+        extra, soft = np.zeros((0, train_features.shape[1])), np.zeros((0, len(names)))
+        if method in GENERATIVE:
+            used = chosen_augmentations(method, augmentations, features, prototypes)
+            extra, soft = np.stack([features[k] for k in used.key]), one_hot(used.target_class, names)
+        elif method in MIXING:  # GeNIe's source mixed with one of the target's images, in turn
+            partners = [own[job.target_class][i % len(own[job.target_class])] for i, job in enumerate(pairs)]
+            extra, weights = mixed_features(backbone, [job.source_path for job in pairs], partners, method, cache)
+            soft = weights[:, None] * one_hot([job.source_class for job in pairs], names) \
+                + (1 - weights[:, None]) * one_hot([job.target_class for job in pairs], names)
+        targets = np.vstack([base_targets, soft])
+        x = np.vstack([train_features, extra])
+        y_major = targets.argmax(1)
+        class_counts = np.bincount(y_major, minlength=len(names))
+        for seed in seeds:
+            model = fit_linear_sgd(
+                x, targets, names, seed=seed, epochs=training["epochs"], batch_size=training["batch_size"],
+                learning_rate=training["learning_rate"], momentum=training["momentum"],
+                weight_decay=training["weight_decay"],
+                sample_weights=1.0 / class_counts[y_major] if method == "balanced" else None,
+                logit_offsets=np.log(prior) if method == "logit_adjusted" else None)
+            correct = model.predict(test_features) == test.class_name.to_numpy()
+            per_class = pd.DataFrame({"class_name": test.class_name, "correct": correct}).groupby("class_name")
+            for class_name, group in per_class:
+                rows.append({"method": method, "seed": seed, "class_name": class_name, "correct": int(group.correct.sum()),
+                             "total": len(group)})
+    table = pd.DataFrame(rows).merge(classes, on="class_name").merge(plan[["class_name", "generated"]], on="class_name")
+    return table.assign(backbone=backbone.name)
+
+
+def bin_accuracy(results: pd.DataFrame) -> pd.DataFrame:
+    """Top-1 per (method, seed) on each bin and overall: correct / total over the balanced test set."""
+    parts = [results.assign(bin=b) for b in ("overall",)] + [results]
+    table = pd.concat(parts, ignore_index=True)
+    grouped = table.groupby(["backbone", "method", "seed", "bin"]).agg(correct=("correct", "sum"), total=("total", "sum"))
+    return grouped.assign(accuracy=grouped.correct / grouped.total).reset_index()
+
+
+# --------------------------------------------------------------------------------------------------
+# The experiment of a profile, as files under results/<profile>/longtail/
+
+
+def generate_augmentations(profile: dict, generator, train: pd.DataFrame, classes: pd.DataFrame, store,
+                           class_names: dict[str, str], progress: bool = True) -> pd.DataFrame:
+    """The budget (`plan.csv`) and every method's images for it (`augmentations.csv`)."""
+    spec = profile["longtail"]
+    plan = budget(classes, spec["top_up_below"], spec["images_per_class"])
+    write_table(plan, run_folder(profile) / "plan.csv")
+    table = augmentation_table(generator, train, plan[plan.generated > 0], store, class_names, progress=progress)
+    write_table(table, run_folder(profile) / "augmentations.csv")
+    return table
+
+
+def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, store, progress: bool = True) -> Path:
+    """Every row and seed of the profile's long-tail experiment from `plan.csv` and `augmentations.csv`;
+    writes the per-class `results.csv` and returns its path. Never generates."""
+    folder = run_folder(profile)
+    for name in ("plan.csv", "augmentations.csv"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} not found: generate the augmentations first "
+                                    "(longtail.generate_augmentations, notebook 06); evaluation never generates.")
+    plan = pd.read_csv(folder / "plan.csv")
+    augmentations = pd.read_csv(folder / "augmentations.csv", keep_default_na=False, dtype={"key": str, "source_id": str})
+    augmentations["source_path"] = augmentations.source_id.map(dict(zip(train.image_id, train.path)))
+    missing = [f for f in augmentations.file if not (store.root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} augmentation images are not in {store.root} (e.g. {missing[0]}): "
+                                "generate them first; evaluation never generates.")
+    spec = profile["longtail"]
+    backbone = load_backbone(profile, spec.get("backbone") or profile["features"]["backbone"])
+    cache = FeatureCache(resolve(profile, profile["features"]["cache_dir"]))
+    classes = plan[["class_name", "train_images", "bin"]]
+    if spec.get("finetune"):
+        results = finetune_rows(profile, train, test, classes, augmentations, store, backbone, cache, progress)
+        results = results.merge(plan[["class_name", "generated"]], on="class_name")
+    else:
+        results = evaluate(backbone, train, test, classes, plan, augmentations, store, cache, range(spec["seeds"]),
+                           spec.get("training"), progress=progress)
+    return write_table(results.assign(profile=profile["name"]), folder / "results.csv")
+
+
+def finetune_rows(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame,
+                  augmentations: pd.DataFrame, store, backbone, cache=None, progress: bool = True) -> pd.DataFrame:
+    """The paper profile's rows: a ViT fine-tuned per row and seed (`finetune`) on the training images plus the
+    row's augmentations; GeNIe-Ada chooses with the profile's frozen backbone. MixUp and CutMix rows are the
+    linear-probe experiment's only (here they would be batch-level mixing, a different budget)."""
+    sources = sorted(set(augmentations.source_path.dropna()))
+    features = dict(zip(augmentations.key, embed(backbone, [store.root / f for f in augmentations.file], cache)))
+    features.update(zip(sources, embed(backbone, sources, cache)))
+    train_features = dict(zip(train.path, embed(backbone, list(train.path), cache)))
+    prototypes = {c: np.stack([train_features[p] for p in group.path]) for c, group in train.groupby("class_name")}
+    parts = []
+    for method in LOSSES + GENERATIVE:
+        extra = pd.DataFrame(columns=["path", "target_class"])
+        if method in GENERATIVE:
+            rows = chosen_augmentations(method, augmentations, features, prototypes)
+            extra = pd.DataFrame({"path": [str(store.root / f) for f in rows.file], "target_class": rows.target_class})
+        for seed in range(profile["longtail"]["seeds"]):
+            parts.append(finetune(profile, train, test, classes, extra, method, seed, progress))
+    return pd.concat(parts, ignore_index=True).merge(classes, on="class_name").assign(backbone=profile["longtail"]["finetune"]["model"])
+
+
+def write_tables(profile: dict) -> dict[str, Path]:
+    """From `results.csv`: Many / Medium / Few / Overall top-1 (mean ± 95% interval over seeds, percent) per
+    method, with the generated images per rare class and in total beside it, as Markdown and LaTeX."""
+    folder = run_folder(profile)
+    results = pd.read_csv(folder / "results.csv")
+    accuracy = bin_accuracy(results)
+    write_table(accuracy, folder / "bin_accuracy.csv")
+    summary = result_tables.summarise(accuracy, ["backbone", "method", "bin"])
+    plan = pd.read_csv(folder / "plan.csv")
+    per_class, total = int(plan.generated.max()), int(plan.generated.sum())
+    frames = []
+    for latex in (False, True):
+        wide = result_tables.wide_table(summary, list(ROWS), ["bin"], latex=latex)
+        wide = wide[[c for c in ("many", "medium", "few", "overall") if c in wide.columns]]
+        counts = plan.groupby("bin").size()
+        wide.columns = [f"{c.capitalize()} ({counts.get(c, len(plan))} classes)" if c != "overall"
+                        else f"Overall ({len(plan)} classes)" for c in wide.columns]
+        generated = ["0" if m in LOSSES else f"{per_class} / {total}" for m in ROWS if result_tables.method_label(m, latex) in wide.index]
+        wide.insert(0, "generated per rare class / total", generated)
+        frames.append(wide)
+    return result_tables.write_tables(folder / "table", f"{profile['name']}: long-tail top-1 (\\\\%), mean $\\\\pm$ 95\\\\% "
+                               "interval over training seeds", *frames)
+
+
+def gain_by_class(profile: dict, reference: str = "plain", methods: Sequence[str] = ("genie", "genie_ada", "txt2img")) -> Path:
+    """Per class and method: accuracy minus `reference`'s (means over seeds), with the class's training
+    images and bin: the data of the per-class gain figure. Writes `gain_by_class.csv`."""
+    folder = run_folder(profile)
+    results = pd.read_csv(folder / "results.csv")
+    per_class = results.groupby(["method", "class_name", "train_images", "bin", "generated"]).apply(
+        lambda g: g.correct.sum() / g.total.sum(), include_groups=False).rename("accuracy").reset_index()
+    base = per_class[per_class.method == reference].set_index("class_name").accuracy
+    gains = per_class[per_class.method.isin(methods)].assign(gain=lambda t: t.accuracy - t.class_name.map(base))
+    return write_table(gains, folder / "gain_by_class.csv")
+
+
+# --------------------------------------------------------------------------------------------------
+# Paper profile: fine-tuning a ViT on ImageNet-LT with accelerate (GPUs; not run in CI)
+
+VIT_SIZES = {  # torchvision.models.VisionTransformer arguments; vit_tiny is for the tests on CPU
+    "vit_b_16": dict(patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072),
+    "vit_tiny": dict(patch_size=16, num_layers=2, num_heads=2, hidden_dim=64, mlp_dim=128),
+}
+
+
+def vision_transformer(spec: dict, classes: int):
+    """A torchvision ViT of `spec["model"]`'s size with a new head; `spec["weights"]` (a local state dict, e.g.
+    torchvision's ImageNet ViT-B/16 file) initialises everything but the head."""
+    import torch
+    from torchvision.models import VisionTransformer
+
+    if spec["model"] not in VIT_SIZES:
+        raise KeyError(f"unknown model {spec['model']!r} in [longtail.finetune]; use one of {sorted(VIT_SIZES)}")
+    model = VisionTransformer(image_size=spec["image_size"], num_classes=classes, **VIT_SIZES[spec["model"]])
+    if spec.get("weights"):
+        state = torch.load(spec["weights"], map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("heads.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.startswith("heads.")]:
+            raise KeyError(f"{spec['weights']} does not fit {spec['model']}: missing {missing[:4]}, "
+                           f"unexpected {unexpected[:4]}")
+    return model
+
+
+class _ImageList:
+    """A torch dataset of (image path, class index) with a torchvision transform."""
+    def __init__(self, paths: Sequence, labels: Sequence[int], transform):
+        self.paths, self.labels, self.transform = list(paths), list(labels), transform
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return self.transform(load_image(self.paths[i])), self.labels[i]
+
+
+def finetune(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame, extra: pd.DataFrame,
+             method: str, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Fine-tune `[longtail.finetune]`'s ViT on the training images plus `extra` (columns path, target_class:
+    one method's augmentations) with accelerate (any number of GPUs: `accelerate launch`), AdamW with warm-up
+    and cosine decay, label smoothing; then per-class correct / total on `test`, as `evaluate` returns.
+    `balanced` and `logit_adjusted` change the sampler and the loss as in `evaluate`."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from torchvision.transforms import v2
+
+    spec = profile["longtail"]["finetune"]
+    accelerator = Accelerator(mixed_precision=spec.get("mixed_precision", "no"))
+    set_seed(seed)
+    names = list(classes.class_name)
+    index = {c: i for i, c in enumerate(names)}
+    size = spec["image_size"]
+    normalise = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                 v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    augment = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()] + normalise)
+    centre = v2.Compose([v2.Resize(round(size * 8 / 7), antialias=True), v2.CenterCrop(size)] + normalise)
+    paths = list(train.path) + list(extra.path)
+    labels = [index[c] for c in list(train.class_name) + list(extra.target_class)]
+    counts = np.bincount(labels, minlength=len(names))
+    sampler = None
+    if method == "balanced":
+        sampler = torch.utils.data.WeightedRandomSampler(1.0 / counts[labels], len(labels),
+                                                         generator=torch.Generator().manual_seed(seed))
+    loader = torch.utils.data.DataLoader(_ImageList(paths, labels, augment), batch_size=spec["batch_size"],
+                                         shuffle=sampler is None, sampler=sampler, num_workers=spec.get("workers", 0),
+                                         drop_last=len(paths) > spec["batch_size"])
+    test_loader = torch.utils.data.DataLoader(_ImageList(test.path, [index[c] for c in test.class_name], centre),
+                                              batch_size=spec["batch_size"], num_workers=spec.get("workers", 0))
+    model = vision_transformer(spec, len(names))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec["learning_rate"], weight_decay=spec["weight_decay"])
+    steps = spec["epochs"] * max(1, len(loader))
+    schedule = get_cosine_schedule_with_warmup(optimizer, spec.get("warmup_epochs", 0) * len(loader), steps)
+    model, optimizer, loader, test_loader, schedule = accelerator.prepare(model, optimizer, loader, test_loader, schedule)
+    offsets = torch.tensor(np.log(counts / counts.sum()) if method == "logit_adjusted" else np.zeros(len(names)),
+                           dtype=torch.float32, device=accelerator.device)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=spec.get("label_smoothing", 0.0))
+    model.train()
+    with tqdm(total=steps, desc=f"fine-tuning ({method}, seed {seed})", disable=not progress
+              or not accelerator.is_local_main_process) as bar:
+        for _ in range(spec["epochs"]):
+            for images, targets in loader:
+                loss = loss_fn(model(images) + offsets, targets)
+                accelerator.backward(loss)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                bar.update()
+    model.eval()
+    predictions, truths = [], []
+    with torch.no_grad():
+        for images, targets in test_loader:
+            predicted, targets = accelerator.gather_for_metrics((model(images).argmax(1), targets))
+            predictions.append(predicted.cpu())
+            truths.append(targets.cpu())
+    predicted, truth = torch.cat(predictions).numpy(), torch.cat(truths).numpy()
+    table = pd.DataFrame({"class_name": np.asarray(names)[truth], "correct": predicted == truth})
+    per_class = table.groupby("class_name").agg(correct=("correct", "sum"), total=("correct", "size")).reset_index()
+    return per_class.assign(method=method, seed=seed)

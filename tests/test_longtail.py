@@ -1,0 +1,114 @@
+"""The long-tail experiment: budget, pairing, evaluation by bin, ImageNet-LT lists, the ViT fine-tuning loop."""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from genie_utils import longtail
+
+
+def test_bins_follow_imagenet_lt():
+    assert [longtail.bin_of(n, 100, 20) for n in (5, 19, 20, 100, 101, 1280)] == \
+        ["few", "few", "medium", "medium", "many", "many"]
+
+
+def small_split(openmoji):
+    sizes = {"face-smiling": 12, "heart": 8, "animal-mammal": 3, "food-fruit": 2}
+    train = pd.concat([openmoji[openmoji.class_name == c].sort_values("image_id").head(n) for c, n in sizes.items()],
+                      ignore_index=True)
+    test = pd.concat([openmoji[openmoji.class_name == c].sort_values("image_id").tail(3) for c in sizes],
+                     ignore_index=True)
+    classes = pd.DataFrame({"class_name": list(sizes), "train_images": list(sizes.values()),
+                            "bin": [longtail.bin_of(n, 10, 5) for n in sizes.values()]})
+    return train, test, classes
+
+
+def test_the_budget_tops_up_only_the_rare_classes_and_pairs_draw_other_classes(openmoji):
+    train, _, classes = small_split(openmoji)
+    plan = longtail.budget(classes, top_up_below=5, images_per_class=3)
+    assert dict(zip(plan.class_name, plan.generated)) == {"face-smiling": 0, "heart": 0, "animal-mammal": 3,
+                                                          "food-fruit": 3}
+    rare = plan[plan.generated > 0]
+    pairs = longtail.hard_negative_pairs(train, rare, seed=0)
+    assert len(pairs) == 6 and all(j.source_class != j.target_class for j in pairs)
+    assert len({(j.source_id, j.target_class) for j in pairs}) == 6  # one image per pair
+    assert [j.source_id for j in pairs] == [j.source_id for j in longtail.hard_negative_pairs(train, rare, seed=0)]
+    assert [j.source_id for j in pairs] != [j.source_id for j in longtail.hard_negative_pairs(train, rare, seed=1)]
+    own = longtail.own_class_jobs(train, rare, "img2img_high")
+    assert [(j.target_class, j.variant) for j in own] == [("animal-mammal", 0)] * 3 + [("food-fruit", 0)] * 2 + \
+        [("food-fruit", 1)]
+    assert all(j.source_class == j.target_class for j in own)
+
+
+def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_names, tmp_path):
+    from genie_utils import generate
+    from genie_utils.store import Store
+    from tests.test_ada import CountingBackbone
+    pipe, info = tiny_pipeline
+    generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=5), info, batch_size=8)
+    train, test, classes = small_split(openmoji)
+    plan = longtail.budget(classes, 5, 2)
+    store = Store(tmp_path)
+    augmentations = longtail.augmentation_table(generator, train, plan[plan.generated > 0], store, class_names,
+                                                progress=False)
+    assert augmentations.groupby(["method", "noise_ratio"]).size().eq(4).all()  # 2 rare classes x 2 images
+    augmentations["source_path"] = augmentations.source_id.map(dict(zip(train.image_id, train.path)))
+    results = longtail.evaluate(CountingBackbone(), train, test, classes, plan, augmentations, store, seeds=(0, 1),
+                                training={"epochs": 3, "batch_size": 8}, progress=False)
+    assert set(results.method) == set(longtail.ROWS)
+    assert len(results) == len(longtail.ROWS) * 2 * 4 and (results.total == 3).all()
+    accuracy = longtail.bin_accuracy(results)
+    overall = accuracy[accuracy.bin == "overall"]
+    assert (overall.total == 12).all() and overall.accuracy.between(0, 1).all()
+    one = results[(results.method == "plain") & (results.seed == 0)]
+    row = accuracy[(accuracy.method == "plain") & (accuracy.seed == 0) & (accuracy.bin == "few")].iloc[0]
+    assert row.accuracy == pytest.approx(one[one.bin == "few"].correct.sum() / one[one.bin == "few"].total.sum())
+
+
+def imagenet_lt_fixture(root):
+    lines = {"train": [], "test": []}
+    for label, wnid in enumerate(["n01440764", "n01443537", "n01484850"]):
+        for split, count in (("train", 3 + 2 * label), ("test", 2)):
+            folder = root / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                Image.new("RGB", (40, 36), (80 * label, 20 * k, 0)).save(folder / f"{wnid}_{k}.JPEG")
+                lines[split].append(f"{split}/{wnid}/{wnid}_{k}.JPEG {label}")
+    for split, rows in lines.items():
+        (root / f"ImageNet_LT_{split}.txt").write_text("\n".join(rows) + "\n")
+    return {"n01440764": "tench, Tinca tinca", "n01443537": "goldfish, Carassius auratus",
+            "n01484850": "great white shark, white shark"}
+
+
+def test_imagenet_lt_lists_load_and_bad_lists_are_named(tmp_path):
+    names = imagenet_lt_fixture(tmp_path)
+    train = longtail.read_split_list(tmp_path, tmp_path / "ImageNet_LT_train.txt", names)
+    assert len(train) == 3 + 5 + 7 and train.class_name.value_counts().to_dict() == \
+        {"n01484850": 7, "n01443537": 5, "n01440764": 3}
+    assert set(train.display_name) == set(names.values())
+    (tmp_path / "bad.txt").write_text("train/n01440764/n01440764_0.JPEG zero\n")
+    with pytest.raises(ValueError, match=r"bad.txt:1: expected '<relative path> <integer label>'"):
+        longtail.read_split_list(tmp_path, tmp_path / "bad.txt")
+    (tmp_path / "gone.txt").write_text("train/n01440764/missing.JPEG 0\n")
+    with pytest.raises(FileNotFoundError, match=r"1 images of .*gone.txt are not under"):
+        longtail.read_split_list(tmp_path, tmp_path / "gone.txt")
+    (tmp_path / "clash.txt").write_text("train/n01440764/n01440764_0.JPEG 0\ntrain/n01440764/n01440764_1.JPEG 4\n")
+    with pytest.raises(ValueError, match="folder n01440764 has labels 0 and 4"):
+        longtail.read_split_list(tmp_path, tmp_path / "clash.txt")
+
+
+def test_the_vit_fine_tuning_loop_runs_on_cpu(tmp_path):
+    names = imagenet_lt_fixture(tmp_path)
+    train = longtail.read_split_list(tmp_path, tmp_path / "ImageNet_LT_train.txt", names)
+    test = longtail.read_split_list(tmp_path, tmp_path / "ImageNet_LT_test.txt", names)
+    profile = {"longtail": {"finetune": {"model": "vit_tiny", "weights": "", "image_size": 32, "epochs": 2,
+                                         "batch_size": 4, "learning_rate": 1e-3, "weight_decay": 0.05,
+                                         "warmup_epochs": 1, "label_smoothing": 0.1, "mixed_precision": "no"}}}
+    classes = pd.DataFrame({"class_name": sorted(names), "train_images": [3, 5, 7], "bin": "few"})
+    extra = pd.DataFrame({"path": [train.path.iloc[0]], "target_class": ["n01484850"]})
+    for method in ("plain", "balanced", "logit_adjusted"):
+        table = longtail.finetune(profile, train, test, classes, extra, method, seed=0, progress=False)
+        assert sorted(table.class_name) == sorted(names) and (table.total == 2).all()
+        assert (table.correct <= table.total).all() and set(table.method) == {method}
+    with pytest.raises(KeyError, match="unknown model 'vit_huge'"):
+        longtail.vision_transformer({"model": "vit_huge", "image_size": 32}, 3)
