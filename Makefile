@@ -19,8 +19,13 @@ $(STAMP): requirements.txt pyproject.toml
 test: setup
 	GENIE_PROFILE=smoke GENIE_HEADLESS=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
+# Skips every notebook whose inputs (itself, the library, the profile, the models, earlier notebooks) are unchanged.
 reproduce: setup
 	GENIE_HEADLESS=1 $(PY) -m genie_utils.reproduce --profile $(PROFILE)
+
+# One notebook again, e.g. `make notebook-05`: the analyses re-rendered from the result files and caches.
+notebook-%: setup
+	GENIE_HEADLESS=1 $(PY) -m genie_utils.reproduce --profile $(PROFILE) --only $* --force
 
 # Retrain the companion model (resumes from .cache/companion-training; delete it to start over), then the
 # oracle, the judge curve and the model card. `make reproduce` never retrains.

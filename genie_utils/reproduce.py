@@ -1,15 +1,20 @@
 """Run the numbered notebooks headless with papermill: `python -m genie_utils.reproduce --profile embedded`.
 
-Executed copies go to `results/<profile>/notebooks/`; the notebooks in `notebooks/` stay clean.
+Executed copies go to `results/<profile>/notebooks/`; the notebooks in `notebooks/` stay clean. A notebook
+whose inputs did not change since its last successful run is skipped: its key hashes the notebook, the
+library's source, the profile (as loaded, `extends` resolved), the shipped models' files and the keys of the
+notebooks before it (a later notebook reads what an earlier one wrote). `--force` runs everything again.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
 
-from .profiles import available_profiles, load_profile, project_root, resolve
+from .profiles import load_profile, project_root, resolve
 
 
 def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
@@ -20,33 +25,68 @@ def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def run(profile_name: str, only: list[str] | None = None) -> list[tuple[str, float]]:
+def _digest(paths) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def input_digest(profile: dict) -> str:
+    """What every notebook depends on besides itself: the library's source, the profile, the models."""
+    library = Path(__file__).parent
+    sources = [p for p in library.rglob("*") if p.is_file() and p.suffix in {".py", ".toml", ".csv", ".json"}]
+    models = [p for p in (project_root() / "models").rglob("*") if p.is_file() and p.suffix != ".png"]
+    settings = {k: v for k, v in profile.items() if k not in ("root", "file")}
+    return hashlib.sha256(f"{_digest(sources)}|{_digest(models)}|{json.dumps(settings, sort_keys=True)}".encode()).hexdigest()
+
+
+def stage_keys(profile: dict, folder: Path) -> dict[str, str]:
+    """Each notebook's key, chained: a change to a notebook reruns it and every notebook after it."""
+    keys, previous = {}, input_digest(profile)
+    for notebook in notebooks(folder):
+        previous = hashlib.sha256(f"{previous}|{_digest([notebook])}".encode()).hexdigest()
+        keys[notebook.name] = previous
+    return keys
+
+
+def run(profile_name: str, only: list[str] | None = None, force: bool = False) -> list[tuple[str, float]]:
+    """Execute the profile's notebooks (those named by `only`), skipping those whose key is unchanged."""
     import papermill
 
     profile = load_profile(profile_name)
     folder = project_root() / "notebooks"
     output = resolve(profile, profile["paths"]["results"]) / "notebooks"
     output.mkdir(parents=True, exist_ok=True)
+    keys = stage_keys(profile, folder)
     timings = []
     for notebook in notebooks(folder, only):
+        stamp = output / f"{notebook.stem}.key"
+        if not force and stamp.is_file() and stamp.read_text().strip() == keys[notebook.name] \
+                and (output / notebook.name).is_file():
+            print(f"[{profile['name']}] {notebook.name}: inputs unchanged, skipped (--force runs it)", flush=True)
+            continue
         began = time.perf_counter()
-        print(f"[{profile_name}] {notebook.name}", flush=True)
+        print(f"[{profile['name']}] {notebook.name}", flush=True)
+        stamp.unlink(missing_ok=True)  # a failed or interrupted run leaves no key: it reruns next time
         papermill.execute_notebook(str(notebook), str(output / notebook.name), parameters={"profile": profile_name},
                                    cwd=str(folder), kernel_name="python3", progress_bar=False)
+        stamp.write_text(keys[notebook.name] + "\n")
         timings.append((notebook.name, time.perf_counter() - began))
-        print(f"[{profile_name}] {notebook.name} done in {timings[-1][1]:.0f} s", flush=True)
+        print(f"[{profile['name']}] {notebook.name} done in {timings[-1][1]:.0f} s", flush=True)
     return timings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--profile", default="embedded", choices=available_profiles())
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="embedded", help="a profile name (genie_utils/profiles) or .toml file")
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 01")
+    parser.add_argument("--force", action="store_true", help="run every notebook, even those whose inputs are unchanged")
     args = parser.parse_args(argv)
-    timings = run(args.profile, args.only)
-    if not timings:
-        print("no notebooks matched", file=sys.stderr)
+    if args.only and not notebooks(project_root() / "notebooks", args.only):
+        print(f"no notebooks match {args.only}", file=sys.stderr)
         return 1
+    timings = run(args.profile, args.only, args.force)
     print(f"ran {len(timings)} notebooks in {sum(t for _, t in timings):.0f} s")
     return 0
 

@@ -139,18 +139,24 @@ def test_wrong_model_paths_fail_with_the_fix(tmp_path):
         generate.load_pipeline(tmp_path)
 
 
-def test_unreachable_hub_id_fails_fast():
-    """No retry loop: a hub that refuses connections gives a ModelLoadError in seconds."""
-    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0",
-           "HF_HOME": os.environ.get("HF_HOME", "") or "/nonexistent-hf-home"}
+def load_in_a_subprocess(model_id: str, **env) -> tuple[float, str]:
+    """(seconds, stdout) of load_pipeline(model_id) in a fresh interpreter with `env` set."""
     code = ("from genie_utils import generate\n"
-            "try:\n generate.load_pipeline('example-org/no-such-model', device='cpu')\n"
+            f"try:\n generate.load_pipeline({model_id!r}, device='cpu')\n"
             "except generate.ModelLoadError as e:\n print('ModelLoadError:', e)\n")
     began = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert time.perf_counter() - began < 60
-    assert "ModelLoadError: cannot load the diffusion model 'example-org/no-such-model'" in result.stdout
-    assert "local diffusers folder" in result.stdout
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "0", **env},
+                            capture_output=True, text=True, timeout=120)
+    return time.perf_counter() - began, result.stdout
+
+
+def test_unreachable_hub_id_fails_fast():
+    """No retry loop: a hub that refuses connections gives a ModelLoadError in seconds."""
+    seconds, out = load_in_a_subprocess("example-org/no-such-model", HF_ENDPOINT="http://127.0.0.1:9",
+                                        HF_HOME=os.environ.get("HF_HOME", "") or "/nonexistent-hf-home")
+    assert seconds < 60
+    assert "ModelLoadError: cannot load the diffusion model 'example-org/no-such-model'" in out
+    assert "local diffusers folder" in out
 
 
 def test_loaded_pipeline_is_float32_on_cpu_and_records_its_fingerprint(tiny_pipeline, tiny_model_dir):
@@ -191,15 +197,11 @@ def test_a_silent_hub_fails_within_the_timeout(tmp_path):
     server.listen(16)
     held = []
     threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(16)], daemon=True).start()
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}", "HF_HUB_OFFLINE": "0",
-           "HF_HOME": str(tmp_path / "hf"), "GENIE_HUB_TIMEOUT_SECONDS": "3"}
-    code = ("from genie_utils import generate\n"
-            "try:\n generate.load_pipeline('stable-diffusion-v1-5/stable-diffusion-v1-5', device='cpu')\n"
-            "except generate.ModelLoadError as e:\n print('ModelLoadError:', e)\n")
-    began = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90)
-    assert time.perf_counter() - began < 60
-    assert "did not answer within 3" in result.stdout and "local diffusers folder" in result.stdout
+    seconds, out = load_in_a_subprocess("stable-diffusion-v1-5/stable-diffusion-v1-5",
+                                        HF_ENDPOINT=f"http://127.0.0.1:{server.getsockname()[1]}",
+                                        HF_HOME=str(tmp_path / "hf"), GENIE_HUB_TIMEOUT_SECONDS="3")
+    assert seconds < 60
+    assert "did not answer within 3" in out and "local diffusers folder" in out
     server.close()
 
 

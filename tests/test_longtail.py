@@ -1,5 +1,4 @@
 """The long-tail experiment: budget, pairing, evaluation by bin, ImageNet-LT lists, the ViT fine-tuning loop."""
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
