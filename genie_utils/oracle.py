@@ -171,6 +171,19 @@ def random_pairs(sources: pd.DataFrame, classes: Sequence[str], count: int, seed
     return rows.reset_index(drop=True)
 
 
+def pairs_per_target(sources: pd.DataFrame, classes: Sequence[str], per_class: int, seed: int = 0) -> pd.DataFrame:
+    """`per_class` (source image, target class) pairs for every class of `classes` as the target, the sources
+    drawn uniformly from the images of `sources` of other classes: every target class weighs the same."""
+    candidates = sources.sort_values("image_id").reset_index(drop=True)
+    parts = []
+    for target in sorted(classes):
+        others = candidates[candidates.class_name != target]
+        rng = np.random.default_rng([seed, sum(target.encode())])
+        chosen = others.iloc[rng.choice(len(others), size=per_class, replace=len(others) < per_class)]
+        parts.append(chosen.assign(target_class=target))
+    return pd.concat(parts, ignore_index=True)
+
+
 def label_consistency(generator, oracle: Oracle, pairs: pd.DataFrame, noise_ratios: Sequence[float], store,
                       class_names: dict[str, str], batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
     """GeNIe outputs of every pair at every r (one noise draw per pair), judged by the oracle.
@@ -191,14 +204,19 @@ def label_consistency(generator, oracle: Oracle, pairs: pd.DataFrame, noise_rati
     })
 
 
-def consistency_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per r: mean P(target), mean P(source), the share the oracle labels target / source, and pairs."""
+def consistency_summary(table: pd.DataFrame, per_target_class: bool = False) -> pd.DataFrame:
+    """Per r: mean P(target), mean P(source), the share the oracle labels target / source, and pairs.
+
+    `per_target_class`: average within each target class first, then over classes (every class weighs the
+    same, however many pairs it has)."""
     table = table.assign(says_target=table.oracle_class == table.target_class,
                          says_source=table.oracle_class == table.source_class)
-    return table.groupby("noise_ratio").agg(p_target=("p_target", "mean"), p_source=("p_source", "mean"),
-                                            oracle_target=("says_target", "mean"),
-                                            oracle_source=("says_source", "mean"),
-                                            pairs=("key", "size")).reset_index()
+    values = {"p_target": "mean", "p_source": "mean", "says_target": "mean", "says_source": "mean"}
+    keys = ["noise_ratio", "target_class"] if per_target_class else ["noise_ratio"]
+    means = table.groupby(keys).agg(values).assign(pairs=table.groupby(keys).size())
+    if per_target_class:
+        means = means.groupby("noise_ratio").agg({**values, "pairs": "sum"})
+    return means.rename(columns={"says_target": "oracle_target", "says_source": "oracle_source"}).reset_index()
 
 
 def crossover(summary: pd.DataFrame) -> float | None:

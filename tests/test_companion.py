@@ -16,9 +16,22 @@ def test_tokenizer_gives_sd15_ids():
     assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77
 
 
-def test_smoke_training_writes_a_loadable_half_precision_pipeline(tmp_path):
+def test_smoke_training_through_a_pack_writes_a_loadable_half_precision_pipeline(tmp_path):
+    """The route of a lent GPU: pack here, train from the pack, weights back, assemble here."""
     profile = profiles.load_profile("smoke")
-    folder = companion.train_companion(profile, tmp_path / "model", tmp_path / "work", device="cpu", progress=False)
+    pack = companion.pack_training_data(profile)
+    assert pack["pixels"].dtype == torch.uint8 and pack["token_ids"].shape == (2321, 77)
+    read = companion.read_pack(companion.write_pack(pack, tmp_path / "pack.npz"))
+    assert torch.equal(read["pixels"], pack["pixels"]) and read["prompts"] == pack["prompts"]
+    assert torch.equal(read["pixels"][:3].float() / 127.5 - 1,
+                       data.images_tensor(companion.training_images(profile)[2].path[:3]))
+    trained = companion.train_pack(read, tmp_path / "work", device="cpu", progress=False)
+    back = companion.read_weights(companion.write_weights(trained, tmp_path / "weights"))
+    for part, returned in zip(trained["parts"], back["parts"]):
+        for (name, a), b in zip(part.state_dict().items(), returned.state_dict().values()):
+            assert torch.allclose(a, b, atol=1e-2, rtol=1e-2), name  # half precision on the way
+    assert back["parts"][0].config.scaling_factor == trained["parts"][0].config.scaling_factor
+    folder = companion.assemble_companion(back, tmp_path / "model")
     record = json.loads((folder / "training.json").read_text())
     assert record["training_images"] == 2321 and record["pool"] == "generator"
     assert record["settings"]["unet_steps"] == 4 and record["vae_scaling_factor"] > 0
@@ -30,6 +43,15 @@ def test_smoke_training_writes_a_loadable_half_precision_pipeline(tmp_path):
     from safetensors import safe_open
     with safe_open(str(next((folder / "unet").glob("*.safetensors"))), "pt") as f:
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+
+
+def test_time_budget_lowers_the_steps_to_a_round_number_that_fits(tmp_path):
+    assert companion.train.steps_within_budget(6000, 1000.0, 0.05) == 6000  # 18,000 fit
+    assert companion.train.steps_within_budget(12000, 369.0, 0.0519) == 6000  # the shipped model's run
+    with pytest.raises(RuntimeError, match="larger --time-budget"):
+        companion.train.steps_within_budget(6000, 20.0, 0.05)
+    with pytest.raises(FileNotFoundError, match="not a trained-weights folder"):
+        companion.read_weights(tmp_path)
 
 
 def test_interrupted_training_resumes_exactly_and_only_with_the_same_settings(tmp_path):
@@ -96,3 +118,23 @@ def test_random_pairs_never_pair_a_class_with_itself(openmoji):
     pairs = oracle.random_pairs(openmoji, ["heart", "animal-mammal", "face-smiling"], 50, seed=3)
     assert len(pairs) == 50 and (pairs.class_name != pairs.target_class).all()
     assert pairs.equals(oracle.random_pairs(openmoji, ["face-smiling", "heart", "animal-mammal"], 50, seed=3))
+
+
+def test_sampling_weights_balance_classes():
+    prompts = ["a"] * 8 + ["b"] * 2
+    uniform, sqrt, balanced = (companion.train.sampling_weights(prompts, s) for s in ("uniform", "sqrt", "balanced"))
+    share = lambda w: float(w[:8].sum() / w.sum())  # noqa: E731  share of class a in the draws
+    assert share(uniform) == pytest.approx(0.8) and share(sqrt) == pytest.approx(2 / 3)
+    assert share(balanced) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="unknown sampling 'square'"):
+        companion.train.sampling_weights(prompts, "square")
+
+
+def test_pairs_per_target_weigh_every_class_the_same(openmoji):
+    pairs = oracle.pairs_per_target(openmoji, ["heart", "animal-mammal", "food-fruit"], 4, seed=1)
+    assert pairs.target_class.value_counts().to_dict() == {"heart": 4, "animal-mammal": 4, "food-fruit": 4}
+    assert (pairs.class_name != pairs.target_class).all()
+    table = pd.DataFrame({"noise_ratio": 0.8, "target_class": ["a"] * 3 + ["b"], "source_class": "c",
+                          "p_target": [0.0, 0.0, 0.0, 1.0], "p_source": 0.0, "oracle_class": "c", "key": list("wxyz")})
+    assert oracle.consistency_summary(table).p_target.iloc[0] == pytest.approx(0.25)
+    assert oracle.consistency_summary(table, per_target_class=True).p_target.iloc[0] == pytest.approx(0.5)

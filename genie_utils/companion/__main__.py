@@ -1,24 +1,54 @@
-"""`python -m genie_utils.companion [train|oracle|judge|card|all] --profile embedded` (`make companion`)."""
+"""`python -m genie_utils.companion [train|oracle|judge|card|all] --profile embedded` (`make companion`).
+
+To train on another machine (a lent GPU) that has torch, diffusers and transformers but not the dataset:
+    python -m genie_utils.companion pack --pack companion.npz            # here: the training data, one file
+    python -m genie_utils.companion train --pack companion.npz --weights trained/ [--time-budget 400]   # there
+    python -m genie_utils.companion assemble --weights trained/          # here: the model folder
+"""
 from __future__ import annotations
 
 import argparse
-
-from ..oracle import OracleSettings, train_oracle
-from ..profiles import available_profiles, load_profile, resolve
-from .card import judge, write_model_card
-from .train import train_companion
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="The companion model: train it (resumable), train the oracle, "
                                                  "judge GeNIe outputs, write the model card.")
-    parser.add_argument("stage", nargs="?", default="all", choices=["train", "oracle", "judge", "card", "all"])
-    parser.add_argument("--profile", default="embedded", choices=available_profiles())
+    parser.add_argument("stage", nargs="?", default="all",
+                        choices=["train", "oracle", "judge", "card", "all", "pack", "assemble"])
+    parser.add_argument("--profile", default="embedded")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--pack", help="pack: write the training data here; train: train from this file and write "
+                                       "the weights to --weights (no dataset or tokenizer needed)")
+    parser.add_argument("--weights", help="train --pack: where the trained weights go; assemble: where they are")
+    parser.add_argument("--workdir", help="train --pack: checkpoints (default: ./companion-training)")
+    parser.add_argument("--time-budget", type=float, help="seconds: lower the denoiser's steps to fit (train)")
     args = parser.parse_args(argv)
+    if args.stage == "train" and args.pack:  # the remote half: nothing but torch, diffusers and transformers
+        from .train import read_pack, train_pack, write_weights
+
+        if not args.weights:
+            parser.error("train --pack needs --weights DIR")
+        trained = train_pack(read_pack(args.pack), args.workdir or "companion-training", args.device,
+                             progress=False, time_budget=args.time_budget)
+        print(write_weights(trained, args.weights))
+        return 0
+
+    from ..oracle import OracleSettings, train_oracle
+    from ..profiles import load_profile, resolve
+    from .card import judge, write_model_card
+    from .train import assemble_companion, pack_training_data, read_weights, train_companion, write_pack
+
     profile = load_profile(args.profile)
+    if args.stage == "pack":
+        print(write_pack(pack_training_data(profile), args.pack or "companion-training.npz"))
+        return 0
+    if args.stage == "assemble":
+        if not args.weights:
+            parser.error("assemble needs --weights DIR (the folder `train --pack` wrote)")
+        print(assemble_companion(read_weights(args.weights), resolve(profile, profile["companion"]["output"])))
+        return 0
     if args.stage in ("train", "all"):
-        print(train_companion(profile, device=args.device))
+        print(train_companion(profile, device=args.device, time_budget=args.time_budget))
     if args.stage in ("oracle", "all"):
         spec = profile["oracle"]
         train_oracle(profile, resolve(profile, spec["output"]), OracleSettings(**spec.get("training", {})),

@@ -33,9 +33,9 @@ class CompanionSize:
 TINY = CompanionSize()
 
 
-def build_pipeline(size: CompanionSize = TINY, seed: int = 0):
-    """A random-weight StableDiffusionImg2ImgPipeline with SD v1.5's structure at `size`."""
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+def build_parts(size: CompanionSize = TINY, seed: int = 0):
+    """The random-weight VAE, UNet and CLIP text encoder of SD v1.5's structure at `size`, seeded."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -61,6 +61,15 @@ def build_pipeline(size: CompanionSize = TINY, seed: int = 0):
         vocab_size=49408, hidden_size=size.text_width, intermediate_size=4 * size.text_width,
         num_hidden_layers=size.text_layers, num_attention_heads=size.text_heads, max_position_embeddings=77,
         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
+    return vae, unet, text_encoder
+
+
+def build_pipeline(size: CompanionSize = TINY, seed: int = 0, parts=None):
+    """A StableDiffusionImg2ImgPipeline with SD v1.5's structure at `size`: random weights, or `parts`
+    (vae, unet, text_encoder) when given. The scheduler is DPM-Solver++ as in GeNIe's official code."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
+
+    vae, unet, text_encoder = parts if parts is not None else build_parts(size, seed)
     scheduler = DPMSolverMultistepScheduler(**SD15_SCHEDULE, algorithm_type="dpmsolver++", solver_order=2)
     return StableDiffusionImg2ImgPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet, scheduler=scheduler,
