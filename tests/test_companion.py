@@ -52,6 +52,11 @@ def test_time_budget_lowers_the_steps_to_a_round_number_that_fits(tmp_path):
         companion.train.steps_within_budget(6000, 20.0, 0.05)
     with pytest.raises(FileNotFoundError, match="not a trained-weights folder"):
         companion.read_weights(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no training pack at .*pack --pack FILE"):
+        companion.read_pack(tmp_path / "absent.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="broken.npz is not a readable training pack"):
+        companion.read_pack(tmp_path / "broken.npz")
 
 
 def test_interrupted_training_resumes_exactly_and_only_with_the_same_settings(tmp_path):

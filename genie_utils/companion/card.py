@@ -63,6 +63,18 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
     return summary
 
 
+def judge_table(curve: pd.DataFrame) -> str:
+    """`judge_curve.csv` as a markdown table: one row per r, one column per group of target classes, each cell
+    mean P(target) / mean P(source) / share of images the oracle names the target."""
+    groups = list(dict.fromkeys(curve.group))
+    wide = curve.pivot_table(index="noise_ratio", columns="group", values=["p_target", "p_source", "oracle_target"])
+    header = "| r | " + " | ".join(f"{g} ({int(curve[curve.group == g].classes.iloc[0])} classes)" for g in groups) + " |"
+    return "\n".join([header, "| ---: |" + " ---: |" * len(groups)] + [
+        f"| {r:g} | " + " | ".join(f"{wide.loc[r, ('p_target', g)]:.2f} / {wide.loc[r, ('p_source', g)]:.2f} / "
+                                   f"{wide.loc[r, ('oracle_target', g)]:.2f}" for g in groups) + " |"
+        for r in wide.index])
+
+
 def crossing(cross: float | None, lowest: float) -> str:
     """The crossover of P(target) over P(source) in words (it may lie below the lowest r judged)."""
     if cross is None:
@@ -103,13 +115,7 @@ def write_model_card(profile: dict, folder=None, samples: int = 6) -> Path:
     cross = crossover(everyone)
     parameters = record["parameters"]
     files = model_files(folder)
-    groups = list(dict.fromkeys(curve.group))
-    wide = curve.pivot_table(index="noise_ratio", columns="group", values=["p_target", "p_source", "oracle_target"])
-    header = "| r | " + " | ".join(f"{g} ({int(curve[curve.group == g].classes.iloc[0])} classes)" for g in groups) + " |"
-    table = "\n".join([header, "| ---: |" + " ---: |" * len(groups)] + [
-        f"| {r:g} | " + " | ".join(f"{wide.loc[r, ('p_target', g)]:.2f} / {wide.loc[r, ('p_source', g)]:.2f} / "
-                                   f"{wide.loc[r, ('oracle_target', g)]:.2f}" for g in groups) + " |"
-        for r in wide.index])
+    table = judge_table(curve)
     pairs = int(everyone.pairs.iloc[0])
     minutes = lambda s: f"{s / 60:.1f} min"  # noqa: E731
     text = f"""# genie-companion: a small latent-diffusion model for the embedded profile

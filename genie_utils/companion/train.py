@@ -187,11 +187,25 @@ def write_pack(pack: dict, path) -> Path:
 
 
 def read_pack(path) -> dict:
+    """`write_pack`'s file back, or an error naming the file and the command that makes one."""
+    import zipfile
+
     import numpy as np
 
-    with np.load(path) as f:
-        return {**json.loads(str(f["meta"])), "pixels": torch.from_numpy(f["pixels"]),
-                "token_ids": torch.from_numpy(f["token_ids"]), "empty_ids": torch.from_numpy(f["empty_ids"])}
+    remake = "make one with `python -m genie_utils.companion pack --pack FILE`"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no training pack at {path}: {remake}")
+    try:
+        with np.load(path) as f:
+            return {**json.loads(str(f["meta"])), "pixels": torch.from_numpy(f["pixels"]),
+                    "token_ids": torch.from_numpy(f["token_ids"]), "empty_ids": torch.from_numpy(f["empty_ids"])}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable training pack ({error}); {remake}") from error
+
+
+def companion_size(size: dict) -> CompanionSize:
+    """A profile's or record's `size` table (lists for tuples) as a CompanionSize."""
+    return CompanionSize(**{k: tuple(v) if isinstance(v, list) else v for k, v in size.items()})
 
 
 def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_budget: float | None = None) -> dict:
@@ -201,7 +215,7 @@ def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_bud
 
     `time_budget` (seconds, for a lent GPU): after the VAE, time a few denoiser steps and lower `unet_steps` to
     what fits the rest of the budget (a multiple of 500; never raised). The record holds the steps run."""
-    size = CompanionSize(**{k: tuple(v) if isinstance(v, list) else v for k, v in pack["size"].items()})
+    size = companion_size(pack["size"])
     settings = TrainingSettings(**pack["training"])
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -285,7 +299,7 @@ def read_weights(folder) -> dict:
         raise FileNotFoundError(f"{folder} is not a trained-weights folder (missing {missing or 'training.json'}); "
                                 f"make one with `python -m genie_utils.companion train --pack FILE --weights DIR`")
     record = json.loads((folder / "training.json").read_text())
-    size = CompanionSize(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["size"].items()})
+    size = companion_size(record["size"])
     parts = build_parts(size, record["settings"]["seed"])
     for name, part in zip(PARTS, parts):
         part.load_state_dict({k: v.float() for k, v in load_file(folder / f"{name}.safetensors").items()})
