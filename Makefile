@@ -17,7 +17,8 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 test: setup
-	GENIE_PROFILE=smoke GENIE_HEADLESS=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	GENIE_PROFILE=smoke GENIE_HEADLESS=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-kernel-name python3 \
+		--nbval-cell-timeout 600 -p no:cacheprovider
 
 # Skips every notebook whose inputs (itself, the library, the profile, the models, earlier notebooks) are unchanged.
 reproduce: setup
