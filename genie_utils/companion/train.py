@@ -19,7 +19,7 @@ from ..profiles import resolve
 from ..splits import GENERATOR, pool_images
 from ..store import atomic_write
 from ..training import fit, step_generator, tensor_digest
-from .architecture import SD15_SCHEDULE, CompanionSize, build_parts
+from .architecture import SD15_SCHEDULE, CompanionSize, build_parts, build_pipeline
 from .tokenizer import clip_tokenizer
 
 
@@ -312,15 +312,10 @@ def read_weights(folder) -> dict:
 def assemble_companion(trained: dict, out) -> Path:
     """Save trained parts as a diffusers folder in half precision (`save_pretrained`, shards under 16 MB),
     with the loss histories and the training record beside it."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
-
     vae, unet, text_encoder = trained["parts"]
     for module in (vae, unet, text_encoder):
         module.to("cpu", torch.float16)  # shipped in half precision; loaders upcast on CPU
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet,
-        scheduler=DPMSolverMultistepScheduler(**SD15_SCHEDULE, algorithm_type="dpmsolver++", solver_order=2),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = build_pipeline(parts=(vae, unet, text_encoder))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True, max_shard_size="15MB")
