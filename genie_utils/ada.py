@@ -60,6 +60,28 @@ def select_noise_ratio(source: np.ndarray, target_support: np.ndarray, candidate
     return AdaChoice(float(ratios[int(np.argmax(jumps)) + 1]), projections, jumps)
 
 
+def choose_candidates(candidates: pd.DataFrame, source_embedding, prototypes, embedding,
+                      ratios: Sequence[float] = ADA_RATIOS, source_column: str = "source_id") -> pd.DataFrame:
+    """GeNIe-Ada on embeddings already at hand, as the experiments evaluate it: for every (source, target) pair of
+    `candidates` (one row per pair and ratio: source_id, target_class, noise_ratio, key, ...) the candidate row
+    after the largest jump. `source_embedding[row[source_column]]` is the source's embedding,
+    `prototypes[target]` the target's (K, D) support embeddings, `embedding[key]` a candidate's. Rows in order
+    of (source_id, target_class); an error when a pair lacks a candidate at one of `ratios`."""
+    ratios = list(ratios)
+    chosen = []
+    for (_, target), group in candidates.groupby(["source_id", "target_class"], sort=True):
+        group = group.set_index("noise_ratio")
+        if sorted(group.index) != sorted(ratios):
+            raise ValueError(f"every GeNIe pair needs one candidate at each of {ratios}; "
+                             f"{group[source_column].iloc[0]} -> {target} has {sorted(group.index)}")
+        group = group.loc[ratios]
+        choice = select_noise_ratio(source_embedding[group[source_column].iloc[0]], prototypes[target],
+                                    np.stack([embedding[k] for k in group.key]), ratios)
+        chosen.append(group.loc[[choice.noise_ratio]].reset_index())
+    columns = list(candidates.columns)
+    return pd.concat(chosen, ignore_index=True)[columns] if chosen else candidates.iloc[:0]
+
+
 def _candidate_jobs(job: Job, ratios: Sequence[float]) -> list[Job]:
     return [Job("genie", job.source_id, job.source_path, job.source_class, job.target_class, float(r), job.variant)
             for r in ratios]

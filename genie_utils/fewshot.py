@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import results as result_tables
-from .ada import ADA_RATIOS, generate_candidates, select_noise_ratio
+from .ada import ADA_RATIOS, choose_candidates, generate_candidates
 from .augment import View, mixed_sample, view_seed
 from .classifier import fit_linear_sgd, fit_logistic, one_hot
 from .data import load_image
@@ -245,8 +245,6 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
     add one centre view per generated image, labelled with its prompt's class, in a logistic regression;
     MixUp and CutMix add their mixed views with soft labels and train a linear head with SGD (paper's recipe).
     GeNIe-Ada chooses, per pair, the candidate after the largest jump towards the target's prototype."""
-
-
     ratios = list(ada_ratios or ADA_RATIOS)
     classes = sorted(support.class_name.unique())
     weak, labels, generated = features.weak, features.labels, features.generated
@@ -275,18 +273,9 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
     for r in ratios:
         run("genie" if r == 0.8 else fixed_ratio_row(r), lambda: with_generated(candidates[candidates.noise_ratio == r]))
 
-    pairs = candidates.sort_values(["source_id", "target_class", "noise_ratio"])
-    if not (pairs.noise_ratio.to_numpy().reshape(-1, len(ratios)) == ratios).all():
-        raise ValueError(f"every GeNIe pair needs one candidate at each of {ratios}")
     prototypes = {c: np.stack([features.centre[i] for i in support.image_id[support.class_name == c]]) for c in classes}
-    choices = []
-    for pair, keys in zip(pairs.iloc[::len(ratios)].itertuples(), pairs.key.to_numpy().reshape(-1, len(ratios))):
-        choice = select_noise_ratio(features.centre[pair.source_id], prototypes[pair.target_class],
-                                    np.stack([generated[k] for k in keys]), ratios)
-        choices.append({"source_id": pair.source_id, "source_class": pair.source_class,
-                        "target_class": pair.target_class, "noise_ratio": choice.noise_ratio,
-                        "key": keys[ratios.index(choice.noise_ratio)]})
-    choices = pd.DataFrame(choices)
+    choices = choose_candidates(candidates, features.centre, prototypes, generated, ratios)[
+        ["source_id", "source_class", "target_class", "noise_ratio", "key"]]
     run("genie_ada", lambda: with_generated(choices))
 
     # the paper's class-probability analysis: the support-only classifier's view of each candidate
@@ -303,7 +292,6 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
 
 
 def _fit_episode(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd.DataFrame):
-
     with threadpool_limits(1):  # one BLAS thread: 3x faster on these small problems than two
         return fit_rows(features, support, augmentations)
 
@@ -452,8 +440,6 @@ def label_consistency(profile: dict, episodes: pd.DataFrame, store, judge, progr
     support images (a reference: random crops are harder for the oracle than whole images) and the MixUp /
     CutMix samples, labelled with their majority class. Writes `label_consistency.csv` (one row per method
     and noise ratio)."""
-
-
     folder = run_folder(profile)
     augmentations = pd.read_csv(folder / "augmentations.csv", keep_default_na=False, dtype={"key": str})
     unique = augmentations.drop_duplicates("key")
@@ -488,8 +474,6 @@ def embedding_view(profile: dict, episodes: pd.DataFrame, store, backbone, episo
                                                                        "txt2img")) -> Path:
     """Paper figure 5's data: a PCA (fitted on all points shown) of one episode's support, query and
     augmentation embeddings, one row per point with its role, method and class. Writes `embedding_view.csv`."""
-
-
     spec = profile["fewshot"]
     shots = shots or max(spec["shots"])
     episode = spec["figure_episode"] if episode is None else episode

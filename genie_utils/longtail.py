@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import results as result_tables
-from .ada import ADA_RATIOS, generate_candidates, select_noise_ratio
+from .ada import ADA_RATIOS, choose_candidates, generate_candidates
 from .augment import view_seed
 from .classifier import fit_linear_sgd, one_hot
 from .data import COLUMNS, load_image, read_class_names
@@ -189,15 +189,8 @@ def chosen_augmentations(method: str, augmentations: pd.DataFrame, features: dic
         return candidates[candidates.noise_ratio == METHODS["genie"].noise_ratio]
     if method != "genie_ada":
         raise KeyError(f"unknown long-tail augmentation {method!r}; use one of {GENERATIVE}")
-    ratios = list(ADA_RATIOS)
-    pairs = candidates.sort_values(["target_class", "source_id", "noise_ratio"])
-    chosen = []
-    for start in range(0, len(pairs), len(ratios)):
-        pair = pairs.iloc[start:start + len(ratios)]
-        choice = select_noise_ratio(features[pair.source_path.iloc[0]], prototypes[pair.target_class.iloc[0]],
-                                    np.stack([features[k] for k in pair.key]), ratios)
-        chosen.append(pair.iloc[ratios.index(choice.noise_ratio)])
-    return pd.DataFrame(chosen)
+    chosen = choose_candidates(candidates, features, prototypes, features, ADA_RATIOS, source_column="source_path")
+    return chosen.sort_values(["target_class", "source_id"])  # the order the rows were generated in
 
 
 def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame, plan: pd.DataFrame,
@@ -209,8 +202,6 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
     augmentations of the rare classes); `balanced` re-samples each epoch with weight 1 / class size,
     `logit_adjusted` adds tau * log(prior) to the logits in training (Menon et al. 2021, tau = 1). Seeds
     change the order of the SGD samples only: the intervals measure training noise, not test-set noise."""
-
-
     training = {"epochs": 50, "batch_size": 64, "learning_rate": 2.0, "momentum": 0.9, "weight_decay": 0.0,
                 **(training or {})}
     names = list(classes.class_name)
@@ -247,19 +238,21 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
                 weight_decay=training["weight_decay"],
                 sample_weights=1.0 / class_counts[y_major] if method == "balanced" else None,
                 logit_offsets=np.log(prior) if method == "logit_adjusted" else None)
-            correct = model.predict(test_features) == test.class_name.to_numpy()
-            per_class = pd.DataFrame({"class_name": test.class_name, "correct": correct}).groupby("class_name")
-            for class_name, group in per_class:
-                rows.append({"method": method, "seed": seed, "class_name": class_name, "correct": int(group.correct.sum()),
-                             "total": len(group)})
-    table = pd.DataFrame(rows).merge(classes, on="class_name").merge(plan[["class_name", "generated"]], on="class_name")
+            rows.append(per_class_correct(test.class_name, model.predict(test_features)).assign(method=method,
+                                                                                                 seed=seed))
+    table = pd.concat(rows, ignore_index=True).merge(classes, on="class_name").merge(plan[["class_name", "generated"]], on="class_name")
     return table.assign(backbone=backbone.name)
+
+
+def per_class_correct(truth: Sequence[str], predicted: Sequence[str]) -> pd.DataFrame:
+    """Per true class: correct predictions and test images (columns class_name, correct, total)."""
+    table = pd.DataFrame({"class_name": np.asarray(truth), "correct": np.asarray(predicted) == np.asarray(truth)})
+    return table.groupby("class_name").agg(correct=("correct", "sum"), total=("correct", "size")).reset_index()
 
 
 def bin_accuracy(results: pd.DataFrame) -> pd.DataFrame:
     """Top-1 per (method, seed) on each bin and overall: correct / total over the balanced test set."""
-    parts = [results.assign(bin=b) for b in ("overall",)] + [results]
-    table = pd.concat(parts, ignore_index=True)
+    table = pd.concat([results.assign(bin="overall"), results], ignore_index=True)
     grouped = table.groupby(["backbone", "method", "seed", "bin"]).agg(correct=("correct", "sum"), total=("total", "sum"))
     return grouped.assign(accuracy=grouped.correct / grouped.total).reset_index()
 
@@ -465,6 +458,4 @@ def finetune(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd
             predictions.append(predicted.cpu())
             truths.append(targets.cpu())
     predicted, truth = torch.cat(predictions).numpy(), torch.cat(truths).numpy()
-    table = pd.DataFrame({"class_name": np.asarray(names)[truth], "correct": predicted == truth})
-    per_class = table.groupby("class_name").agg(correct=("correct", "sum"), total=("correct", "size")).reset_index()
-    return per_class.assign(method=method, seed=seed)
+    return per_class_correct(np.asarray(names)[truth], np.asarray(names)[predicted]).assign(method=method, seed=seed)
