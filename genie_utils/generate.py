@@ -583,6 +583,9 @@ def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=Non
             if done(item):
                 continue
             if len(batch) < batch_size and store.claim(key_of(item)):
+                if done(item):  # finished by another worker between the check above and the claim
+                    store.release(key_of(item))
+                    continue
                 batch.append(item)
             else:
                 waiting.append(item)

@@ -25,6 +25,7 @@ import pandas as pd
 from PIL import Image
 
 TEMPORARY_PREFIX = ".tmp-"
+HALF_WRITTEN_CLAIM_SECONDS = 10.0  # a claim file still empty after this long lost its writer
 CLAIM_STALE_SECONDS = 3600  # a claim from another host older than this is taken over
 _METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -98,10 +99,12 @@ class Store:
     @staticmethod
     def _claim_is_stale(path: Path) -> bool:
         try:
-            holder = json.loads(path.read_text())
             age = time.time() - path.stat().st_mtime
-        except (OSError, ValueError):
-            return True  # unreadable or half-written claim: its writer died
+            holder = json.loads(path.read_text())
+        except OSError:
+            return True  # gone meanwhile: claim again (O_EXCL decides who gets it)
+        except ValueError:  # half-written: its writer is between creating and filling it, or died there
+            return age > HALF_WRITTEN_CLAIM_SECONDS
         if holder.get("host") == socket.gethostname():
             if holder.get("pid") == os.getpid():
                 return True  # left by an interrupted run of this very process
