@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: setup
 	GENIE_PROFILE=smoke GENIE_HEADLESS=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-kernel-name python3 \
-		--nbval-cell-timeout 600 -p no:cacheprovider
+		--nbval-cell-timeout 600 --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
 
 # Skips every notebook whose inputs (itself, the library, the profile, the models, earlier notebooks) are unchanged.
 reproduce: setup

@@ -166,6 +166,18 @@ def ada_choices(backbone: Backbone, candidates: pd.DataFrame, support: pd.DataFr
     return pd.DataFrame(rows)
 
 
+def sharpest_rise(choices: pd.DataFrame) -> pd.Series:
+    """The pair to draw as paper figure 3: of the pairs whose largest jump is a rise toward the target (the
+    paper's picture), the one with the largest jump; the largest jump overall when no pair rises. Ada itself
+    uses |jump| (GENIE_SPEC.md), so a fall can decide r* too."""
+    projections = choices.filter(regex=r"^s_[0-9.]+$").to_numpy(dtype=float)
+    steps = np.diff(projections, axis=1)
+    largest = np.abs(steps).argmax(axis=1)
+    size = np.abs(steps).max(axis=1)
+    rises = steps[np.arange(len(steps)), largest] > 0
+    return choices.iloc[int(np.where(rises, size, -np.inf).argmax() if rises.any() else size.argmax())]
+
+
 def cost_per_kept_image(ratios: Sequence[float], num_inference_steps: int = 50) -> dict:
     """UNet denoising steps, VAE encodes and decodes per kept image: GeNIe keeps its one image, Ada one of
     len(ratios) candidates (GENIE_SPEC.md: 175 versus 40 steps with 50 steps)."""

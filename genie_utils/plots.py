@@ -1,4 +1,8 @@
-"""Figures, drawn only from result files and image files; computing results happens elsewhere."""
+"""Figures, drawn only from result files and image files; computing results happens elsewhere.
+
+One style for every figure, set here on import: seaborn's paper theme, its colour-blind-safe palette, widths of
+a two-column paper (`COLUMN_INCHES`, `PAGE_INCHES`), one colour per method and per role (source, target).
+"""
 from __future__ import annotations
 
 import os
@@ -7,35 +11,86 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from PIL import Image
 
 from .profiles import resolve
+from .results import method_label
 
-BIN_COLOURS = {"many": "#1b7837", "medium": "#7fbf7b", "few": "#c2a5cf", "": "#bbbbbb"}
+COLUMN_INCHES = 3.4  # one column of a two-column paper
+PAGE_INCHES = 7.0  # both columns
+PALETTE = sns.color_palette("colorblind")
+GREY = PALETTE[7]
+# Source blue and target vermillion in every figure; GeNIe takes the target's colour (it makes hard negatives
+# for the target class), GeNIe-Ada purple, and the baselines the rest of the palette.
+ROLE_COLOURS = {"source": PALETTE[0], "target": PALETTE[3]}
+METHOD_COLOURS = {
+    "genie": PALETTE[3], "genie_ada": PALETTE[4], "txt2img": PALETTE[9], "img2img_high": PALETTE[2],
+    "img2img_low": PALETTE[8], "mixup": PALETTE[1], "cutmix": PALETTE[5], "weak": GREY, "strong": PALETTE[6],
+    "balanced": PALETTE[0], "logit_adjusted": PALETTE[1], "plain": GREY,
+}
+BIN_COLOURS = {"many": PALETTE[2], "medium": PALETTE[9], "few": PALETTE[1], "": GREY}
+# A regenerated PNG whose pixels all lie within this many grey levels of the committed one is float noise of
+# another machine: the committed file is kept, so `git status` after `make reproduce` shows real changes only.
+PNG_TOLERANCE_LEVELS = 2
+# Plots are saved at 200 dpi; figures of images at 100 dpi, about the images' own resolution (64 px).
+PLOT_DPI, IMAGE_DPI = 200, 100
+
+
+def use_style() -> None:
+    """The house style (called on import; call again after changing matplotlib's settings)."""
+    sns.set_theme(context="paper", style="ticks", palette=PALETTE, rc={
+        "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+        "legend.frameon": False, "figure.dpi": 100, "savefig.bbox": "tight",
+        "pdf.fonttype": 42, "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+        "xtick.labelsize": 7, "ytick.labelsize": 7})
+
+
+use_style()
+
+
+def _same_pixels(old: Path, new: Path, tolerance: int = PNG_TOLERANCE_LEVELS) -> bool:
+    with Image.open(old) as a, Image.open(new) as b:
+        if a.size != b.size or a.mode != b.mode:
+            return False
+        difference = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
+    return int(difference.max(initial=0)) <= tolerance
 
 
 def save(figure, profile: dict, name: str) -> Path:
-    """Save a figure as `figures/<profile>/<name>.png` with no time stamp (same bytes on a rerun)."""
+    """Save a figure as `figures/<profile>/<name>.png` and `.pdf` without time stamps; returns the PNG's path.
+
+    A PNG within `PNG_TOLERANCE_LEVELS` grey levels of the existing file keeps the existing bytes (see above).
+    PDFs are built, not committed (`.gitignore`). The figure stays open, for the notebook to show it.
+    """
     folder = resolve(profile, profile["paths"]["figures"])
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    figure.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
+    fresh = folder / f".{name}.new.png"
+    dpi = IMAGE_DPI if any(axis.images for axis in figure.axes) else PLOT_DPI
+    figure.savefig(fresh, dpi=dpi, metadata={"Software": None})
+    if path.is_file() and _same_pixels(path, fresh):
+        fresh.unlink()
+    else:
+        fresh.replace(path)
+    figure.savefig(folder / f"{name}.pdf", dpi=dpi, metadata={"Creator": None, "Producer": None, "CreationDate": None})
     return path
 
 
 def class_sizes(class_sizes_csv: str | os.PathLike):
     """Images per class, largest first, log scale, coloured by long-tail bin: the natural long tail."""
     table = pd.read_csv(class_sizes_csv, keep_default_na=False)
-    figure, axis = plt.subplots(figsize=(12, 3.6))
+    figure, axis = plt.subplots(figsize=(PAGE_INCHES, 2.6))
     colours = [BIN_COLOURS.get(b, BIN_COLOURS[""]) for b in table.longtail_bin]
     axis.bar(np.arange(len(table)), table.images, color=colours, width=0.85)
     axis.set_yscale("log")
     axis.set_xlim(-1, len(table))
-    axis.set_xticks(np.arange(len(table)), table.class_name, rotation=90, fontsize=6)
-    axis.set_ylabel("images per class")
+    axis.set_xticks(np.arange(len(table)), table.class_name, rotation=90, fontsize=4)
+    axis.set_ylabel("images per class (log scale)")
+    axis.grid(axis="x", visible=False)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in BIN_COLOURS.values()]
     labels = ["long-tail many", "long-tail medium", "long-tail few", "not in long-tail test"]
-    axis.legend(handles, labels, frameon=False, fontsize=8)
+    axis.legend(handles, labels)
     axis.set_title(f"{len(table)} classes, {table.images.sum()} images")
     figure.tight_layout()
     return figure
@@ -53,8 +108,10 @@ def class_grid(dataset: pd.DataFrame, class_sizes_csv: str | os.PathLike, per_cl
             with Image.open(path) as image:
                 canvas.paste(image.convert("RGB").resize((thumbnail, thumbnail), Image.Resampling.LANCZOS),
                              (c * thumbnail, r * thumbnail))
-    figure, axis = plt.subplots(figsize=(per_class * 0.45 + 2.2, rows * 0.45 + 0.4))
+    width = min(per_class * 0.45 + 2.2, PAGE_INCHES)
+    figure, axis = plt.subplots(figsize=(width, rows * (width - 2.2) / per_class + 0.4))
     axis.imshow(canvas)
+    axis.grid(False)
     axis.set_yticks((np.arange(rows) + 0.5) * thumbnail,
                     [f"{n} ({i})" for n, i in zip(table.class_name, table.images)], fontsize=7)
     axis.set_xticks([])
@@ -67,12 +124,14 @@ def class_grid(dataset: pd.DataFrame, class_sizes_csv: str | os.PathLike, per_cl
 def image_grid(rows: list[list[Image.Image]], row_labels=None, column_labels=None, size: float = 1.0, title=None):
     """A grid of images (rows x columns) with optional labels; None cells stay blank."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    size = min(size, (PAGE_INCHES - 1.2) / n_cols)  # never wider than a page
     figure, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * size + 1.2, n_rows * size + 0.5), squeeze=False)
     for r, row in enumerate(rows):
         for c in range(n_cols):
             axis = axes[r][c]
             axis.set_xticks([])
             axis.set_yticks([])
+            axis.grid(False)
             for side in axis.spines.values():
                 side.set_visible(False)
             if c < len(row) and row[c] is not None:
@@ -82,7 +141,7 @@ def image_grid(rows: list[list[Image.Image]], row_labels=None, column_labels=Non
             if c == 0 and row_labels is not None:
                 axis.set_ylabel(row_labels[r], fontsize=7, rotation=0, ha="right", va="center")
     if title:
-        figure.suptitle(title, fontsize=10)
+        figure.suptitle(title)
     figure.tight_layout()
     return figure
 
@@ -104,13 +163,14 @@ def pairs_by_noise_ratio(store, rows: pd.DataFrame, max_pairs: int = 6, size: fl
 
 def loss_curves(*csv_paths, window: int = 50):
     """Training loss per step (moving average), one panel per CSV (columns step, loss, stage)."""
-    figure, axes = plt.subplots(1, len(csv_paths), figsize=(4.5 * len(csv_paths), 3), squeeze=False)
+    figure, axes = plt.subplots(1, len(csv_paths), figsize=(min(COLUMN_INCHES * len(csv_paths), PAGE_INCHES), 2.4),
+                             squeeze=False)
     for axis, path in zip(axes[0], csv_paths):
         table = pd.read_csv(path)
-        axis.plot(table.step, table.loss, color="#cccccc", linewidth=0.6)
-        axis.plot(table.step, table.loss.rolling(window, min_periods=1).mean(), color="#2166ac")
-        axis.set_xlabel("step")
-        axis.set_ylabel("loss")
+        axis.plot(table.step, table.loss, color=GREY, alpha=0.5, linewidth=0.6)
+        axis.plot(table.step, table.loss.rolling(window, min_periods=1).mean(), color=PALETTE[0])
+        axis.set_xlabel("training step")
+        axis.set_ylabel("loss (log scale)")
         axis.set_yscale("log")
         axis.set_title(table.stage.iloc[0] if "stage" in table else Path(path).stem)
     figure.tight_layout()
@@ -120,16 +180,15 @@ def loss_curves(*csv_paths, window: int = 50):
 def class_probability_curve(summary_csv: str | os.PathLike, title: str | None = None):
     """Mean oracle P(target) and P(source) of GeNIe outputs versus r (paper's class-probability analysis)."""
     table = pd.read_csv(summary_csv)
-    figure, axis = plt.subplots(figsize=(4.8, 3.2))
-    axis.plot(table.noise_ratio, table.p_target, "o-", color="#b2182b", label="P(target)")
-    axis.plot(table.noise_ratio, table.p_source, "s-", color="#2166ac", label="P(source)")
+    figure, axis = plt.subplots(figsize=(COLUMN_INCHES, 2.4))
+    axis.plot(table.noise_ratio, table.p_target, "o-", color=ROLE_COLOURS["target"], label="P(target)")
+    axis.plot(table.noise_ratio, table.p_source, "s-", color=ROLE_COLOURS["source"], label="P(source)")
     axis.set_xlabel("noise ratio r")
     axis.set_ylabel("mean oracle probability")
     axis.set_ylim(0, 1)
-    axis.legend(frameon=False)
-    axis.grid(alpha=0.3)
+    axis.legend()
     if title:
-        axis.set_title(title, fontsize=9)
+        axis.set_title(title)
     figure.tight_layout()
     return figure
 
@@ -160,24 +219,27 @@ def ada_projection(choice: pd.Series, store, ratios=(0.5, 0.6, 0.7, 0.8, 0.9)):
     """Paper figure 3 for one pair: candidates' projections on the source-to-target line, the largest jump
     marked, the candidate images below with the chosen one framed."""
     projections = [choice[f"s_{r:g}"] for r in ratios]
-    figure = plt.figure(figsize=(6.4, 3.6))
-    axis = figure.add_axes([0.1, 0.42, 0.85, 0.5])
-    axis.plot(ratios, projections, "o-", color="#4d4d4d")
+    figure = plt.figure(figsize=(PAGE_INCHES * 0.7, 2.8))
+    axis = figure.add_axes([0.12, 0.46, 0.84, 0.46])
+    axis.plot(ratios, projections, "o-", color=GREY)
     jumps = np.abs(np.diff(projections))
     i = int(np.argmax(jumps))
     axis.annotate("", xy=(ratios[i + 1], projections[i + 1]), xytext=(ratios[i], projections[i]),
-                  arrowprops=dict(arrowstyle="->", color="#b2182b", linewidth=2))
-    axis.axvline(choice.noise_ratio, color="#b2182b", linestyle=":", linewidth=1)
+                  arrowprops=dict(arrowstyle="->", color=METHOD_COLOURS["genie_ada"], linewidth=2))
+    axis.axvline(choice.noise_ratio, color=METHOD_COLOURS["genie_ada"], linestyle=":", linewidth=1)
     axis.set_xticks(ratios)
+    axis.set_xlabel("noise ratio r")
     axis.set_ylabel("projection on\nsource -> target")
-    axis.set_title(f"{choice.source_class} -> {choice.target_class}: r* = {choice.noise_ratio:g}", fontsize=9)
+    axis.set_title(f"{choice.source_class} -> {choice.target_class}: r* = {choice.noise_ratio:g}")
     for k, (r, key) in enumerate(zip(ratios, choice.candidate_keys)):
-        inset = figure.add_axes([0.1 + k * 0.85 / len(ratios), 0.02, 0.85 / len(ratios) - 0.01, 0.28])
+        inset = figure.add_axes([0.12 + k * 0.84 / len(ratios), 0.0, 0.84 / len(ratios) - 0.01, 0.3])
         inset.imshow(store.load_image(key))
         inset.set_xticks([])
         inset.set_yticks([])
+        inset.grid(False)
         for side in inset.spines.values():
-            side.set_edgecolor("#b2182b" if r == choice.noise_ratio else "#dddddd")
+            side.set_visible(True)
+            side.set_edgecolor(METHOD_COLOURS["genie_ada"] if r == choice.noise_ratio else "#dddddd")
             side.set_linewidth(3 if r == choice.noise_ratio else 1)
     return figure
 
@@ -186,11 +248,12 @@ def ada_ratio_histogram(choices_csv: str | os.PathLike, ratios=(0.5, 0.6, 0.7, 0
     """How often GeNIe-Ada chose each r (0.5 never can be)."""
     table = pd.read_csv(choices_csv)
     counts = table.noise_ratio.value_counts().reindex(ratios, fill_value=0)
-    figure, axis = plt.subplots(figsize=(4.2, 2.8))
-    axis.bar([f"{r:g}" for r in ratios], counts.values, color="#762a83")
+    figure, axis = plt.subplots(figsize=(COLUMN_INCHES, 2.2))
+    axis.bar([f"{r:g}" for r in ratios], counts.values, color=METHOD_COLOURS["genie_ada"])
     axis.set_xlabel("chosen noise ratio r*")
     axis.set_ylabel("pairs")
-    axis.set_title(f"GeNIe-Ada over {len(table)} pairs", fontsize=9)
+    axis.set_title(f"GeNIe-Ada over {len(table)} pairs")
+    axis.grid(axis="x", visible=False)
     figure.tight_layout()
     return figure
 
@@ -215,23 +278,25 @@ def accuracy_against_ratio(summary_csv: str | os.PathLike):
     the weak-augmentation baseline as horizontal references; one panel per backbone and shots."""
     table = pd.read_csv(summary_csv)
     groups = list(table.groupby(["backbone", "shots"]))
-    figure, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 2.8), squeeze=False)
+    figure, axes = plt.subplots(1, len(groups), figsize=(min(COLUMN_INCHES * len(groups), PAGE_INCHES), 2.4),
+                             squeeze=False)
     for axis, ((backbone, shots), group) in zip(axes[0], groups):
         group = group.set_index("method")
         ratios = [r for r, m in RATIO_ROWS.items() if m in group.index]
         means = [group.loc[RATIO_ROWS[r], "mean"] for r in ratios]
         halves = [group.loc[RATIO_ROWS[r], "half_width"] for r in ratios]
-        axis.errorbar(ratios, means, yerr=halves, fmt="o-", color="#b2182b", capsize=3, label="GeNIe (fixed r)")
-        for method, colour, style in (("genie_ada", "#762a83", "--"), ("weak", "#777777", ":")):
+        axis.errorbar(ratios, means, yerr=halves, fmt="o-", color=METHOD_COLOURS["genie"], capsize=3,
+                      label="GeNIe (fixed r)")
+        for method, style in (("genie_ada", "--"), ("txt2img", "-."), ("weak", ":")):
             if method in group.index:
-                axis.axhline(group.loc[method, "mean"], color=colour, linestyle=style,
-                             label="GeNIe-Ada" if method == "genie_ada" else "weak aug. only")
+                axis.axhline(group.loc[method, "mean"], color=METHOD_COLOURS[method], linestyle=style,
+                             label=method_label(method, latex=True))
         axis.set_xticks(ratios)
         axis.set_xlabel("noise ratio r")
         axis.set_ylabel("accuracy (%)")
-        axis.set_title(f"{backbone}, {shots}-shot ({int(group['n'].iloc[0])} episodes)", fontsize=9)
-        axis.grid(alpha=0.3)
-    axes[0][0].legend(frameon=False, fontsize=7)
+        axis.set_title(f"{backbone}, {shots}-shot ({int(group['n'].iloc[0])} episodes)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=len(labels))
     figure.tight_layout()
     return figure
 
@@ -243,20 +308,21 @@ def class_probability_against_ratio(summary_csv: str | os.PathLike, shots: int |
     shots = shots or int(table.shots.max())
     table = table[table.shots == shots]
     backbones = sorted(table.backbone.unique())
-    figure, axes = plt.subplots(1, len(backbones), figsize=(3.6 * len(backbones), 2.8), squeeze=False)
+    figure, axes = plt.subplots(1, len(backbones), figsize=(min(COLUMN_INCHES * len(backbones), PAGE_INCHES), 2.4),
+                             squeeze=False)
     for axis, backbone in zip(axes[0], backbones):
         part = table[table.backbone == backbone]
-        for value, colour, marker, label in (("p_target", "#b2182b", "o", "P(target)"),
-                                             ("p_source", "#2166ac", "s", "P(source)")):
+        for value, colour, marker, label in (("p_target", ROLE_COLOURS["target"], "o", "P(target)"),
+                                             ("p_source", ROLE_COLOURS["source"], "s", "P(source)")):
             rows = part[part.value == value].sort_values("noise_ratio")
             axis.errorbar(rows.noise_ratio, rows["mean"], yerr=rows.half_width, fmt=f"{marker}-", color=colour,
                           capsize=3, label=label)
         axis.set_ylim(0, 1)
+        axis.set_xticks(sorted(part.noise_ratio.unique()))
         axis.set_xlabel("noise ratio r")
         axis.set_ylabel("mean class probability")
-        axis.set_title(f"{backbone}, {shots}-shot episodes' own classifiers", fontsize=9)
-        axis.grid(alpha=0.3)
-        axis.legend(frameon=False, fontsize=8)
+        axis.set_title(f"{backbone}, {shots}-shot, episodes' own classifiers")
+        axis.legend()
     figure.tight_layout()
     return figure
 
@@ -264,19 +330,17 @@ def class_probability_against_ratio(summary_csv: str | os.PathLike, shots: int |
 def label_consistency(consistency_csv: str | os.PathLike, order: list[str]):
     """Share of each method's augmentations whose oracle top class is the label they are trained with, and
     the oracle's mean probability of that label."""
-    from .results import method_label
-
     table = pd.read_csv(consistency_csv).set_index("row").reindex([r for r in order])
     table = table.dropna(subset=["images"])
-    figure, axis = plt.subplots(figsize=(6.4, 2.9))
+    figure, axis = plt.subplots(figsize=(COLUMN_INCHES, 2.4))
     positions = np.arange(len(table))
-    axis.bar(positions - 0.2, table.oracle_agrees, width=0.4, color="#4393c3", label="oracle's top class = label")
-    axis.bar(positions + 0.2, table.p_label, width=0.4, color="#f4a582", label="mean oracle P(label)")
-    axis.set_xticks(positions, [method_label(r) for r in table.index], rotation=35, ha="right", fontsize=8)
+    axis.bar(positions - 0.2, table.oracle_agrees, width=0.4, color=PALETTE[0], label="oracle's top class = label")
+    axis.bar(positions + 0.2, table.p_label, width=0.4, color=PALETTE[1], label="mean oracle P(label)")
+    axis.set_xticks(positions, [method_label(r, latex=True) for r in table.index], rotation=45, ha="right")
     axis.set_ylim(0, 1)
     axis.set_ylabel("share / probability")
-    axis.legend(frameon=False, fontsize=8)
-    axis.grid(axis="y", alpha=0.3)
+    axis.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=2)
+    axis.grid(axis="x", visible=False)
     figure.tight_layout()
     return figure
 
@@ -284,18 +348,16 @@ def label_consistency(consistency_csv: str | os.PathLike, order: list[str]):
 def embedding_view(view_csv: str | os.PathLike):
     """Paper figure 5: PCA of one episode's support (stars), queries (dots) and augmentations (one marker per
     method), coloured by class label."""
-    from .results import method_label
-
     table = pd.read_csv(view_csv)
     classes = sorted(table.class_name.unique())
-    colours = dict(zip(classes, plt.get_cmap("tab10").colors))
+    colours = dict(zip(classes, PALETTE))
     markers = {"genie": "^", "img2img_low": "v", "img2img_high": "D", "txt2img": "P", "mixup": "X", "cutmix": "h"}
-    figure, axis = plt.subplots(figsize=(5.6, 4.2))
+    figure, axis = plt.subplots(figsize=(PAGE_INCHES * 0.6, 3.0))
     query = table[table.role == "query"]
     axis.scatter(query.x, query.y, s=10, c=[colours[c] for c in query.class_name], alpha=0.35, linewidths=0)
     for method, part in table[table.role == "augmentation"].groupby("method"):
         axis.scatter(part.x, part.y, s=26, marker=markers.get(method, "o"), facecolors="none",
-                     edgecolors=[colours[c] for c in part.class_name], linewidths=0.9, label=method_label(method))
+                     edgecolors=[colours[c] for c in part.class_name], linewidths=0.9, label=method_label(method, latex=True))
     support = table[table.role == "support"]
     axis.scatter(support.x, support.y, s=140, marker="*", c=[colours[c] for c in support.class_name],
                  edgecolors="black", linewidths=0.6, label="support")
@@ -303,20 +365,18 @@ def embedding_view(view_csv: str | os.PathLike):
     axis.set_ylabel("PC 2")
     handles, labels = axis.get_legend_handles_labels()
     class_handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[c]) for c in classes]
-    first = axis.legend(handles, labels, frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    first = axis.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axis.add_artist(first)
-    axis.legend(class_handles, classes, frameon=False, fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0),
-                title="label (class)", title_fontsize=7)
+    axis.legend(class_handles, classes, loc="lower left", bbox_to_anchor=(1.0, 0.0), title="label (class)",
+                title_fontsize=7)
     axis.set_title(f"{table.backbone.iloc[0]}, {int(table.shots.iloc[0])}-shot episode {int(table.episode.iloc[0])}: "
-                   "queries as dots", fontsize=9)
+                   "queries as dots")
     figure.tight_layout()
     return figure
 
 
 def method_comparison(comparison_csv: str | os.PathLike, store, size: float = 1.1):
     """Paper figure 4: each source, then Img2Img^L, Img2Img^H, Txt2Img (own class) and GeNIe at several r."""
-    from .results import method_label
-
     table = pd.read_csv(comparison_csv, dtype={"source_id": str})
     columns = list(dict.fromkeys(table.column))
     grid, labels = [], []
@@ -330,7 +390,8 @@ def method_comparison(comparison_csv: str | os.PathLike, store, size: float = 1.
         grid.append(row)
         genie = group[group.column.str.startswith("genie")].class_name.iloc[0]
         labels.append(f"{group.class_name.iloc[0]}\n(GeNIe -> {genie})")
-    return image_grid(grid, labels, ["source"] + [method_label(c) for c in columns[1:]], size)
+    return image_grid(grid, labels, ["source"] + [method_label(c, latex=True).replace(" (", "\n(") for c in columns[1:]],
+                      size)
 
 
 def evaluation_benchmark(record_json: str | os.PathLike):
@@ -339,15 +400,15 @@ def evaluation_benchmark(record_json: str | os.PathLike):
 
     record = json.loads(Path(record_json).read_text())
     parts = sorted(record["fitting_seconds"])
-    figure, axis = plt.subplots(figsize=(4.4, 2.6))
+    figure, axis = plt.subplots(figsize=(COLUMN_INCHES, 2.0))
     fitting = [record["fitting_seconds"][p] / 60 for p in parts]
     reading = [record["reading_seconds"].get(p, 0) / 60 for p in parts]
-    axis.barh(parts, fitting, color="#4393c3", label="fitting every row")
-    axis.barh(parts, reading, left=fitting, color="#f4a582", label="reading cached features")
-    axis.axvline(5, color="#777777", linestyle=":", label="5 min")
+    axis.barh(parts, fitting, color=PALETTE[0], label="fitting every row")
+    axis.barh(parts, reading, left=fitting, color=PALETTE[1], label="reading cached features")
+    axis.axvline(5, color=GREY, linestyle=":", label="5 min")
     axis.set_xlabel(f"minutes for {record['episodes']} episodes")
-    axis.legend(frameon=False, fontsize=7)
-    axis.set_title(f"total {record['total_seconds'] / 60:.1f} min ({record['machine']})", fontsize=9)
+    axis.legend()
+    axis.set_title(f"total {record['total_seconds'] / 60:.1f} min ({record['machine']})")
     figure.tight_layout()
     return figure
 
@@ -359,25 +420,21 @@ def evaluation_benchmark(record_json: str | os.PathLike):
 def longtail_gain(gain_csv: str | os.PathLike, reference_label: str = "cross-entropy without augmentation"):
     """Per-class top-1 gain over the reference against the class's training images (log scale), one marker
     per method; the bins' thresholds as vertical lines."""
-    from .results import method_label
-
     table = pd.read_csv(gain_csv)
-    figure, axis = plt.subplots(figsize=(6.0, 3.2))
-    colours = {"genie": "#b2182b", "genie_ada": "#762a83", "txt2img": "#4393c3", "img2img_high": "#5aae61"}
+    figure, axis = plt.subplots(figsize=(PAGE_INCHES * 0.6, 2.8))
     rng = np.random.default_rng(0)
     for method, part in table.groupby("method", sort=False):
         jitter = np.exp(rng.uniform(-0.06, 0.06, len(part)))  # classes of one size would hide each other
-        axis.scatter(part.train_images * jitter, part.gain * 100, s=16, alpha=0.7, color=colours.get(method),
-                     label=f"{method_label(method)} (mean gain on few: "
-                           f"{part[part.bin == 'few'].gain.mean() * 100:+.1f})")
-    axis.axhline(0, color="#777777", linewidth=0.8)
+        axis.scatter(part.train_images * jitter, part.gain * 100, s=16, alpha=0.7, color=METHOD_COLOURS.get(method),
+                     label=f"{method_label(method, latex=True)}, mean gain on few: "
+                           f"{part[part.bin == 'few'].gain.mean() * 100:+.1f} points")
+    axis.axhline(0, color=GREY, linewidth=0.8)
     for threshold in (20, 100):
-        axis.axvline(threshold, color="#bbbbbb", linestyle=":", linewidth=1)
+        axis.axvline(threshold, color=GREY, linestyle=":", linewidth=1)
     axis.set_xscale("log")
     axis.set_xlabel("training images of the class (log scale)")
     axis.set_ylabel(f"top-1 gain over\n{reference_label} (points)")
-    axis.legend(frameon=False, fontsize=7)
-    axis.grid(alpha=0.3)
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25))
     figure.tight_layout()
     return figure
 
@@ -385,16 +442,17 @@ def longtail_gain(gain_csv: str | os.PathLike, reference_label: str = "cross-ent
 def curves_by_steps(steps_csv: str | os.PathLike):
     """The oracle's mean P(target) and P(source) of GeNIe outputs against r, one line style per step count."""
     table = pd.read_csv(steps_csv)
-    figure, axis = plt.subplots(figsize=(4.8, 3.0))
+    figure, axis = plt.subplots(figsize=(COLUMN_INCHES, 2.6))
     styles = ["-", "--", ":", "-."]
     for style, (steps, part) in zip(styles, table.groupby("steps", sort=False)):
-        axis.plot(part.noise_ratio, part.p_target, style, marker="o", color="#b2182b", label=f"P(target), {steps} steps")
-        axis.plot(part.noise_ratio, part.p_source, style, marker="s", color="#2166ac", label=f"P(source), {steps} steps")
+        axis.plot(part.noise_ratio, part.p_target, style, marker="o", color=ROLE_COLOURS["target"],
+                  label=f"P(target), {steps} steps")
+        axis.plot(part.noise_ratio, part.p_source, style, marker="s", color=ROLE_COLOURS["source"],
+                  label=f"P(source), {steps} steps")
     axis.set_xlabel("noise ratio r")
     axis.set_ylabel("mean oracle probability")
     axis.set_ylim(0, 1)
-    axis.grid(alpha=0.3)
-    axis.legend(frameon=False, fontsize=7, ncol=2)
-    axis.set_title(f"{int(table.pairs.iloc[0])} random pairs, same noise per pair", fontsize=9)
+    axis.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    axis.set_title(f"{int(table.pairs.iloc[0])} random pairs, same noise per pair")
     figure.tight_layout()
     return figure

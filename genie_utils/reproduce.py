@@ -1,9 +1,13 @@
 """Run the numbered notebooks headless with papermill: `python -m genie_utils.reproduce --profile embedded`.
 
 Executed copies go to `results/<profile>/notebooks/`; the notebooks in `notebooks/` stay clean. A notebook
-whose inputs did not change since its last successful run is skipped: its key hashes the notebook, the
-library's source, the profile (as loaded, `extends` resolved), the shipped models' files and the keys of the
-notebooks before it (a later notebook reads what an earlier one wrote). `--force` runs everything again.
+whose inputs did not change since its last successful run is skipped: its key hashes the notebook's cells (their
+sources, not their outputs), the library's source, the profile (as loaded, `extends` resolved), the shipped
+models' files and the keys of the notebooks before it (a later notebook reads what an earlier one wrote).
+`--force` runs everything again.
+
+`--record-checks` runs the smoke profile and stores, in `notebooks/`, the outputs of the cells marked
+`# NBVAL_CHECK_OUTPUT`: the values `make test` (pytest --nbval-lax) compares a fresh run with.
 """
 from __future__ import annotations
 
@@ -41,11 +45,17 @@ def input_digest(profile: dict) -> str:
     return hashlib.sha256(f"{_digest(sources)}|{_digest(models)}|{json.dumps(settings, sort_keys=True)}".encode()).hexdigest()
 
 
+def cells_digest(notebook: Path) -> str:
+    """A notebook's cells (type and source) without outputs: recording checked outputs changes no key."""
+    cells = [(c["cell_type"], "".join(c["source"])) for c in json.loads(notebook.read_text())["cells"]]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+
+
 def stage_keys(profile: dict, folder: Path) -> dict[str, str]:
     """Each notebook's key, chained: a change to a notebook reruns it and every notebook after it."""
     keys, previous = {}, input_digest(profile)
     for notebook in notebooks(folder):
-        previous = hashlib.sha256(f"{previous}|{_digest([notebook])}".encode()).hexdigest()
+        previous = hashlib.sha256(f"{previous}|{cells_digest(notebook)}".encode()).hexdigest()
         keys[notebook.name] = previous
     return keys
 
@@ -77,17 +87,48 @@ def run(profile_name: str, only: list[str] | None = None, force: bool = False) -
     return timings
 
 
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+
+
+def is_checked(cell: dict) -> bool:
+    return cell["cell_type"] == "code" and any(line.strip() == CHECK_MARKER for line in "".join(cell["source"]).splitlines())
+
+
+def record_checks(executed: Path, notebook: Path) -> int:
+    """Copy the outputs of `executed`'s checked cells into `notebook`'s cells of the same id; returns how many.
+    Other cells keep no outputs, so the notebooks in `notebooks/` stay small and readable."""
+    ran = {c.get("id"): c for c in json.loads(executed.read_text())["cells"]}
+    document = json.loads(notebook.read_text())
+    recorded = 0
+    for cell in document["cells"]:
+        if is_checked(cell):
+            if cell.get("id") not in ran:
+                raise KeyError(f"{notebook.name}: checked cell {cell.get('id')} is missing from {executed}; rerun it")
+            cell["outputs"] = ran[cell["id"]]["outputs"]
+            cell["execution_count"] = ran[cell["id"]]["execution_count"]  # nbval ignores unrun cells' outputs
+            recorded += 1
+    notebook.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    return recorded
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="embedded", help="a profile name (genie_utils/profiles) or .toml file")
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 01")
     parser.add_argument("--force", action="store_true", help="run every notebook, even those whose inputs are unchanged")
+    parser.add_argument("--record-checks", action="store_true",
+                        help="after running, store the outputs of the `# NBVAL_CHECK_OUTPUT` cells in notebooks/ "
+                             "(use with --profile smoke: the profile make test runs)")
     args = parser.parse_args(argv)
     if args.only and not notebooks(project_root() / "notebooks", args.only):
         print(f"no notebooks match {args.only}", file=sys.stderr)
         return 1
     timings = run(args.profile, args.only, args.force)
     print(f"ran {len(timings)} notebooks in {sum(t for _, t in timings):.0f} s")
+    if args.record_checks:
+        executed = resolve(load_profile(args.profile), load_profile(args.profile)["paths"]["results"]) / "notebooks"
+        for notebook in notebooks(project_root() / "notebooks", args.only):
+            print(f"{notebook.name}: {record_checks(executed / notebook.name, notebook)} checked cells recorded")
     return 0
 
 

@@ -273,3 +273,10 @@ def test_the_feature_transform_is_resize_crop_normalise():
     ramp = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (256, 1, 3)))
     lite = features.EFFICIENTNET_LITE(ramp)  # 256 px: no resize, crop columns 16..239
     torch.testing.assert_close(lite[0, 5, :], (torch.arange(16, 240).float() - 127) / 128, atol=1e-4, rtol=0)
+
+
+def test_figure_three_shows_the_largest_rise_not_a_larger_fall():
+    choices = pd.DataFrame({"s_0.5": [0.4, 0.0, 0.1], "s_0.6": [-0.1, 0.05, 0.1], "s_0.7": [-0.1, 0.35, 0.12],
+                            "s_0.8": [-0.1, 0.36, 0.5], "s_0.9": [-0.1, 0.36, 0.5], "pair": ["fall", "rise", "late"]})
+    assert ada.sharpest_rise(choices).pair == "late"  # rise 0.38 beats rise 0.30; the fall of 0.5 is not drawn
+    assert ada.sharpest_rise(choices.iloc[:1]).pair == "fall"  # nothing rises: the largest jump anyway

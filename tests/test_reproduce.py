@@ -1,5 +1,8 @@
 """make reproduce: notebook order and the stage keys that let a rerun skip what did not change."""
+import json
 import shutil
+
+import pytest
 
 from genie_utils import profiles, reproduce
 
@@ -24,3 +27,44 @@ def test_only_selects_by_prefix():
     folder = profiles.project_root() / "notebooks"
     assert [p.name[:2] for p in reproduce.notebooks(folder, ["04", "06"])] == ["04", "06"]
     assert reproduce.main(["--profile", "smoke", "--only", "99"]) == 1
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def test_recorded_outputs_change_no_key_and_land_only_in_checked_cells(tmp_path):
+    folder = tmp_path / "notebooks"
+    shutil.copytree(profiles.project_root() / "notebooks", folder)
+    profile = profiles.load_profile("smoke")
+    notebook = folder / "04_fewshot.ipynb"
+    executed = tmp_path / "executed.ipynb"
+    document = json.loads(notebook.read_text())
+    for cell in document["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": [f"ran {cell['id']}\n"]}]
+            cell["execution_count"] = 7
+    executed.write_text(json.dumps(document))
+    before = reproduce.stage_keys(profile, folder)
+    assert reproduce.record_checks(executed, notebook) == 1
+    assert reproduce.stage_keys(profile, folder) == before
+    with_outputs = [c for c in _cells(notebook) if c.get("outputs")]
+    assert len(with_outputs) == 1 and reproduce.is_checked(with_outputs[0])
+    assert with_outputs[0]["outputs"][0]["text"] == [f"ran {with_outputs[0]['id']}\n"]
+    assert with_outputs[0]["execution_count"] == 7  # nbval skips a stored output of a cell never run
+
+
+def test_every_checked_cell_in_the_repository_has_a_recorded_output():
+    checked = [(p.name, c) for p in reproduce.notebooks(profiles.project_root() / "notebooks") for c in _cells(p)
+               if reproduce.is_checked(c)]
+    assert len(checked) >= 5
+    assert [name for name, c in checked if not c["outputs"]] == []  # run --record-checks after adding one
+
+
+def test_recording_refuses_an_executed_copy_without_the_checked_cell(tmp_path):
+    notebook = tmp_path / "04.ipynb"
+    shutil.copy(profiles.project_root() / "notebooks" / "04_fewshot.ipynb", notebook)
+    executed = tmp_path / "executed.ipynb"
+    executed.write_text(json.dumps({"cells": []}))
+    with pytest.raises(KeyError, match="missing"):
+        reproduce.record_checks(executed, notebook)
