@@ -18,7 +18,7 @@ import torch
 
 from .features import Backbone, FeatureCache, embed
 from .generate import (GenieGenerator, Job, check_batch_size, check_noise_ratio, claimed_batches, keyed_jobs,
-                       kept_steps, manifest_row)
+                       in_shard, kept_steps, manifest_row)
 from .store import Store, spec_key
 
 ADA_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -89,12 +89,13 @@ def _candidate_jobs(job: Job, ratios: Sequence[float]) -> list[Job]:
 
 def generate_candidates(generator: GenieGenerator, pairs: Sequence[Job], store: Store, class_names: dict[str, str],
                         ratios: Sequence[float] = ADA_RATIOS, batch_size: int | None = None,
-                        progress: bool = True) -> pd.DataFrame:
+                        progress: bool = True, shard: tuple[int, int] | None = None) -> pd.DataFrame:
     """The candidates of every pair at every ratio, in the store (method `genie`, so the r = 0.8 candidate
     is the GeNIe image itself). Per batch of pairs the sources are encoded once, the prompts once per class
     and the noise once, then denoised at each missing ratio. A pair listed twice is made once; parallel
     workers claim pairs. Returns the manifest rows, pair by pair (`batch_size`: pairs per batch, default
-    the generator's)."""
+    the generator's). With `shard` = (index, count) a process takes only the pairs whose first candidate's key
+    is `in_shard`, and returns their rows."""
     from tqdm.auto import tqdm
 
     from .data import load_image
@@ -105,6 +106,8 @@ def generate_candidates(generator: GenieGenerator, pairs: Sequence[Job], store: 
     if not pairs:
         raise ValueError("no (source, target) pairs given: GeNIe-Ada needs at least one")
     keyed = [keyed_jobs(generator, _candidate_jobs(pair, ratios), class_names) for pair in pairs]
+    mine = [i for i, row in enumerate(keyed) if in_shard(row[0][0], shard)]
+    pairs, keyed = [pairs[i] for i in mine], [keyed[i] for i in mine]
     keys = [[key for key, _, _ in row] for row in keyed]
     unique = list({row[0]: i for i, row in reversed(list(enumerate(keys)))}.values())  # first of each pair
     missing = [i for i in unique if not all(store.has(k) for k in keys[i])]

@@ -512,12 +512,32 @@ def sweep_jobs(pairs: pd.DataFrame, noise_ratios: Sequence[float], method: str =
             for row in pairs.itertuples() for r in noise_ratios]
 
 
-def shard(jobs: Sequence[Job], index: int, count: int) -> list[Job]:
-    """The jobs of worker `index` out of `count` (round robin). Not needed for correctness (workers on one
-    store claim jobs and never duplicate each other), but it spreads them without contention."""
-    if not 0 <= index < count:
-        raise ValueError(f"shard index must be in [0, {count}), got {index}")
-    return list(jobs)[index::count]
+def check_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+    """(index, count) of one worker among `count`; None means the only worker, (0, 1)."""
+    index, count = shard if shard is not None else (0, 1)
+    if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+    return index, count
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    """Whether the job with store key `key` belongs to worker `shard` = (index, count): decided by the key
+    alone, so it depends on neither the order of the jobs nor the process that lists them."""
+    index, count = check_shard(shard)
+    return int(key[:15], 16) % count == index
+
+
+def process_state():
+    """accelerate's state of this process under `accelerate launch` or `torchrun` (several GPUs or nodes; on
+    CPUs, torchrun: accelerate's own CPU launcher needs MPI), None when launched alone.
+
+    Give each process the jobs `in_shard(key, (state.process_index, state.num_processes))`: every image depends
+    only on its job (per-image seeds), so the union of the shards is the single-process result."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def _versions() -> dict:
@@ -611,18 +631,20 @@ def _generate_batch(generator: GenieGenerator, batch: list[tuple[str, Job, dict]
 
 
 def run_jobs(generator: GenieGenerator, jobs: Iterable[Job], store: Store, class_names: dict[str, str],
-             batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
+             batch_size: int | None = None, progress: bool = True,
+             shard: tuple[int, int] | None = None) -> pd.DataFrame:
     """Generate every job not yet in the store; return the manifest rows of all `jobs`, in order.
 
     Jobs are grouped by noise ratio and batched (`batch_size`, default the generator's); each image is
     written (atomically, with its row) as soon as its batch is done, so an interrupted run loses at most one
     batch and a rerun resumes. Several processes may run the same jobs on one store: each claims a batch
-    before generating it, so no image is made twice.
+    before generating it, so no image is made twice. With `shard` = (index, count) a process takes only the
+    jobs `in_shard` and returns only their rows (see `process_state` for `accelerate launch`).
     """
     from tqdm.auto import tqdm
 
     batch_size = check_batch_size(batch_size if batch_size is not None else generator.batch_size)
-    keyed = keyed_jobs(generator, jobs, class_names)
+    keyed = [item for item in keyed_jobs(generator, jobs, class_names) if in_shard(item[0], shard)]
     todo = {key: (key, job, spec) for key, job, spec in keyed if not store.has(key)}
     ordered = sorted(todo.values(), key=lambda item: (item[1].noise_ratio, item[1].target_class, item[0]))
     with tqdm(total=len(ordered), desc=f"generating ({len(keyed) - len(todo)} already in store)",

@@ -36,11 +36,29 @@ def test_baselines_get_the_same_count_per_class_with_own_class_prompts(openmoji,
 def test_unknown_method_and_shards(openmoji):
     with pytest.raises(KeyError, match="unknown method 'mixup'"):
         fewshot.episode_jobs(episode(openmoji), "mixup")
-    jobs = fewshot.episode_jobs(episode(openmoji, 5, 2), "genie")
-    shards = [generate.shard(jobs, i, 3) for i in range(3)]
-    assert sorted(map(repr, sum(shards, []))) == sorted(map(repr, jobs))
-    with pytest.raises(ValueError):
-        generate.shard(jobs, 3, 3)
+    keys = [spec_key({"job": i}) for i in range(300)]
+    owners = [[k for k in keys if generate.in_shard(k, (i, 3))] for i in range(3)]
+    assert sorted(sum(owners, [])) == sorted(keys) and min(map(len, owners)) > 60  # each key once, spread
+    assert owners[1] == [k for k in reversed(keys) if generate.in_shard(k, (1, 3))][::-1]  # order plays no part
+    assert all(generate.in_shard(k, None) for k in keys)
+    for bad in [(3, 3), (-1, 2), (0, 0)]:
+        with pytest.raises(ValueError, match="shard must be"):
+            generate.in_shard(keys[0], bad)
+
+
+def test_shards_together_make_exactly_the_single_process_images(fast_generator, openmoji, class_names, tmp_path):
+    # batch size 1: the same shapes in every run, so the same bytes (other batch sizes: within a grey level)
+    jobs = small_jobs(openmoji)
+    alone = generate.run_jobs(fast_generator, jobs, Store(tmp_path / "alone"), class_names, batch_size=1,
+                              progress=False)
+    shared = Store(tmp_path / "shared")
+    parts = [generate.run_jobs(fast_generator, jobs[::-1], shared, class_names, batch_size=1, progress=False,
+                               shard=(i, 2)) for i in range(2)]
+    assert set(parts[0].key).isdisjoint(parts[1].key) and min(len(p) for p in parts) > 0
+    assert sorted(pd.concat(parts).key) == sorted(alone.key)
+    for key in alone.key:
+        assert (shared.root / shared.row(key)["file"]).read_bytes() == (tmp_path / "alone" / Store(
+            tmp_path / "alone").row(key)["file"]).read_bytes()
 
 
 def small_jobs(openmoji):

@@ -1,0 +1,252 @@
+"""`genie`: GeNIe, GeNIe-Ada and the baselines on your own class-folder dataset, from the command line.
+
+    genie generate DATA --store STORE --source-classes cat --target-classes dog --dry-run
+    genie generate DATA --store STORE --method genie_ada --model ./my-sd-folder
+    accelerate launch --num_processes 4 -m genie_utils.cli generate DATA --store STORE   # several GPUs
+    genie export STORE OUT      # OUT/<target class>/<key>.png, readable by torchvision's ImageFolder
+
+DATA holds one folder per class (`DATA/<class>/*.jpg|png`). Images go into the store (`STORE/images/...`, one
+JSON row per image, `STORE/manifest.csv`), keyed by everything that determines them: a rerun makes only what is
+missing, and processes launched together share the work by key without duplicating it.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+METHOD_HELP = {
+    "genie": "every image of each source class pushed toward each other target class at --noise-ratio",
+    "genie_ada": "GeNIe at r = 0.5 ... 0.9 per pair, keeping the r* GeNIe-Ada chooses with --backbone",
+    "img2img_low": "each image of a target class, own-class prompt, r = 0.3",
+    "img2img_high": "each image of a target class, own-class prompt, r = 0.7",
+    "txt2img": "text only (r = 1), as many per target class as it has images",
+}
+
+
+class UsageError(ValueError):
+    """A bad argument: the message says what was wrong and how to fix it."""
+
+
+def _classes(dataset: pd.DataFrame, chosen: list[str] | None, role: str) -> list[str]:
+    known = sorted(dataset.class_name.unique())
+    if not chosen:
+        return known
+    import difflib
+
+    for name in chosen:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise UsageError(f"unknown {role} class {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; the dataset's classes are folder names: {', '.join(known[:20])}"
+                             + (" ..." if len(known) > 20 else ""))
+    return list(dict.fromkeys(chosen))
+
+
+def plan_jobs(dataset: pd.DataFrame, method: str, sources: list[str], targets: list[str], noise_ratio: float,
+              variants: int = 1) -> list:
+    """The jobs of one method: for GeNIe (and GeNIe-Ada's pairs) every image of each source class with each
+    target class other than its own; for the baselines `variants` images per image of each target class."""
+    from .generate import METHODS, Job
+
+    if method in ("genie", "genie_ada"):
+        rows = dataset[dataset.class_name.isin(sources)]
+        jobs = [Job("genie", r.image_id, r.path, r.class_name, t, noise_ratio)
+                for t in targets for r in rows.itertuples() if r.class_name != t]
+        if not jobs:
+            raise UsageError("no (source, target) pairs: sources and targets are the same single class; "
+                             "give at least two classes between --source-classes and --target-classes")
+        return jobs
+    rows = dataset[dataset.class_name.isin(targets)].sort_values(["class_name", "image_id"])
+    return [Job(method, r.image_id, r.path, r.class_name, r.class_name, METHODS[method].noise_ratio, v)
+            for r in rows.itertuples() for v in range(variants)]
+
+
+def image_steps(jobs: list, method: str, steps: int) -> int:
+    """UNet evaluations (guidance batched) the jobs need: GeNIe-Ada runs every candidate ratio of each pair."""
+    from .ada import ADA_RATIOS
+    from .generate import kept_steps
+
+    if method == "genie_ada":
+        return len(jobs) * sum(kept_steps(steps, r) for r in ADA_RATIOS)
+    return sum(kept_steps(steps, job.noise_ratio) for job in jobs)
+
+
+def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size: int,
+                     model: str = "") -> tuple[float, str] | None:
+    """Seconds for `steps_needed` image-steps at the speed `benchmarks/throughput.py` measured on this kind of
+    device (this model's rows when there are any; the row with this batch size, else the fastest), with the
+    row it used; None without a match."""
+    if not benchmark.is_file():
+        return None
+    table = pd.read_csv(benchmark)
+    if "within_tolerance" in table:  # a setting whose outputs differ from the plain path does not count
+        table = table[table.within_tolerance.fillna(True).astype(bool)]
+    on_device = table[table.device.str.startswith("CPU") == (device == "cpu")]
+    if "model" in on_device and (on_device.model == model).any():
+        on_device = on_device[on_device.model == model]
+    if on_device.empty:
+        return None
+    same = on_device[on_device.batch_size == batch_size]
+    row = (same if len(same) else on_device).sort_values("images_per_second").iloc[-1]
+    from .generate import kept_steps
+
+    per_second = row.images_per_second * kept_steps(int(row.steps), float(row.noise_ratio))
+    measured = row.get("model") if isinstance(row.get("model"), str) else "an unnamed model"
+    return steps_needed / per_second, (f"{row.images_per_second:.1f} images/s at batch {int(row.batch_size)}, "
+                                       f"{int(row.steps)} steps, r = {row.noise_ratio:g} on {row.device}, "
+                                       f"model {measured}" + ("" if measured == model else ": another model"))
+
+
+def default_benchmark() -> Path:
+    from .profiles import project_root
+
+    return project_root() / "results" / "embedded" / "benchmarks" / "throughput.csv"
+
+
+def generate_command(args) -> int:
+    from . import data, generate
+    from .store import Store
+
+    if args.method != "genie" and args.noise_ratio is not None:
+        raise UsageError(f"--noise-ratio is GeNIe's; {args.method} uses its own ratio ({METHOD_HELP[args.method]})")
+    noise_ratio = generate.check_noise_ratio(0.8 if args.noise_ratio is None else args.noise_ratio)
+    if args.variants < 1 or args.steps < 1 or args.batch_size < 1:
+        raise UsageError("--variants, --steps and --batch-size must be at least 1")
+    if args.method == "genie_ada" and args.backbone != "efficientnet-lite0" and not args.backbone_checkpoint:
+        raise UsageError(f"--backbone {args.backbone} needs --backbone-checkpoint FILE (a UniSiam checkpoint)")
+    dataset = data.load_class_folders(args.data, args.class_names)
+    sources = _classes(dataset, args.source_classes, "source")
+    targets = _classes(dataset, args.target_classes, "target")
+    jobs = plan_jobs(dataset, args.method, sources, targets, noise_ratio, args.variants)
+    needed = image_steps(jobs, args.method, args.steps)
+    unit = "pairs (5 candidates each)" if args.method == "genie_ada" else "images"
+    print(f"{args.method}: {len(jobs)} {unit} for {len(targets)} target classes, {needed} UNet evaluations "
+          f"at {args.steps} steps", flush=True)
+    if args.dry_run:
+        device = args.device or ("cuda" if generate.default_device().type == "cuda" else "cpu")
+        estimate = estimate_seconds(Path(args.benchmark) if args.benchmark else default_benchmark(), needed,
+                                    device, args.batch_size, Path(args.model).name)
+        if estimate is None:
+            print("estimated time: unknown (no benchmark for this device: run benchmarks/throughput.py, "
+                  "or pass --benchmark FILE.csv)")
+        else:
+            print(f"estimated time: {estimate[0] / 60:.1f} min on one process (from {estimate[1]})")
+        return 0
+
+    state = generate.process_state()
+    shard = (state.process_index, state.num_processes) if state else (0, 1)
+    recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                             prompt_template=args.prompt_template)
+    device = args.device or (state.device if state else None)  # one GPU per process when launched together
+    generator = generate.GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size)
+    store = Store(args.store)
+    names = data.class_display_names(dataset)
+    progress = not args.no_progress
+    if args.method == "genie_ada":
+        from . import ada, features
+
+        candidates = ada.generate_candidates(generator, jobs, store, names, progress=progress, shard=shard)
+        backbone = features.load_backbone({"features": {"backbone": args.backbone, "checkpoint":
+                                                        args.backbone_checkpoint}, "root": "."}, args.backbone)
+        support = dataset[dataset.class_name.isin(targets)]  # each target's prototype: all its images
+        rows = ada.ada_choices(backbone, candidates, support, store) if len(candidates) else candidates
+    else:
+        rows = generate.run_jobs(generator, jobs, store, names, progress=progress, shard=shard)
+    if state:
+        state.wait_for_everyone()  # the manifest lists every process's images
+    manifest = store.export_manifest() if shard[0] == 0 else None
+    print(f"{len(rows)} {args.method} rows in {store.root}" + (f" (process {shard[0]} of {shard[1]})"
+                                                               if shard[1] > 1 else "")
+          + (f"; manifest {manifest}" if manifest else ""))
+    return 0
+
+
+def export(store_root: str | Path, out: str | Path, methods: list[str] | None = None) -> pd.DataFrame:
+    """Copy the store's images into `out/<target class>/<key>.png` (one folder per label, as torchvision's
+    ImageFolder reads), for the given methods (default all); returns the exported rows. GeNIe-Ada rows point
+    at the candidate they chose. A rerun overwrites nothing that is already there."""
+    from .store import Store
+
+    store = Store(store_root)
+    manifest = store.manifest()
+    if manifest.empty:
+        raise UsageError(f"the store {store.root} holds no images: run `genie generate` into it first")
+    if methods:
+        unknown = sorted(set(methods) - set(manifest.method))
+        if unknown:
+            raise UsageError(f"no {unknown} images in {store.root}; it holds {sorted(manifest.method.unique())}")
+        manifest = manifest[manifest.method.isin(methods)]
+    out = Path(out)
+    for row in manifest.itertuples():
+        target = out / row.target_class / f"{row.key}.png"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(store.root / row.file, target.with_suffix(".tmp"))
+            target.with_suffix(".tmp").replace(target)
+    manifest.to_csv(out / "manifest.csv", index=False)
+    return manifest
+
+
+def export_command(args) -> int:
+    rows = export(args.store, args.out, args.method)
+    print(f"{len(rows)} images in {rows.target_class.nunique()} class folders under {args.out}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="genie", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    make = commands.add_parser("generate", help="generate augmentations into a store",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                               description="Methods: " + "; ".join(f"{m}: {h}" for m, h in METHOD_HELP.items()))
+    make.add_argument("data", help="dataset folder: DATA/<class>/<image>.jpg|png")
+    make.add_argument("--store", required=True, help="output store folder (created; reruns resume)")
+    make.add_argument("--model", default="./models/genie-companion",
+                      help="a diffusers folder (leading ./ or absolute) or a hub id, e.g. "
+                           "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    make.add_argument("--method", choices=list(METHOD_HELP), default="genie", help="what to make (methods above)")
+    make.add_argument("--source-classes", nargs="+", metavar="CLASS", help="GeNIe's source classes (default: all)")
+    make.add_argument("--target-classes", nargs="+", metavar="CLASS", help="target classes (default: all)")
+    make.add_argument("--noise-ratio", type=float, help="GeNIe's r (default 0.8, the paper's)")
+    make.add_argument("--variants", type=int, default=1, help="baselines: images per image of a target class")
+    make.add_argument("--steps", type=int, default=50, help="denoising steps of the full schedule")
+    make.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+    make.add_argument("--prompt-template", default="a photo of a {}.", help="{} is the class's display name")
+    make.add_argument("--class-names", help="optional file of lines '<folder> <display name>' for the prompts")
+    make.add_argument("--seed", type=int, default=0, help="base seed; each image's seed derives from its job")
+    make.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    make.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU if there is one; one per process "
+                                       "under accelerate launch)")
+    make.add_argument("--backbone", default="efficientnet-lite0", help="genie_ada: the feature backbone "
+                      "(efficientnet-lite0, or resnet18/34/50 with --backbone-checkpoint)")
+    make.add_argument("--backbone-checkpoint", help="genie_ada: a UniSiam ResNet checkpoint file")
+    make.add_argument("--dry-run", action="store_true", help="print the job count and the estimated time, make nothing")
+    make.add_argument("--benchmark", help="throughput CSV for --dry-run's estimate "
+                                          "(default: results/embedded/benchmarks/throughput.csv)")
+    make.add_argument("--no-progress", action="store_true", help="no progress bar")
+    make.set_defaults(run=generate_command)
+
+    out = commands.add_parser("export", help="copy a store's images into OUT/<target class>/<key>.png")
+    out.add_argument("store", help="a store folder written by `genie generate`")
+    out.add_argument("out", help="output folder (ImageFolder layout) with manifest.csv")
+    out.add_argument("--method", nargs="+", choices=list(METHOD_HELP), help="only these methods (default: all)")
+    out.set_defaults(run=export_command)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (UsageError, FileNotFoundError, KeyError, ValueError, OSError) as error:
+        print(f"genie {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

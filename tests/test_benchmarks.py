@@ -1,0 +1,32 @@
+"""benchmarks/throughput.py on a tiny pipeline: every setting timed and compared with the plain path."""
+import importlib.util
+import json
+
+import pandas as pd
+
+from genie_utils import profiles
+
+
+def load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, profiles.project_root() / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_compares_each_setting_with_plain_and_names_the_fastest(tiny_model_dir, tmp_path):
+    throughput = load_benchmark("throughput")
+    assert throughput.main(["--profile", "smoke", "--model", str(tiny_model_dir), "--device", "cpu",
+                            "--settings", "channels-last", "classic-attention", "bf16", "--batch-sizes", "2",
+                            "--images", "2", "--repeats", "2", "--out", str(tmp_path)]) == 0
+    record = json.loads(next(tmp_path.glob("throughput-cpu-*.json")).read_text())
+    rows = pd.DataFrame(record["rows"]).set_index("setting")
+    assert list(rows.index) == ["plain", "channels-last", "classic-attention", "bf16"]  # plain first, as reference
+    assert rows.loc["plain", "max_abs_difference"] == 0 and (rows.images_per_second > 0).all()
+    assert (rows.slowest <= rows.images_per_second).all() and (rows.images_per_second <= rows.fastest).all()
+    assert rows.loc["channels-last", "max_abs_difference"] < 1 / 255 and rows.loc["classic-attention", "within_tolerance"]
+    assert rows.loc["bf16", "max_abs_difference"] > 0  # another dtype really ran
+    fastest = record["fastest_within_tolerance"]
+    assert fastest["setting"] in set(rows.index[rows.within_tolerance])
+    assert fastest["images_per_second"] == rows[rows.within_tolerance].images_per_second.max()
+    assert len(pd.read_csv(tmp_path / "throughput.csv")) == 4

@@ -1,0 +1,147 @@
+"""The `genie` command line on a tiny class-folder dataset and a tiny SD-shaped pipeline (CPU)."""
+import os
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+from genie_utils import cli
+from genie_utils.store import Store
+
+COLOURS = {"apple": "red", "boat": "blue", "cloud": "grey"}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Three classes of two 64 px images each: DATA/<class>/<n>.png."""
+    root = tmp_path_factory.mktemp("data")
+    for name, colour in COLOURS.items():
+        (root / name).mkdir()
+        for n in range(2):
+            image = Image.new("RGB", (64, 64), "white")
+            ImageDraw.Draw(image).ellipse((8 + 8 * n, 8, 56, 56 - 8 * n), fill=colour)
+            image.save(root / name / f"{n}.png")
+    return root
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def generate_args(folders, store, model, *extra):
+    return ["generate", folders, "--store", store, "--model", model, "--steps", 4, "--batch-size", 3,
+            "--no-progress", *extra]
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["generate", "--help"])
+    text = capsys.readouterr().out
+    for action in cli.parser()._subparsers._group_actions[0].choices["generate"]._actions:
+        assert all(option in text for option in action.option_strings)
+        assert action.help, action.dest
+    for method in cli.METHOD_HELP:
+        assert method in text
+
+
+def test_dry_run_counts_pairs_and_estimates_from_the_benchmark(folders, tmp_path, capsys):
+    benchmark = tmp_path / "throughput.csv"
+    row = {"device": "CPU, 2 threads", "dtype": "float32", "batch_size": 8, "noise_ratio": 0.8, "steps": 20}
+    pd.DataFrame([{**row, "images_per_second": 1.0, "model": "genie-companion", "within_tolerance": True},
+                  {**row, "images_per_second": 9.0, "model": "other", "within_tolerance": True},
+                  {**row, "images_per_second": 5.0, "model": "genie-companion", "within_tolerance": False},
+                  {**row, "device": "NVIDIA H100", "images_per_second": 99.0, "model": "genie-companion",
+                   "within_tolerance": True}]).to_csv(benchmark, index=False)
+    code, out, _ = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run", "--device", "cpu",
+                       "--benchmark", benchmark, "--batch-size", 8)
+    # 3 targets x 4 images of the other classes; 40 UNet steps each at r = 0.8 of 50; 16 image-steps/s from the
+    # one row of this model on a CPU within tolerance
+    assert code == 0 and "genie: 12 images for 3 target classes, 480 UNet evaluations at 50 steps" in out
+    assert "estimated time: 0.5 min" in out and "model genie-companion)" in out and not (tmp_path / "s").exists()
+    code, out, _ = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run", "--device", "cpu",
+                       "--benchmark", benchmark, "--model", "./my-model")
+    assert "another model" in out  # no row of this model: the fastest within tolerance, said to be another's
+    code, out, _ = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run", "--method", "genie_ada",
+                       "--target-classes", "boat", "--benchmark", tmp_path / "none.csv")
+    assert code == 0 and "genie_ada: 4 pairs" in out and f"{4 * 175} UNet evaluations" in out
+    assert "estimated time: unknown" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--target-classes", "boats"], "unknown target class 'boats' (did you mean 'boat'?)"),
+    (["--method", "txt2img", "--noise-ratio", "0.5"], "--noise-ratio is GeNIe's"),
+    (["--noise-ratio", "1.5"], "noise ratio"),
+    (["--source-classes", "apple", "--target-classes", "apple"], "no (source, target) pairs"),
+    (["--variants", "0"], "at least 1"),
+])
+def test_bad_arguments_get_a_clear_error(folders, tmp_path, capsys, argv, message):
+    code, _, err = run(capsys, "generate", folders, "--store", tmp_path, "--dry-run", *argv)
+    assert code == 2 and message in err
+
+
+def test_missing_dataset_and_empty_store_are_named(tmp_path, capsys):
+    code, _, err = run(capsys, "generate", tmp_path / "nowhere", "--store", tmp_path / "s", "--dry-run")
+    assert code == 2 and "dataset folder not found" in err and "nowhere" in err
+    code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "out")
+    assert code == 2 and "holds no images" in err
+
+
+def test_generate_then_export_gives_an_image_folder_tree(folders, tiny_model_dir, tmp_path, capsys):
+    from torchvision.datasets import ImageFolder
+
+    store = tmp_path / "store"
+    code, out, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "apple", "boat"))
+    assert code == 0, err
+    assert len(Store(store).manifest()) == 8 and (store / "manifest.csv").is_file()  # 2 targets x 4 sources
+    code, out, _ = run(capsys, *generate_args(folders, store, tiny_model_dir, "--method", "img2img_low",
+                                              "--target-classes", "cloud"))
+    assert code == 0 and len(Store(store).manifest()) == 10
+    code, out, _ = run(capsys, "export", store, tmp_path / "tree", "--method", "genie")
+    assert code == 0 and "8 images in 2 class folders" in out
+    tree = ImageFolder(tmp_path / "tree")
+    assert tree.classes == ["apple", "boat"] and len(tree) == 8
+    labels = pd.read_csv(tmp_path / "tree" / "manifest.csv").set_index("key").target_class
+    assert all(labels[os.path.basename(path)[:-4]] == tree.classes[label] for path, label in tree.samples)
+    code, _, err = run(capsys, "export", store, tmp_path / "tree", "--method", "txt2img")
+    assert code == 2 and "no ['txt2img'] images" in err
+
+
+def test_two_processes_make_the_single_process_images(folders, tiny_model_dir, tmp_path):
+    """torchrun (accelerate's state on top) with 2 CPU processes, against one process: same keys, same bytes."""
+    common = ["--steps", "4", "--batch-size", "1", "--no-progress", "--model", str(tiny_model_dir),
+              "--target-classes", "apple", "cloud"]
+    alone, together = tmp_path / "alone", tmp_path / "together"
+    # Bit for bit only at equal thread counts and batch shapes (a CPU's float sums depend on both; otherwise the
+    # images agree within a grey level); torchrun gives each process 1 thread.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "genie_utils.cli", "generate", str(folders), "--store", str(alone),
+                    *common], check=True, capture_output=True, env=env)
+    launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               "-m", "genie_utils.cli", "generate", str(folders), "--store", str(together), *common],
+                              capture_output=True, text=True, env=env)
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    made = {int(i): int(n) for n, i in re.findall(r"(\d+) genie rows .* \(process (\d) of 2\)", launched.stdout)}
+    assert sorted(made) == [0, 1] and min(made.values()) > 0 and sum(made.values()) == 8  # both worked, no overlap
+    single, union = Store(alone).manifest(), Store(together).manifest()
+    assert sorted(union.key) == sorted(single.key) and len(single) == 8
+    for key, file in zip(single.key, single.file):
+        assert (together / file).read_bytes() == (alone / file).read_bytes()
+    assert len(pd.read_csv(together / "manifest.csv")) == 8  # written after both processes finished
+
+
+def test_genie_ada_keeps_one_candidate_per_pair(folders, tiny_model_dir, tmp_path, capsys):
+    store = tmp_path / "store"
+    code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--method", "genie_ada",
+                                              "--target-classes", "boat"))
+    assert code == 0, err
+    manifest = Store(store).manifest()
+    ada_rows = manifest[manifest.method == "genie_ada"]
+    assert len(ada_rows) == 4 and (manifest.method == "genie").sum() == 4 * 5  # 4 pairs, 5 candidates each
+    assert set(ada_rows.noise_ratio) <= {0.6, 0.7, 0.8, 0.9} and (ada_rows.target_class == "boat").all()
+    code, out, _ = run(capsys, "export", store, tmp_path / "tree", "--method", "genie_ada")
+    assert code == 0 and sorted(p.parent.name for p in (tmp_path / "tree").rglob("*.png")) == ["boat"] * 4
