@@ -91,7 +91,8 @@ CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 
 
 def is_checked(cell: dict) -> bool:
-    return cell["cell_type"] == "code" and any(line.strip() == CHECK_MARKER for line in "".join(cell["source"]).splitlines())
+    lines = "".join(cell["source"]).splitlines()
+    return cell["cell_type"] == "code" and any(line.strip() == CHECK_MARKER for line in lines)
 
 
 def record_checks(executed: Path, notebook: Path) -> int:
@@ -117,16 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 01")
     parser.add_argument("--force", action="store_true", help="run every notebook, even those whose inputs are unchanged")
     parser.add_argument("--record-checks", action="store_true",
-                        help="after running, store the outputs of the `# NBVAL_CHECK_OUTPUT` cells in notebooks/ "
-                             "(use with --profile smoke: the profile make test runs)")
+                        help="with --profile smoke (what make test runs): after running, store the outputs of the "
+                             "`# NBVAL_CHECK_OUTPUT` cells in notebooks/")
     args = parser.parse_args(argv)
     if args.only and not notebooks(project_root() / "notebooks", args.only):
         print(f"no notebooks match {args.only}", file=sys.stderr)
         return 1
+    if args.record_checks and args.profile != "smoke":
+        print("--record-checks stores what make test compares, i.e. the smoke profile's outputs: "
+              "add --profile smoke", file=sys.stderr)
+        return 1
     timings = run(args.profile, args.only, args.force)
     print(f"ran {len(timings)} notebooks in {sum(t for _, t in timings):.0f} s")
     if args.record_checks:
-        executed = resolve(load_profile(args.profile), load_profile(args.profile)["paths"]["results"]) / "notebooks"
+        profile = load_profile(args.profile)
+        executed = resolve(profile, profile["paths"]["results"]) / "notebooks"
         for notebook in notebooks(project_root() / "notebooks", args.only):
             print(f"{notebook.name}: {record_checks(executed / notebook.name, notebook)} checked cells recorded")
     return 0

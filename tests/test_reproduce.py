@@ -68,3 +68,8 @@ def test_recording_refuses_an_executed_copy_without_the_checked_cell(tmp_path):
     executed.write_text(json.dumps({"cells": []}))
     with pytest.raises(KeyError, match="missing"):
         reproduce.record_checks(executed, notebook)
+
+
+def test_checks_are_recorded_only_from_the_smoke_profile(capsys):
+    assert reproduce.main(["--profile", "embedded", "--record-checks", "--only", "00"]) == 1
+    assert "--profile smoke" in capsys.readouterr().err
