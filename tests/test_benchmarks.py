@@ -30,3 +30,15 @@ def test_throughput_compares_each_setting_with_plain_and_names_the_fastest(tiny_
     assert fastest["setting"] in set(rows.index[rows.within_tolerance])
     assert fastest["images_per_second"] == rows[rows.within_tolerance].images_per_second.max()
     assert len(pd.read_csv(tmp_path / "throughput.csv")) == 4
+
+
+def test_a_setting_becomes_the_default_only_when_its_gain_exceeds_the_timing_spread():
+    throughput = load_benchmark("throughput")
+    row = {"batch_size": 16, "within_tolerance": True}
+    table = pd.DataFrame([{**row, "setting": "plain", "images_per_second": 3.0, "slowest": 2.5, "fastest": 3.4},
+                          {**row, "setting": "channels-last", "images_per_second": 3.8, "slowest": 3.3, "fastest": 4.1},
+                          {**row, "setting": "bf16", "images_per_second": 9.0, "slowest": 9.0, "fastest": 9.0,
+                           "within_tolerance": False}])
+    assert throughput.default_setting(table).setting == "plain"  # 3.3 < 3.4: within the drift
+    table.loc[1, "slowest"] = 3.5
+    assert throughput.default_setting(table).setting == "channels-last"
