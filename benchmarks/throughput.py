@@ -128,8 +128,8 @@ def load_base(model: str, settings: dict):
         return companion.build_pipeline(SD15_SHAPED, seed=0), {"model": "sd15-shaped (random weights)",
                                                                "model_revision": "", "model_fingerprint": ""}
     if model == "profile":
-        model = settings["generation"]["model"]
-        model = profiles.resolve(settings, model) if profiles.resolve(settings, model).exists() else model
+        generator = generate.GenieGenerator.from_profile(settings, device="cpu", dtype=torch.float32)
+        return generator.pipe, generator.model_info
     return generate.load_pipeline(model, device="cpu", dtype=torch.float32)
 
 

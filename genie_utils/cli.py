@@ -48,21 +48,18 @@ def _classes(dataset: pd.DataFrame, chosen: list[str] | None, role: str) -> list
 
 def plan_jobs(dataset: pd.DataFrame, method: str, sources: list[str], targets: list[str], noise_ratio: float,
               variants: int = 1) -> list:
-    """The jobs of one method: for GeNIe (and GeNIe-Ada's pairs) every image of each source class with each
-    target class other than its own; for the baselines `variants` images per image of each target class."""
-    from .generate import METHODS, Job
+    """The jobs of one method, paired as in the few-shot episodes: for GeNIe (and GeNIe-Ada's pairs) every
+    image of each source class with each target class other than its own; for the baselines `variants` images
+    per image of each target class."""
+    from .fewshot import hard_negative_jobs, own_class_jobs
 
     if method in ("genie", "genie_ada"):
-        rows = dataset[dataset.class_name.isin(sources)]
-        jobs = [Job("genie", r.image_id, r.path, r.class_name, t, noise_ratio)
-                for t in targets for r in rows.itertuples() if r.class_name != t]
+        jobs = hard_negative_jobs(dataset[dataset.class_name.isin(sources)], noise_ratio, "genie", targets)
         if not jobs:
             raise UsageError("no (source, target) pairs: sources and targets are the same single class; "
                              "give at least two classes between --source-classes and --target-classes")
         return jobs
-    rows = dataset[dataset.class_name.isin(targets)].sort_values(["class_name", "image_id"])
-    return [Job(method, r.image_id, r.path, r.class_name, r.class_name, METHODS[method].noise_ratio, v)
-            for r in rows.itertuples() for v in range(variants)]
+    return own_class_jobs(dataset[dataset.class_name.isin(targets)], method, variants)
 
 
 def image_steps(jobs: list, method: str, steps: int) -> int:
@@ -150,8 +147,8 @@ def generate_command(args) -> int:
         from . import ada, features
 
         candidates = ada.generate_candidates(generator, jobs, store, names, progress=progress, shard=shard)
-        backbone = features.load_backbone({"features": {"backbone": args.backbone, "checkpoint":
-                                                        args.backbone_checkpoint}, "root": "."}, args.backbone)
+        backbone = (features.efficientnet_lite0() if args.backbone == "efficientnet-lite0"
+                    else features.resnet(args.backbone, args.backbone_checkpoint))
         support = dataset[dataset.class_name.isin(targets)]  # each target's prototype: all its images
         rows = ada.ada_choices(backbone, candidates, support, store) if len(candidates) else candidates
     else:

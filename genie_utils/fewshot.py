@@ -106,21 +106,22 @@ def sample_episode(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways:
 
 
 def hard_negative_jobs(support: pd.DataFrame, noise_ratio: float = METHODS["genie"].noise_ratio,
-                       method: str = "genie") -> list[Job]:
+                       method: str = "genie", targets: Sequence[str] | None = None) -> list[Job]:
     """GeNIe's pairing in an N-way K-shot episode: every support image of the other N-1 classes is a
-    source for each target class, giving (N-1)*K images per class."""
+    source for each target class, giving (N-1)*K images per class. `targets` (default: the support's classes)
+    may name classes with no image among the sources."""
     jobs = []
-    for target in sorted(support.class_name.unique()):
+    for target in (targets if targets is not None else sorted(support.class_name.unique())):
         for row in support[support.class_name != target].itertuples():
             jobs.append(Job(method, row.image_id, row.path, row.class_name, target, noise_ratio))
     return jobs
 
 
-def own_class_jobs(support: pd.DataFrame, method: str) -> list[Job]:
-    """The baselines' pairing: N-1 variants of every support image, prompted with its own class, so each
-    class gets as many images as GeNIe gives it."""
+def own_class_jobs(support: pd.DataFrame, method: str, variants: int | None = None) -> list[Job]:
+    """The baselines' pairing: `variants` (default N-1) images of every support image, prompted with its own
+    class, so each class gets as many images as GeNIe gives it."""
     spec = METHODS[method]
-    variants = support.class_name.nunique() - 1
+    variants = support.class_name.nunique() - 1 if variants is None else variants
     return [Job(method, row.image_id, row.path, row.class_name, row.class_name, spec.noise_ratio, v)
             for row in support.sort_values(["class_name", "image_id"]).itertuples() for v in range(variants)]
 
