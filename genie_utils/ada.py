@@ -87,6 +87,22 @@ def _candidate_jobs(job: Job, ratios: Sequence[float]) -> list[Job]:
             for r in ratios]
 
 
+def sweep(generator: GenieGenerator, sources, display_names: Sequence[str], seeds: Sequence[int],
+          ratios: Sequence[float] = ADA_RATIOS, wanted=None, output_type: str = "pil"):
+    """The candidates of one batch of pairs: sources encoded once, prompts once, one noise draw per pair (the same
+    at every r), then denoised and decoded at each ratio. Yields (ratio index, batch positions, images) per ratio;
+    `wanted(k)` gives the positions still needed at ratio k (default: all; none skips the ratio)."""
+    latents = generator.encode(sources)
+    cond, uncond = generator.prompt_embeddings(display_names)
+    noise = generator.noise(seeds)
+    for k, r in enumerate(ratios):
+        todo = list(range(len(seeds))) if wanted is None else list(wanted(k))
+        if todo:
+            index = torch.tensor(todo)
+            latent = generator.denoise(latents[index], noise[index], cond[index], uncond[index], r)
+            yield k, todo, generator.decode(latent, output_type)
+
+
 def generate_candidates(generator: GenieGenerator, pairs: Sequence[Job], store: Store, class_names: dict[str, str],
                         ratios: Sequence[float] = ADA_RATIOS, batch_size: int | None = None,
                         progress: bool = True, shard: tuple[int, int] | None = None) -> pd.DataFrame:
@@ -115,15 +131,10 @@ def generate_candidates(generator: GenieGenerator, pairs: Sequence[Job], store: 
         for batch in claimed_batches(store, missing, lambda i: keys[i][0], batch_size,
                                      done=lambda i: all(store.has(k) for k in keys[i])):
             began = time.perf_counter()
-            latents = generator.encode([load_image(pairs[i].source_path) for i in batch])  # once for all r
-            cond, uncond = generator.prompt_embeddings([class_names[pairs[i].target_class] for i in batch])
-            noise = generator.noise([keyed[i][0][2]["seed"] for i in batch])  # one draw per pair, for every r
-            for k, r in enumerate(ratios):
-                todo = [j for j, i in enumerate(batch) if not store.has(keys[i][k])]
-                if not todo:
-                    continue
-                index = torch.tensor(todo)
-                images = generator.decode(generator.denoise(latents[index], noise[index], cond[index], uncond[index], r))
+            made = sweep(generator, [load_image(pairs[i].source_path) for i in batch],
+                         [class_names[pairs[i].target_class] for i in batch], [keyed[i][0][2]["seed"] for i in batch],
+                         ratios, wanted=lambda k: [j for j, i in enumerate(batch) if not store.has(keys[i][k])])
+            for k, todo, images in made:
                 seconds = (time.perf_counter() - began) / len(todo)
                 for j, image in zip(todo, images):
                     key, job, spec = keyed[batch[j]][k]

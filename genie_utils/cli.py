@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .speed import SETTINGS as SPEED_SETTINGS
+
 METHOD_HELP = {
     "genie": "every image of each source class pushed toward each other target class at --noise-ratio",
     "genie_ada": "GeNIe at r = 0.5 ... 0.9 per pair, keeping the r* GeNIe-Ada chooses with --backbone",
@@ -105,7 +107,9 @@ def default_benchmark() -> Path:
 
 
 def generate_command(args) -> int:
-    from . import data, generate
+    import torch
+
+    from . import data, generate, speed
     from .store import Store
 
     if args.method != "genie" and args.noise_ratio is not None:
@@ -123,10 +127,10 @@ def generate_command(args) -> int:
     unit = "pairs (5 candidates each)" if args.method == "genie_ada" else "images"
     print(f"{args.method}: {len(jobs)} {unit} for {len(targets)} target classes, {needed} UNet evaluations "
           f"at {args.steps} steps", flush=True)
+    benchmark = Path(args.benchmark) if args.benchmark else default_benchmark()
     if args.dry_run:
         device = args.device or ("cuda" if generate.default_device().type == "cuda" else "cpu")
-        estimate = estimate_seconds(Path(args.benchmark) if args.benchmark else default_benchmark(), needed,
-                                    device, args.batch_size, Path(args.model).name)
+        estimate = estimate_seconds(benchmark, needed, device, args.batch_size, Path(args.model).name)
         if estimate is None:
             print("estimated time: unknown (no benchmark for this device: run benchmarks/throughput.py, "
                   "or pass --benchmark FILE.csv)")
@@ -138,8 +142,12 @@ def generate_command(args) -> int:
     shard = (state.process_index, state.num_processes) if state else (0, 1)
     recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                              prompt_template=args.prompt_template)
-    device = args.device or (state.device if state else None)  # one GPU per process when launched together
-    generator = generate.GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size)
+    device = torch.device(args.device or (state.device if state else generate.default_device()))  # one GPU a process
+    setting, why = ((speed.check_setting(args.speed, device), "--speed") if args.speed != "auto"
+                    else speed.device_default(device, benchmark.parent, Path(args.model).name))
+    print(f"speed setting {setting} on {device} ({why})", flush=True)
+    generator = generate.GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size,
+                                                        speed=setting)
     store = Store(args.store)
     names = data.class_display_names(dataset)
     progress = not args.no_progress
@@ -223,8 +231,12 @@ def parser() -> argparse.ArgumentParser:
                       "(efficientnet-lite0, or resnet18/34/50 with --backbone-checkpoint)")
     make.add_argument("--backbone-checkpoint", help="genie_ada: a UniSiam ResNet checkpoint file")
     make.add_argument("--dry-run", action="store_true", help="print the job count and the estimated time, make nothing")
-    make.add_argument("--benchmark", help="throughput CSV for --dry-run's estimate "
+    make.add_argument("--benchmark", help="throughput CSV for --dry-run's estimate and --speed auto "
                                           "(default: results/embedded/benchmarks/throughput.csv)")
+    make.add_argument("--speed", choices=["auto", *SPEED_SETTINGS], default="auto",
+                      help="speed setting (dtype, attention, memory format, torch.compile; see benchmarks/throughput.py)"
+                           ": auto is the default benchmarks/throughput.py recorded for this device next to the "
+                           "--benchmark CSV, else plain float32 on a CPU, fp16 on a GPU")
     make.add_argument("--no-progress", action="store_true", help="no progress bar")
     make.set_defaults(run=generate_command)
 

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from . import speed as speed_settings
 from .data import file_sha256, load_image, to_rgb
 from .profiles import project_root, resolve
 from .store import Store, spec_key
@@ -295,28 +296,44 @@ class GenieGenerator:
     `batch_size` is the default number of images per UNet call for `run_jobs` and GeNIe-Ada (the profile's
     `[generation] batch_size`); images do not depend on it beyond float rounding."""
 
-    def __init__(self, pipe, recipe: Recipe = Recipe(), model_info: dict | None = None, batch_size: int = 16):
+    def __init__(self, pipe, recipe: Recipe = Recipe(), model_info: dict | None = None, batch_size: int = 16,
+                 speed: str | None = None):
         self.pipe = pipe
         self.recipe = recipe
         self.model_info = model_info or {"model": "", "model_revision": "", "model_fingerprint": ""}
         self.batch_size = check_batch_size(batch_size)
+        self.speed = speed or speed_settings.plain_setting(self.dtype)  # the speed setting, for the manifest
         self.counts = GenerationCounts()
         self._prompt_cache: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def from_pretrained(cls, model, recipe: Recipe = Recipe(), device=None, dtype=None,
-                        batch_size: int = 16) -> "GenieGenerator":
-        pipe, info = load_pipeline(model, device, dtype)
-        return cls(pipe, recipe, info, batch_size)
+    def from_pretrained(cls, model, recipe: Recipe = Recipe(), device=None, dtype=None, batch_size: int = 16,
+                        speed: str | None = None, benchmarks=None) -> "GenieGenerator":
+        """Load `model` (folder or hub id) on `device` (default: a GPU if there is one) with a speed setting
+        (`speed.SETTINGS`): `speed` if given; else the plain path in `dtype` if given; else this device's default
+        (`speed.device_default`: the one `benchmarks/throughput.py` recorded in the folder `benchmarks`, or the
+        built-in plain float32 on CPU, float16 on GPU)."""
+        device = torch.device(device) if device else default_device()
+        if speed is None:
+            speed = (speed_settings.plain_setting(dtype) if dtype is not None else
+                     speed_settings.device_default(device, benchmarks, Path(str(model)).name)[0])
+        elif dtype is not None and dtype != speed_settings.dtype_of(speed):
+            raise ValueError(f"speed setting {speed} runs {speed_settings.dtype_of(speed)}, not the dtype {dtype} "
+                             "given: pass one of them")
+        speed_settings.check_setting(speed, device)  # before minutes of loading
+        pipe, info = load_pipeline(model, device, speed_settings.dtype_of(speed))
+        return cls(speed_settings.apply(pipe, speed, device), recipe, info, batch_size, speed)
 
     @classmethod
-    def from_profile(cls, profile: dict, device=None, dtype=None) -> "GenieGenerator":
-        """The profile's model (a folder relative to the project root, or a hub id) and recipe."""
+    def from_profile(cls, profile: dict, device=None, dtype=None, speed: str | None = None) -> "GenieGenerator":
+        """The profile's model (a folder relative to the project root, or a hub id) and recipe; the device's
+        default speed setting from the benchmark records under the profile's results (see `from_pretrained`)."""
         settings = profile["generation"]
         model = settings["model"]
         if resolve(profile, model).exists():  # a folder under the project root, not a hub id
             model = resolve(profile, model)
-        return cls.from_pretrained(model, profile_recipe(profile), device, dtype, settings["batch_size"])
+        return cls.from_pretrained(model, profile_recipe(profile), device, dtype, settings["batch_size"], speed,
+                                   benchmarks_folder(profile))
 
     # -- parts ------------------------------------------------------------------------------------
 
@@ -462,6 +479,11 @@ class GenieGenerator:
         return self.decode(self.denoise(latents, self.noise(seeds), cond, uncond, noise_ratio), output_type)
 
 
+def benchmarks_folder(profile: dict) -> Path:
+    """Where `benchmarks/throughput.py` writes a profile's records (throughput.csv, throughput-*.json)."""
+    return resolve(profile, profile["paths"]["results"]) / "benchmarks"
+
+
 def profile_recipe(profile: dict) -> Recipe:
     """The sampling recipe a profile's `[generation]` table names, at the dataset's resolution."""
     settings, size = profile["generation"], profile["dataset"]["resolution"]
@@ -569,6 +591,7 @@ def manifest_row(generator: GenieGenerator, spec: dict, source_path: str, second
     return {**spec, **generator.model_info, "source_path": source_path, "denoising_steps": len(timesteps),
             "first_timestep": int(timesteps[0]),
             "seconds": None if seconds is None else round(seconds, 4), "device": str(generator.device),
+            "speed_setting": generator.speed,
             "versions": _versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -34,8 +34,9 @@ def run(capsys, *argv):
 
 
 def generate_args(folders, store, model, *extra):
+    """Options that make the run independent of this machine's benchmark records (`--speed plain`)."""
     return ["generate", folders, "--store", store, "--model", model, "--steps", 4, "--batch-size", 3,
-            "--no-progress", *extra]
+            "--no-progress", "--speed", "plain", *extra]
 
 
 def test_help_documents_every_option(capsys):
@@ -82,6 +83,26 @@ def test_dry_run_counts_pairs_and_estimates_from_the_benchmark(folders, tmp_path
 def test_bad_arguments_get_a_clear_error(folders, tmp_path, capsys, argv, message):
     code, _, err = run(capsys, "generate", folders, "--store", tmp_path, "--dry-run", *argv)
     assert code == 2 and message in err
+
+
+def test_the_speed_setting_is_the_recorded_default_or_the_one_named(folders, tiny_model_dir, tmp_path, capsys):
+    import json
+
+    from genie_utils import speed
+
+    records = tmp_path / "benchmarks"
+    records.mkdir()
+    (records / "throughput-cpu-20261126-120000.json").write_text(json.dumps(
+        {"device": speed.device_name("cpu"), "rows": [{"model": tiny_model_dir.name}],
+         "default": {"setting": "channels-last", "batch_size": 3, "images_per_second": 9.0}}))
+    argv = [a for a in generate_args(folders, tmp_path / "s", tiny_model_dir, "--target-classes", "apple")
+            if a not in ("--speed", "plain")]
+    code, out, err = run(capsys, *argv, "--device", "cpu", "--benchmark", records / "throughput.csv")
+    assert code == 0, err
+    assert "speed setting channels-last on cpu (the default throughput-cpu-20261126-120000.json measured" in out
+    assert set(Store(tmp_path / "s").manifest().speed_setting) == {"channels-last"}
+    code, _, err = run(capsys, *argv, "--device", "cpu", "--speed", "fp16")
+    assert code == 2 and "speed setting fp16 needs a GPU" in err
 
 
 def test_missing_dataset_and_empty_store_are_named(tmp_path, capsys):
