@@ -12,8 +12,8 @@ weights). Sources are plain images of random colours (the cost does not depend o
 
 With `--ada`, each setting and batch size also times GeNIe-Ada's sweep: the candidates of `batch` pairs at
 r = 0.5 ... 0.9 (source encoded once, one noise draw per pair, a decode per candidate), i.e. kept images per
-second, and its cost per kept image relative to GeNIe's (median of the per-timing ratios; the floor is the ratio
-of UNet steps, 70 / 16 = 4.375 at 20 steps, 175 / 40 at 50). Choosing r* (the backbone's features) is not timed.
+second, and its cost per kept image relative to GeNIe's (median of the per-timing ratios; in UNet steps, counted,
+70 / 16 = 4.375 at 20 steps, 175 / 40 at 50). Choosing r* (the backbone's features) is not timed.
 
 Settings (`--settings`, defined in genie_utils/speed.py; the default is every one this device can run):
   plain              float32, diffusers' default attention (PyTorch SDPA), contiguous tensors: the reference
@@ -31,11 +31,12 @@ Settings take turns, `--repeats` timings each per batch size; the median is kept
 first makes the same batch (same sources, prompts and seeds) as plain: the largest absolute pixel
 difference (pixels in [0, 1]) is reported, and, for the companion, how often the oracle names the same class for
 both images. Within tolerance: at most 1/255 (one grey level) for float32 settings, 0.05 for 16-bit ones. Prints one table; writes
-`throughput-<device>-<time>.json` (settings, rows, the fastest setting within tolerance, and the default: that
-setting only if even its slowest timing beats plain's fastest, else plain) and appends the rows to
+`throughput-<device>-<time>.json` (settings, rows, the fastest setting within tolerance, and the default,
+`speed.default_setting`: a setting that is not compiled and whose slowest timing beats the built-in default's
+fastest at every batch size, else the built-in; none when the run left the built-in out) and appends the rows to
 `throughput.csv` under results/<profile>/benchmarks/. Generation reads them back: the profile's notebooks and
-`genie generate` run the newest recorded default of the device they run on (`speed.device_default`), and
-`genie generate --dry-run` estimates its time from the CSV.
+`genie generate` run the newest recorded default of the model and device they run on (`speed.device_default`),
+and `genie generate --dry-run` estimates its time from the CSV.
 """
 from __future__ import annotations
 
@@ -82,15 +83,16 @@ def synchronize(device: torch.device):
 
 
 def images_per_second(generator: generate.GenieGenerator, batch_size: int, images: int, noise_ratio: float,
-                      warm_up: bool = True, method: str = "genie") -> float:
-    """Kept images per second: GeNIe at `noise_ratio`, or (`genie_ada`) GeNIe-Ada's sweep, which makes the
-    candidates of `batch_size` pairs at every ratio of ada.ADA_RATIOS and keeps one per pair (the choice itself,
-    a backbone's features of the candidates, is not timed)."""
+                      warm_up: bool = True, method: str = "genie") -> tuple[float, float]:
+    """(kept images per second, UNet steps per kept image): GeNIe at `noise_ratio`, or (`genie_ada`) GeNIe-Ada's
+    sweep, which makes the candidates of `batch_size` pairs at every ratio of ada.ADA_RATIOS and keeps one per pair
+    (the choice itself, a backbone's features of the candidates, is not timed). Both end in PIL images, as the
+    store saves them."""
     sources, names = batch_inputs(generator, batch_size)
 
     def make(seeds):
         if method == "genie_ada":
-            for _ in ada.sweep(generator, sources, names, seeds, output_type="pt"):
+            for _ in ada.sweep(generator, sources, names, seeds):
                 pass
         else:
             generator.generate(sources, names, noise_ratio, seeds)
@@ -98,12 +100,14 @@ def images_per_second(generator: generate.GenieGenerator, batch_size: int, image
     if warm_up:  # caches, kernels and torch.compile's compilation for this batch shape
         make(list(range(batch_size)))
     batches = max(1, images // batch_size)
+    steps_before = generator.counts.unet_steps
     synchronize(generator.device)
     began = time.perf_counter()
     for b in range(batches):
         make([b * batch_size + i for i in range(batch_size)])
     synchronize(generator.device)
-    return batches * batch_size / (time.perf_counter() - began)
+    seconds = time.perf_counter() - began
+    return batches * batch_size / seconds, (generator.counts.unet_steps - steps_before) / (batches * batch_size)
 
 
 def reference_images(generator: generate.GenieGenerator, batch_size: int, noise_ratio: float) -> torch.Tensor:
@@ -151,12 +155,14 @@ def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], im
         checks[name] = (float((images_out - plain).abs().max()), oracle_agreement(settings, plain, images_out))
     methods = ["genie", "genie_ada"] if with_ada else ["genie"]
     rates = {(name, b, m): [] for name in names for b in batch_sizes for m in methods}
+    steps = {}  # UNet steps per kept image, by method (counted, the same for every setting)
     for batch_size in batch_sizes:
         for repeat in range(repeats):
             for name in names:
                 for method in methods:
-                    rates[name, batch_size, method].append(images_per_second(
-                        generators[name], batch_size, images, noise_ratio, warm_up=repeat == 0, method=method))
+                    rate, steps[method] = images_per_second(generators[name], batch_size, images, noise_ratio,
+                                                            warm_up=repeat == 0, method=method)
+                    rates[name, batch_size, method].append(rate)
     rows = []
     for name in names:
         for batch_size in batch_sizes:
@@ -165,7 +171,8 @@ def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], im
             dtype = SETTINGS[name].dtype
             row = {"device": speed.device_name(device), "model": info["model"] and Path(str(info["model"])).name,
                    "setting": name, "dtype": dtype, "batch_size": batch_size, "noise_ratio": noise_ratio,
-                   "steps": recipe.num_inference_steps, "images_per_second": float(np.median(measured)),
+                   "steps": recipe.num_inference_steps, "unet_steps_per_image": steps["genie"],
+                   "images_per_second": float(np.median(measured)),
                    "slowest": min(measured), "fastest": max(measured), "repeats": repeats,
                    "max_abs_difference": difference, "oracle_agreement": agreement,
                    "within_tolerance": difference <= TOLERANCE[dtype], "torch": torch.__version__,
@@ -177,6 +184,7 @@ def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], im
                 ada_rates = rates[name, batch_size, "genie_ada"]
                 row["ada_images_per_second"] = float(np.median(ada_rates))
                 row["ada_relative_cost"] = float(np.median(np.divide(measured, ada_rates)))
+                row["ada_unet_steps_per_image"] = steps["genie_ada"]
                 line += (f"; GeNIe-Ada {row['ada_images_per_second']:.2f} kept images/s, "
                          f"{row['ada_relative_cost']:.2f}x GeNIe's time per image")
             rows.append(row)
@@ -184,14 +192,7 @@ def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], im
     table = pd.DataFrame(rows)
     return {"device": speed.device_name(device), "machine": platform.machine(), "model": model, "rows": rows,
             "fastest_within_tolerance": summary(table[table.within_tolerance].sort_values("images_per_second").iloc[-1]),
-            "default": summary(speed.default_setting(table)), "tolerance": TOLERANCE,
-            "ada_unet_steps_ratio": ada_steps_ratio(recipe.num_inference_steps, noise_ratio)}
-
-
-def ada_steps_ratio(num_inference_steps: int, noise_ratio: float) -> float:
-    """GeNIe-Ada's UNet steps per kept image over GeNIe's: the floor of its relative cost, VAE aside."""
-    return (ada.cost_per_kept_image(ada.ADA_RATIOS, num_inference_steps)["unet_steps"]
-            / generate.kept_steps(num_inference_steps, noise_ratio))
+            "default": speed.default_setting(table, speed.builtin_default(device)), "tolerance": TOLERANCE}
 
 
 def summary(row: pd.Series) -> dict:
@@ -230,7 +231,7 @@ def main(argv=None) -> int:
                "within_tolerance", "ada_images_per_second", "ada_relative_cost"]
     print(table[[c for c in columns if c in table]].to_markdown(index=False, floatfmt=".3g"))
     print(f"fastest within tolerance: {record['fastest_within_tolerance']}; default on this device: "
-          f"{record['default']}; {out}")
+          f"{record['default'] or 'none (the run left out the built-in ' + speed.builtin_default(device) + ')'}; {out}")
     return 0
 
 

@@ -75,18 +75,19 @@ def image_steps(jobs: list, method: str, steps: int) -> int:
 
 
 def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size: int,
-                     model: str = "") -> tuple[float, str] | None:
+                     model: str = "", setting: str = "") -> tuple[float, str] | None:
     """Seconds for `steps_needed` image-steps at the speed `benchmarks/throughput.py` measured on this kind of
-    device (this model's rows when there are any; the row with this batch size, else the fastest), with the
-    row it used; None without a match."""
+    device (this model's rows when there are any, of them this speed setting's when there are any; the row with
+    this batch size, else the fastest), with the row it used; None without a match."""
     if not benchmark.is_file():
         return None
     table = pd.read_csv(benchmark)
     if "within_tolerance" in table:  # a setting whose outputs differ from the plain path does not count
         table = table[table.within_tolerance.fillna(True).astype(bool)]
     on_device = table[table.device.str.startswith("CPU") == (device == "cpu")]
-    if "model" in on_device and (on_device.model == model).any():
-        on_device = on_device[on_device.model == model]
+    for column, value in (("model", model), ("setting", setting)):
+        if column in on_device and (on_device[column] == value).any():
+            on_device = on_device[on_device[column] == value]
     if on_device.empty:
         return None
     same = on_device[on_device.batch_size == batch_size]
@@ -101,15 +102,25 @@ def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size
 
 
 def default_benchmark() -> Path:
-    from .profiles import project_root
+    from .generate import benchmarks_folder
+    from .profiles import load_profile
 
-    return project_root() / "results" / "embedded" / "benchmarks" / "throughput.csv"
+    return benchmarks_folder(load_profile("embedded")) / "throughput.csv"
+
+
+def speed_setting(args, device, benchmark: Path) -> tuple[str, str]:
+    """(setting, why): --speed's, or with `auto` the default the benchmark recorded beside `benchmark`."""
+    from . import speed
+
+    if args.speed != "auto":
+        return speed.check_setting(args.speed, device), "--speed"
+    return speed.device_default(device, benchmark.parent, Path(args.model).name)
 
 
 def generate_command(args) -> int:
     import torch
 
-    from . import data, generate, speed
+    from . import data, generate
     from .store import Store
 
     if args.method != "genie" and args.noise_ratio is not None:
@@ -129,8 +140,10 @@ def generate_command(args) -> int:
           f"at {args.steps} steps", flush=True)
     benchmark = Path(args.benchmark) if args.benchmark else default_benchmark()
     if args.dry_run:
-        device = args.device or ("cuda" if generate.default_device().type == "cuda" else "cpu")
-        estimate = estimate_seconds(benchmark, needed, device, args.batch_size, Path(args.model).name)
+        device = torch.device(args.device) if args.device else generate.default_device()
+        setting, why = speed_setting(args, device, benchmark)
+        print(f"speed setting {setting} on {device} ({why})")
+        estimate = estimate_seconds(benchmark, needed, device.type, args.batch_size, Path(args.model).name, setting)
         if estimate is None:
             print("estimated time: unknown (no benchmark for this device: run benchmarks/throughput.py, "
                   "or pass --benchmark FILE.csv)")
@@ -143,8 +156,7 @@ def generate_command(args) -> int:
     recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                              prompt_template=args.prompt_template)
     device = torch.device(args.device or (state.device if state else generate.default_device()))  # one GPU a process
-    setting, why = ((speed.check_setting(args.speed, device), "--speed") if args.speed != "auto"
-                    else speed.device_default(device, benchmark.parent, Path(args.model).name))
+    setting, why = speed_setting(args, device, benchmark)
     print(f"speed setting {setting} on {device} ({why})", flush=True)
     generator = generate.GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size,
                                                         speed=setting)

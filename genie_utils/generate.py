@@ -134,8 +134,8 @@ def default_device() -> torch.device:
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """Half precision on CUDA (as the official code), float32 elsewhere."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    """Half precision on CUDA (as the official code), float32 elsewhere: the built-in speed setting's dtype."""
+    return speed_settings.dtype_of(speed_settings.builtin_default(device))
 
 
 def folder_fingerprint(folder: str | os.PathLike) -> str:

@@ -1,9 +1,9 @@
 """Speed settings: how a pipeline runs (dtype, attention kernel, memory format, torch.compile), not what it makes.
 
-`benchmarks/throughput.py` times every setting against the plain path and records, per device, the default: the
-fastest setting within tolerance whose gain exceeds the timing spread. `device_default` reads that record back, so
-that generation on a benchmarked device runs its measured default; without a record a device runs its built-in
-default (plain float32 on a CPU, float16 on a GPU, as the official code).
+`benchmarks/throughput.py` times settings against the plain path and records, per device and model, the default:
+the fastest setting within tolerance whose gain over the built-in default exceeds the timing spread (`default_setting`).
+`device_default` reads that record back, so that generation on a benchmarked device runs its measured default;
+without a record a device runs its built-in default (plain float32 on a CPU, float16 on a GPU, as the official code).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 class Setting:
     """How the pipeline runs: dtype, attention kernel (PyTorch SDPA or diffusers' classic matmul + softmax), UNet
     and VAE in channels_last memory format, the attention's query/key/value projections fused into one matmul,
-    torch.compile of the UNet (mode; `tuned`: inductor's convolution and tiling searches, as diffusers' guide)."""
+    torch.compile of the UNet (mode; `tuned`: with TUNED_INDUCTOR's options instead, as diffusers' guide)."""
     dtype: str = "float32"
     attention: str = "sdpa"
     channels_last: bool = False
@@ -39,9 +39,14 @@ SETTINGS = {
     "fp16-channels-last": Setting("float16", channels_last=True),
     "fp16-compile": Setting("float16", compile="default"),
     "fp16-cuda-graphs": Setting("float16", compile="reduce-overhead"),
-    # diffusers' "accelerate inference" recipe: everything at once, compiled with autotuning (minutes to compile)
+    # diffusers' "accelerate inference" recipe: everything at once, compiled with TUNED_INDUCTOR (minutes to compile)
     "fp16-max-autotune": Setting("float16", channels_last=True, fuse_qkv=True, compile="max-autotune", tuned=True),
 }
+# diffusers' inference guide, as inductor options: max-autotune (kernel searches, CUDA graphs), 1x1 convolutions as
+# matmuls, coordinate-descent tiling, no epilogue fusion
+TUNED_INDUCTOR = {"max_autotune": True, "triton.cudagraphs": True, "conv_1x1_as_mm": True,
+                  "coordinate_descent_tuning": True, "coordinate_descent_check_all_directions": True,
+                  "epilogue_fusion": False}
 # Largest |pixel difference| to plain (pixels in [0, 1]): a float32 setting may move a saved 8-bit pixel by at most
 # one grey level (what the plain path itself does across thread counts), a 16-bit one by about 13.
 TOLERANCE = {"float32": 1 / 255, "bfloat16": 0.05, "float16": 0.05}
@@ -97,45 +102,50 @@ def apply(pipe, name: str, device: torch.device):
     if setting.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
-    if setting.tuned:
-        from torch._inductor import config
-
-        config.conv_1x1_as_mm = True
-        config.coordinate_descent_tuning = True
-        config.epilogue_fusion = False
-        config.coordinate_descent_check_all_directions = True
-    if setting.compile:
-        pipe.unet = torch.compile(pipe.unet, mode=setting.compile, fullgraph=setting.tuned)
+    if setting.compile and setting.tuned:  # mode and options exclude each other: max-autotune spelled out, and
+        # the inductor options given to this compile only (inductor's global config would reach later compiles)
+        pipe.unet = torch.compile(pipe.unet, fullgraph=True, options=TUNED_INDUCTOR)
+    elif setting.compile:
+        pipe.unet = torch.compile(pipe.unet, mode=setting.compile)
     return pipe
 
 
-def default_setting(table: pd.DataFrame) -> pd.Series:
-    """A benchmark run's default: the fastest setting within tolerance whose slowest timing beats plain's fastest
-    at the same batch size (a gain larger than the machine's drift between timings); plain when none does."""
-    plain = table[table.setting == "plain"].set_index("batch_size")
-    faster = table[table.within_tolerance & (table.setting != "plain")]
-    faster = faster[faster.slowest > faster.batch_size.map(plain.fastest)]
-    pool = faster if len(faster) else table[table.setting == "plain"]
-    return pool.sort_values("images_per_second").iloc[-1]
+def default_setting(table: pd.DataFrame, builtin: str) -> str | None:
+    """A benchmark run's default for its device, from its rows (setting, batch_size, images_per_second, slowest,
+    fastest, within_tolerance): of the settings within tolerance, not compiled, whose slowest timing beats the
+    built-in default's fastest at every batch size both were timed at (a gain larger than the machine's drift
+    between timings), the one with the largest mean speed-up; else the built-in default; None when the run did not
+    time the built-in default (a partial run decides nothing).
+
+    Compiled settings are left to be named: a compiled UNet compiles again for each new batch shape (a last,
+    smaller batch; GeNIe-Ada's subsets), which warmed timings at fixed shapes do not show."""
+    reference = table[table.setting == builtin].groupby("batch_size")
+    if not len(reference):
+        return None
+    fastest, median = reference.fastest.max(), reference.images_per_second.median()
+    gains = {}
+    for name, rows in table[table.setting != builtin].groupby("setting"):
+        rows = rows[rows.batch_size.isin(fastest.index)]
+        if SETTINGS[name].compile or rows.empty or not rows.within_tolerance.all():
+            continue
+        if (rows.slowest.to_numpy() > fastest.loc[rows.batch_size].to_numpy()).all():
+            gains[name] = float((rows.images_per_second.to_numpy() / median.loc[rows.batch_size].to_numpy()).mean())
+    return max(gains, key=gains.get) if gains else builtin
 
 
 def device_default(device: torch.device, benchmarks: str | os.PathLike | None = None,
                    model: str = "") -> tuple[str, str]:
-    """(setting, why) for generating on `device`: the default of the newest `throughput-*.json` in the folder
-    `benchmarks` recorded on this device (one timed on `model` first, else any model's), else the built-in
-    default. A record whose default this device cannot run (or an unreadable one) is passed over."""
+    """(setting, why) for generating `model` (its folder's or hub id's last part, as the benchmark's rows name
+    it) on `device`: the default of the newest `throughput-*.json` in the folder `benchmarks` that timed this model
+    on this device, else the built-in default. Records without a default this device can run are passed over."""
     device = torch.device(device)
-    records = []
-    for path in sorted(Path(benchmarks).glob("throughput-*.json")) if benchmarks else []:
+    here = device_name(device) if device.type != "cuda" or torch.cuda.is_available() else None
+    for path in sorted(Path(benchmarks).glob("throughput-*.json"), reverse=True) if benchmarks and here else []:
         try:
             record = json.loads(path.read_text())
-            setting = check_setting(record["default"]["setting"])
-        except (OSError, ValueError, KeyError, TypeError):
+            setting = check_setting(record["default"], device)
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable, no default, or another device's
             continue
-        if record.get("device") == device_name(device) and (dtype_of(setting) != torch.float16 or device.type == "cuda"):
-            rows_model = {row.get("model") for row in record.get("rows", [])}
-            records.append((model in rows_model, path.name, setting))
-    if not records:
-        return builtin_default(device), f"built-in default on {device.type} (no benchmark record for this device)"
-    same_model, name, setting = max(records)
-    return setting, f"the default {name} measured on this device" + ("" if same_model else " (another model)")
+        if record.get("device") == here and model in {row.get("model") for row in record.get("rows", [])}:
+            return setting, f"measured: {path.name}"
+    return builtin_default(device), f"built-in default on {device.type}: no benchmark of {model or 'this model'} here"

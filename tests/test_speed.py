@@ -15,35 +15,52 @@ CPU = torch.device("cpu")
 def record(folder, stamp, default, device=None, model="genie-companion"):
     path = folder / f"throughput-cpu-{stamp}.json"
     path.write_text(json.dumps({"device": device or speed.device_name(CPU), "rows": [{"model": model}],
-                                "default": {"setting": default, "batch_size": 16, "images_per_second": 1.0}}))
+                                "default": default}))
     return path
 
 
+def timings(setting, batch_size, median, slowest, fastest, within_tolerance=True):
+    return {"setting": setting, "batch_size": batch_size, "images_per_second": median, "slowest": slowest,
+            "fastest": fastest, "within_tolerance": within_tolerance}
+
+
 def test_a_setting_becomes_the_default_only_when_its_gain_exceeds_the_timing_spread():
-    row = {"batch_size": 16, "within_tolerance": True}
-    table = pd.DataFrame([{**row, "setting": "plain", "images_per_second": 3.0, "slowest": 2.5, "fastest": 3.4},
-                          {**row, "setting": "channels-last", "images_per_second": 3.8, "slowest": 3.3, "fastest": 4.1},
-                          {**row, "setting": "bf16", "images_per_second": 9.0, "slowest": 9.0, "fastest": 9.0,
-                           "within_tolerance": False}])
-    assert speed.default_setting(table).setting == "plain"  # 3.3 < 3.4: within the drift
-    table.loc[1, "slowest"] = 3.5
-    assert speed.default_setting(table).setting == "channels-last"
+    rows = [timings("plain", 16, 3.0, 2.5, 3.4), timings("channels-last", 16, 3.8, 3.3, 4.1),
+            timings("bf16", 16, 9.0, 9.0, 9.0, within_tolerance=False),
+            timings("compile", 16, 8.0, 7.9, 8.1)]  # compiled: named, never made the default
+    assert speed.default_setting(pd.DataFrame(rows), "plain") == "plain"  # 3.3 < 3.4: within the drift
+    rows[1] = timings("channels-last", 16, 3.8, 3.5, 4.1)
+    assert speed.default_setting(pd.DataFrame(rows), "plain") == "channels-last"
+    # at every batch size both were timed at: level with plain at 32 keeps plain
+    rows += [timings("plain", 32, 3.1, 3.0, 3.2), timings("channels-last", 32, 3.2, 3.1, 3.3)]
+    assert speed.default_setting(pd.DataFrame(rows), "plain") == "plain"
+    rows[-1] = timings("channels-last", 32, 3.6, 3.5, 3.7)
+    rows.append(timings("classic-attention", 16, 3.6, 3.45, 3.7))  # also beats plain, by less
+    assert speed.default_setting(pd.DataFrame(rows), "plain") == "channels-last"
 
 
-def test_the_device_default_is_the_newest_record_of_this_device(tmp_path):
+def test_a_run_without_the_built_in_default_decides_nothing(tmp_path):
+    rows = pd.DataFrame([timings("plain", 16, 1.0, 1.0, 1.0), timings("fp16-channels-last", 16, 5.0, 5.0, 5.0)])
+    assert speed.default_setting(rows, "fp16") is None  # a GPU run without fp16: not a reason to leave fp16
+    record(tmp_path, "20261101-000000", None)
+    assert speed.device_default(CPU, tmp_path, "genie-companion")[0] == "plain"
+
+
+def test_the_device_default_is_the_newest_record_of_this_model_on_this_device(tmp_path):
     assert speed.device_default(CPU)[0] == "plain"  # no records: built-in
     assert speed.device_default(CPU, tmp_path / "absent")[0] == "plain"
     record(tmp_path, "20261101-000000", "channels-last")
     record(tmp_path, "20261102-000000", "classic-attention")
-    record(tmp_path, "20261103-000000", "compile", device="NVIDIA H100 80GB HBM3")  # another device
+    record(tmp_path, "20261103-000000", "fused-qkv", device="NVIDIA H100 80GB HBM3")  # another device
     record(tmp_path, "20261104-000000", "fp16", device=speed.device_name(CPU))  # cannot run here
-    (tmp_path / "throughput-cpu-20261105-000000.json").write_text("{not json")  # a broken record
-    setting, why = speed.device_default(CPU, tmp_path, "genie-companion")
-    assert setting == "classic-attention" and "20261102" in why
-    record(tmp_path, "20261106-000000", "channels-last", model="sd15-shaped")
-    assert speed.device_default(CPU, tmp_path, "genie-companion")[0] == "classic-attention"  # this model's first
-    assert speed.device_default(CPU, tmp_path, "my-model") == (
-        "channels-last", "the default throughput-cpu-20261106-000000.json measured on this device (another model)")
+    record(tmp_path, "20261105-000000", "channels-last", model="sd15-shaped (random weights)")  # another model
+    (tmp_path / "throughput-cpu-20261106-000000.json").write_text("{not json")  # a broken record
+    assert speed.device_default(CPU, tmp_path, "genie-companion") == (
+        "classic-attention", "measured: throughput-cpu-20261102-000000.json")
+    setting, why = speed.device_default(CPU, tmp_path, "my-model")
+    assert setting == "plain" and why == "built-in default on cpu: no benchmark of my-model here"
+    if not torch.cuda.is_available():  # a GPU named on a machine without one: the built-in, no error
+        assert speed.device_default(torch.device("cuda"), tmp_path, "genie-companion")[0] == "fp16"
 
 
 def test_plain_settings_by_dtype_and_unknown_or_impossible_settings_are_refused():
