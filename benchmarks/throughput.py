@@ -61,12 +61,9 @@ SD15_SHAPED = companion.CompanionSize(
     unet_channels=(320, 640, 1280, 1280), unet_layers_per_block=2, attention_levels=(0, 1, 2), attention_head_dim=8,
     vae_channels=(128, 256, 512, 512), vae_layers_per_block=2, text_width=768, text_layers=12, text_heads=12,
     image_size=512)
-SETTINGS, TOLERANCE = speed.SETTINGS, speed.TOLERANCE
-
-
 def default_settings(device: torch.device) -> list[str]:
     if device.type == "cuda":
-        return list(SETTINGS)
+        return list(speed.SETTINGS)
     return ["plain", "classic-attention", "channels-last", "fused-qkv", "bf16"]  # compile: by name (minutes on CPU)
 
 
@@ -168,14 +165,14 @@ def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], im
         for batch_size in batch_sizes:
             measured = rates[name, batch_size, "genie"]
             difference, agreement = checks[name]
-            dtype = SETTINGS[name].dtype
+            dtype = speed.SETTINGS[name].dtype
             row = {"device": speed.device_name(device), "model": info["model"] and Path(str(info["model"])).name,
                    "setting": name, "dtype": dtype, "batch_size": batch_size, "noise_ratio": noise_ratio,
                    "steps": recipe.num_inference_steps, "unet_steps_per_image": steps["genie"],
                    "images_per_second": float(np.median(measured)),
                    "slowest": min(measured), "fastest": max(measured), "repeats": repeats,
                    "max_abs_difference": difference, "oracle_agreement": agreement,
-                   "within_tolerance": difference <= TOLERANCE[dtype], "torch": torch.__version__,
+                   "within_tolerance": difference <= speed.TOLERANCE[dtype], "torch": torch.__version__,
                    "date": time.strftime("%Y-%m-%d")}
             line = (f"{name:>20} batch {batch_size:>5}: {row['images_per_second']:8.2f} images/s "
                     f"({min(measured):.2f}-{max(measured):.2f}), max |diff| {difference:.2e}"
@@ -192,7 +189,7 @@ def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], im
     table = pd.DataFrame(rows)
     return {"device": speed.device_name(device), "machine": platform.machine(), "model": model, "rows": rows,
             "fastest_within_tolerance": summary(table[table.within_tolerance].sort_values("images_per_second").iloc[-1]),
-            "default": speed.default_setting(table, speed.builtin_default(device)), "tolerance": TOLERANCE}
+            "default": speed.default_setting(table, speed.builtin_default(device)), "tolerance": speed.TOLERANCE}
 
 
 def summary(row: pd.Series) -> dict:
@@ -203,7 +200,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="embedded", help="a profile name or .toml file (recipe, oracle, paths)")
     parser.add_argument("--model", default="profile", help="profile (its model), sd15-shaped, or a diffusers folder")
-    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), help="default: all this device runs")
+    parser.add_argument("--settings", nargs="+", choices=list(speed.SETTINGS), help="default: all this device runs")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--images", type=int, default=64, help="images per timing (per setting, batch size, repeat)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per setting and batch size (median kept)")

@@ -139,10 +139,11 @@ def generate_command(args) -> int:
     print(f"{args.method}: {len(jobs)} {unit} for {len(targets)} target classes, {needed} UNet evaluations "
           f"at {args.steps} steps", flush=True)
     benchmark = Path(args.benchmark) if args.benchmark else default_benchmark()
+    state = None if args.dry_run else generate.process_state()
+    device = torch.device(args.device or (state.device if state else generate.default_device()))  # one GPU a process
+    setting, why = speed_setting(args, device, benchmark)
+    print(f"speed setting {setting} on {device} ({why})", flush=True)
     if args.dry_run:
-        device = torch.device(args.device) if args.device else generate.default_device()
-        setting, why = speed_setting(args, device, benchmark)
-        print(f"speed setting {setting} on {device} ({why})")
         estimate = estimate_seconds(benchmark, needed, device.type, args.batch_size, Path(args.model).name, setting)
         if estimate is None:
             print("estimated time: unknown (no benchmark for this device: run benchmarks/throughput.py, "
@@ -151,13 +152,9 @@ def generate_command(args) -> int:
             print(f"estimated time: {estimate[0] / 60:.1f} min on one process (from {estimate[1]})")
         return 0
 
-    state = generate.process_state()
     shard = (state.process_index, state.num_processes) if state else (0, 1)
     recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                              prompt_template=args.prompt_template)
-    device = torch.device(args.device or (state.device if state else generate.default_device()))  # one GPU a process
-    setting, why = speed_setting(args, device, benchmark)
-    print(f"speed setting {setting} on {device} ({why})", flush=True)
     generator = generate.GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size,
                                                         speed=setting)
     store = Store(args.store)

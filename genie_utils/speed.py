@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+
 @dataclass(frozen=True)
 class Setting:
     """How the pipeline runs: dtype, attention kernel (PyTorch SDPA or diffusers' classic matmul + softmax), UNet
