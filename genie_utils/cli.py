@@ -155,17 +155,20 @@ def generate_command(args) -> int:
     shard = (state.process_index, state.num_processes) if state else (0, 1)
     recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                              prompt_template=args.prompt_template)
+    if args.method == "genie_ada":  # loaded first: a wrong name or checkpoint fails now, not after the candidates
+        from . import features
+
+        backbone = (features.efficientnet_lite0() if args.backbone == "efficientnet-lite0"
+                    else features.resnet(args.backbone, args.backbone_checkpoint))
     generator = generate.GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size,
                                                         speed=setting)
     store = Store(args.store)
     names = data.class_display_names(dataset)
     progress = not args.no_progress
     if args.method == "genie_ada":
-        from . import ada, features
+        from . import ada
 
         candidates = ada.generate_candidates(generator, jobs, store, names, progress=progress, shard=shard)
-        backbone = (features.efficientnet_lite0() if args.backbone == "efficientnet-lite0"
-                    else features.resnet(args.backbone, args.backbone_checkpoint))
         support = dataset[dataset.class_name.isin(targets)]  # each target's prototype: all its images
         rows = ada.ada_choices(backbone, candidates, support, store) if len(candidates) else candidates
     else:

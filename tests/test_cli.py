@@ -105,6 +105,16 @@ def test_the_speed_setting_is_the_recorded_default_or_the_one_named(folders, tin
     assert code == 2 and "speed setting fp16 needs a GPU" in err
 
 
+def test_a_bad_ada_backbone_fails_before_anything_is_generated(folders, tiny_model_dir, tmp_path, capsys):
+    argv = generate_args(folders, tmp_path / "s", tiny_model_dir, "--method", "genie_ada", "--target-classes", "boat")
+    code, _, err = run(capsys, *argv, "--backbone", "resnet18", "--backbone-checkpoint", tmp_path / "missing.pt")
+    assert code == 2 and "no backbone checkpoint at" in err and "missing.pt" in err
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run(capsys, *argv, "--backbone", "vit-b16", "--backbone-checkpoint", tmp_path / "broken.pt")
+    assert code == 2 and "unknown ResNet 'vit-b16'" in err
+    assert not (tmp_path / "s").exists()  # no candidate was made
+
+
 def test_missing_dataset_and_empty_store_are_named(tmp_path, capsys):
     code, _, err = run(capsys, "generate", tmp_path / "nowhere", "--store", tmp_path / "s", "--dry-run")
     assert code == 2 and "dataset folder not found" in err and "nowhere" in err
