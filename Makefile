@@ -28,8 +28,9 @@ reproduce: setup
 notebook-%: setup
 	GENIE_HEADLESS=1 $(PY) -m genie_utils.reproduce --profile $(PROFILE) --only $* --force
 
-# Retrain the companion model (resumes from .cache/companion-training; delete it to start over), then the
-# oracle, the judge curve and the model card. `make reproduce` never retrains.
+# Retrain the companion model from scratch and fine-tune it (resumes from .cache/companion-training; delete it to
+# start over), then the oracle, the judge curve, the editing benchmark and the model card. `make reproduce` never
+# retrains.
 companion: setup
 	$(PY) -m genie_utils.companion all --profile $(PROFILE)
 

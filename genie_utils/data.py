@@ -69,6 +69,21 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         ) from error
 
 
+# Classes whose emoji change meaning when mirrored (text, digits, arrows, flags, clock hands, signs), and names that
+# give a direction: a mirrored "facing right" is another identity, which may sit in the evaluation pool.
+MIRROR_SENSITIVE_CLASSES = frozenset({
+    "alphanum", "arrow", "av-symbol", "country-flag", "currency", "flag", "gender", "hand-single-finger", "keycap",
+    "math", "money", "other-symbol", "person-symbol", "punctuation", "religion", "subdivision-flag", "time",
+    "transport-sign", "warning", "writing", "zodiac"})
+DIRECTION_WORDS = ("left", "right", "facing", "up", "down", "clockwise")
+
+
+def mirror_keeps_meaning(class_name: str, name: str) -> bool:
+    """Whether an emoji's left-right mirror image is still an image of the same emoji."""
+    words = str(name).lower().replace(":", " ").replace("-", " ").split()
+    return class_name not in MIRROR_SENSITIVE_CLASSES and not any(w in DIRECTION_WORDS for w in words)
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -84,9 +84,29 @@ class Recipe:
     seed: int = 0                        # base seed; each image's seed derives from it (pair_seed)
     height: int | None = None            # None: the UNet's native size (512 for SD v1.5)
     width: int | None = None
+    # Guidance only at timesteps low <= t <= high, the conditional prediction alone elsewhere (Kynkaanniemi et
+    # al. 2024, "Applying guidance in a limited interval"); None guides every step, as the official recipe.
+    guidance_timesteps: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if self.guidance_timesteps is not None:
+            low, high = self.guidance_timesteps
+            if not 0 <= low <= high <= 999:
+                raise ValueError(f"guidance_timesteps must be (low, high) with 0 <= low <= high <= 999, got "
+                                 f"{self.guidance_timesteps!r}")
+            object.__setattr__(self, "guidance_timesteps", (int(low), int(high)))
 
     def prompt(self, display_name: str) -> str:
         return self.prompt_template.format(display_name)
+
+    def guides_at(self, timestep) -> bool:
+        """Whether the step at `timestep` runs classifier-free guidance."""
+        if self.guidance_scale <= 1:
+            return False
+        if self.guidance_timesteps is None:
+            return True
+        low, high = self.guidance_timesteps
+        return low <= int(timestep) <= high
 
 
 def check_noise_ratio(noise_ratio) -> float:
@@ -445,12 +465,12 @@ class GenieGenerator:
         `source_latents` may be None only for r = 1 (pure noise). Returns latents (B, C, h, w) float32.
         """
         scheduler, timesteps, latents = self.noised(source_latents, noise, noise_ratio)
-        guided = self.recipe.guidance_scale > 1
-        embeddings = torch.cat([uncond, cond]) if guided else cond
+        both = torch.cat([uncond, cond])
         for t in timesteps:
+            guided = self.recipe.guides_at(t)
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = scheduler.scale_model_input(model_input, t).to(self.dtype)
-            prediction = self.pipe.unet(model_input, t, encoder_hidden_states=embeddings).sample.float()
+            prediction = self.pipe.unet(model_input, t, encoder_hidden_states=both if guided else cond).sample.float()
             if guided:
                 unconditional, conditional = prediction.chunk(2)
                 prediction = unconditional + self.recipe.guidance_scale * (conditional - unconditional)
@@ -487,8 +507,12 @@ def benchmarks_folder(profile: dict) -> Path:
 def profile_recipe(profile: dict) -> Recipe:
     """The sampling recipe a profile's `[generation]` table names, at the dataset's resolution."""
     settings, size = profile["generation"], profile["dataset"]["resolution"]
+    interval = settings.get("guidance_timesteps")
+    if interval is not None and len(interval) != 2:
+        raise ValueError(f"[generation] guidance_timesteps must be [low, high], got {interval!r}")
     return Recipe(settings["num_inference_steps"], settings["guidance_scale"], settings["prompt_template"],
-                  seed=settings["seed"], height=size, width=size)
+                  seed=settings["seed"], height=size, width=size,
+                  guidance_timesteps=tuple(interval) if interval else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -582,6 +606,9 @@ def job_spec(generator: GenieGenerator, job: Job, prompt: str, source_sha256: st
         # a local folder is identified by its content (the same key in every checkout), a hub model by id@revision
         "model_identity": generator.model_info["model_fingerprint"]
         or f"{generator.model_info['model']}@{generator.model_info['model_revision']}",
+        # only when set, so that the keys of images guided at every step stay what they were
+        **({"guidance_timesteps": list(recipe.guidance_timesteps)}
+           if recipe.guidance_timesteps and recipe.guidance_scale > 1 else {}),
     }
 
 

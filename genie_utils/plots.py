@@ -456,3 +456,36 @@ def curves_by_steps(steps_csv: str | os.PathLike):
     axis.set_title(f"{int(table.pairs.iloc[0])} random pairs, same noise per pair")
     figure.tight_layout()
     return figure
+
+
+EDITING_PANELS = {"p_target": "oracle P(target)", "p_source": "oracle P(source)", "copy_rate": "copy rate",
+                  "keep": "source keep (text-only = 1)", "hard_negative_rate": "hard-negative rate"}
+
+
+def editing_curves(editing_csv: str | os.PathLike, group: str = "all classes"):
+    """The editing benchmark against r for one group of target classes: one panel per measure, one line per
+    setting (steps, guidance), with the 95% band over target classes."""
+    table = pd.read_csv(editing_csv)
+    table = table[table.group == group]
+    settings = list(dict.fromkeys(table.setting))
+    figure, axes = plt.subplots(1, len(EDITING_PANELS), figsize=(PAGE_INCHES, 2.1 + 0.15 * -(-len(settings) // 3)),
+                                sharex=True)
+    colours = dict(zip(settings, sns.color_palette("viridis", len(settings)))) if len(settings) > 1 \
+        else {settings[0]: ROLE_COLOURS["target"]}
+    for axis, (measure, title) in zip(axes, EDITING_PANELS.items()):
+        for setting in settings:
+            part = table[table.setting == setting].sort_values("noise_ratio")
+            axis.plot(part.noise_ratio, part[measure], "o-", markersize=2.5, color=colours[setting], label=setting)
+            axis.fill_between(part.noise_ratio, part[measure] - part[f"{measure}_half_width"],
+                              part[measure] + part[f"{measure}_half_width"], color=colours[setting], alpha=0.15,
+                              linewidth=0)
+        axis.set_title(title, fontsize=7)
+        axis.set_xlabel("noise ratio r")
+        axis.set_ylim(0, 1.3 if measure == "keep" else 1)
+    figure.suptitle(f"editing benchmark, {group} ({int(table.classes.iloc[0])} target classes, "
+                    f"{int(table.pairs.iloc[0])} pairs)", fontsize=8)
+    rows = -(-len(settings) // 3)  # the settings' legend below the panels, three to a row
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(3, len(settings)), fontsize=6, frameon=False)
+    figure.tight_layout(rect=(0, 0.07 * rows + 0.02, 1, 1))
+    return figure

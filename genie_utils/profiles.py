@@ -22,7 +22,9 @@ DATASET_KINDS = ("openmoji", "folders")
 # type. Keys in REQUIRED must be present once `extends` is resolved.
 _TRAINING = {"vae_steps": int, "vae_batch_size": int, "vae_learning_rate": float, "kl_weight": float,
              "unet_steps": int, "unet_batch_size": int, "unet_learning_rate": float, "prompt_dropout": float,
-             "snr_gamma": float, "ema_power": float, "checkpoint_every": int, "seed": int, "sampling": str}
+             "snr_gamma": float, "ema_power": float, "checkpoint_every": int, "seed": int, "sampling": str,
+             "schedule_shift": float, "zero_terminal_snr": bool, "flip": bool, "caption_templates": [str],
+             "unet_dropout": float, "snapshots": bool}
 _SIZE = {"unet_channels": [int], "unet_layers_per_block": int, "attention_levels": [int],
          "attention_head_dim": int, "vae_channels": [int], "latent_channels": int, "text_width": int,
          "text_layers": int, "text_heads": int, "image_size": int, "vae_layers_per_block": int,
@@ -33,7 +35,7 @@ SCHEMA: dict = {
     "splits": {"folder": str, "seed": int, "evaluation_fraction": float, "shots": [int], "queries_per_class": int,
                "ways": int, "longtail_test_per_class": int, "many_shot_threshold": int, "few_shot_threshold": int},
     "generation": {"model": str, "num_inference_steps": int, "guidance_scale": float, "prompt_template": str,
-                   "batch_size": int, "seed": int},
+                   "batch_size": int, "seed": int, "guidance_timesteps": [int]},
     "features": {"backbone": str, "checkpoint": str, "checkpoints": dict, "cache_dir": str},
     "fewshot": {"shots": [int], "episodes": [int], "ways": int, "views_per_image": int, "backbones": [str],
                 "figure_episode": int},
@@ -48,7 +50,7 @@ SCHEMA: dict = {
     "walkthrough": {"source_id": str, "targets": [str], "noise_ratios": [float], "sweep_pairs": int},
     "paths": {"results": str, "figures": str},
     "notebooks": {"grid_images_per_class": int, "grid_classes": int},
-    "companion": {"output": str, "workdir": str, "size": _SIZE, "training": _TRAINING},
+    "companion": {"output": str, "workdir": str, "size": _SIZE, "training": _TRAINING, "finetune": _TRAINING},
     "oracle": {"path": str, "output": str, "workdir": str,
                "training": {"steps": int, "batch_size": int, "learning_rate": float, "checkpoint_every": int,
                             "seed": int}},

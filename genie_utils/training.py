@@ -23,11 +23,14 @@ def tensor_digest(tensor: torch.Tensor) -> str:
 
 
 def fit(name: str, modules: dict, parameters: list, loss_fn, steps: int, learning_rate: float,
-        checkpoint_every: int, workdir, fingerprint: dict, ema=None, progress: bool = True) -> list[dict]:
+        checkpoint_every: int, workdir, fingerprint: dict, ema=None, progress: bool = True,
+        snapshot=None) -> list[dict]:
     """Optimise `loss_fn(step) -> loss` for `steps` steps with AdamW and a cosine schedule, checkpointing
     to `workdir/<name>-<hash of fingerprint>.ckpt` and resuming from it. `fingerprint` holds everything the
     run depends on (sizes, settings, a digest of the data): a run with other settings never resumes from
-    this one's checkpoint. Returns the loss history (step, loss, seconds)."""
+    this one's checkpoint. `snapshot(path)`, if given, writes the model as it is at each checkpoint to `path`
+    (beside the checkpoint, named by its step), recorded in that step's history entry. Returns the loss history
+    (step, loss, seconds, and snapshot where one was written)."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
     fingerprint = {**fingerprint, "steps": steps, "learning_rate": learning_rate}
@@ -69,6 +72,10 @@ def fit(name: str, modules: dict, parameters: list, loss_fn, steps: int, learnin
             bar.set_postfix(loss=f"{value:.4f}")
             bar.update()
             if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+                if snapshot is not None:
+                    path = checkpoint.with_name(f"{checkpoint.stem}-step{step + 1:06d}.safetensors")
+                    snapshot(path)
+                    history[-1]["snapshot"] = path.name
                 save(step + 1)
     for module in modules.values():
         module.eval()

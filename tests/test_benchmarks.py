@@ -35,3 +35,21 @@ def test_throughput_compares_each_setting_with_plain_and_names_the_fastest(tiny_
     # GeNIe-Ada's sweep makes 5 candidates per kept image: 35 UNet steps against 8 at the smoke profile's 10 steps
     assert (rows.unet_steps_per_image == 8).all() and (rows.ada_unet_steps_per_image == 35).all()
     assert (rows.ada_relative_cost > 1).all()
+
+
+def test_editing_settings_parse_and_bad_ones_name_the_format():
+    import argparse
+
+    import pytest
+
+    from genie_utils import editing
+
+    parse = load_benchmark("editing").parse_setting
+    assert parse("20:7.5") == editing.Setting(20, 7.5)
+    assert parse("50:3:0-500") == editing.Setting(50, 3.0, (0, 500))
+    assert parse("20:7.5:100-720").label == "20 steps, guidance 7.5 at t 100-720"
+    for bad in ("20", "20:x", "20:7.5:500", "20:7.5:1-2-3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="STEPS:GUIDANCE"):
+            parse(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="0 <= low <= high <= 999"):
+        parse("20:7.5:600-500")

@@ -143,3 +143,127 @@ def test_pairs_per_target_weigh_every_class_the_same(openmoji):
                           "p_target": [0.0, 0.0, 0.0, 1.0], "p_source": 0.0, "oracle_class": "c", "key": list("wxyz")})
     assert oracle.consistency_summary(table).p_target.iloc[0] == pytest.approx(0.25)
     assert oracle.consistency_summary(table, per_target_class=True).p_target.iloc[0] == pytest.approx(0.5)
+
+
+def log_snr(alphas_cumprod):
+    alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    return torch.log(alphas_cumprod / (1 - alphas_cumprod))
+
+
+def test_noise_schedule_unshifted_is_sd15_and_shifted_matches_the_resolution_gap():
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+    assert companion.architecture.noise_schedule() == companion.SD15_SCHEDULE
+    sd = DDPMScheduler(**companion.SD15_SCHEDULE).alphas_cumprod
+    assert torch.allclose(companion.architecture.sd15_alphas_cumprod().float(), sd)
+    plain_shift = DDPMScheduler(**companion.architecture.noise_schedule(1.5)).alphas_cumprod
+    assert torch.allclose(log_snr(plain_shift) - log_snr(sd), torch.tensor(1.5, dtype=torch.float64), atol=2e-3)
+    config = companion.architecture.noise_schedule(companion.architecture.SCHEDULE_SHIFT, zero_terminal_snr=True)
+    assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
+    shifted = DDPMScheduler(**config).alphas_cumprod
+    assert shifted[-1] == 0  # pure noise at t = 999, as text-to-image starts
+    middle = slice(500, 801)  # the documented match: SD's log-SNR + 2 ln 4 within 0.25 at t = 500-800
+    gap = log_snr(shifted)[middle] - log_snr(sd)[middle] - companion.architecture.RESOLUTION_GAP
+    assert gap.abs().max() < 0.25
+    sampler = DPMSolverMultistepScheduler(**config)
+    assert 0 < sampler.alphas_cumprod[-1] < 1e-6  # diffusers keeps a sliver of signal to avoid an infinite sigma
+
+
+def test_mirroring_only_where_it_keeps_the_meaning():
+    keeps = data.mirror_keeps_meaning
+    assert keeps("animal-mammal", "dog face") and keeps("food-fruit", "red apple")
+    assert not keeps("arrow", "up arrow") and not keeps("alphanum", "input latin letters")
+    assert not keeps("person-activity", "person walking facing right")  # its mirror is another identity
+    assert not keeps("person-activity", "person walking facing right: light skin tone")
+
+
+def test_smoke_finetuning_changes_the_schedule_keeps_the_vae_and_loads_in_stock_diffusers(tmp_path):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    profile = profiles.load_profile("smoke")
+    profile["companion"]["finetune"] = {"unet_steps": 3, "schedule_shift": 3.5, "zero_terminal_snr": True,
+                                        "flip": True, "caption_templates": ["an emoji of a {}."], "unet_dropout": 0.1}
+    pack = companion.pack_training_data(profile)
+    assert pack["caption_ids"].shape == (1, 2321, 77)  # the smoke profile's own training has one template
+    start = companion.train_pack(pack, tmp_path / "work", device="cpu", progress=False)
+    vae_before = {k: v.clone() for k, v in start["parts"][0].state_dict().items()}
+    unet_before = {k: v.clone() for k, v in start["parts"][1].state_dict().items()}
+    tuned = companion.train.finetune_companion(profile, start, tmp_path / "work", "cpu", progress=False)
+    assert all(torch.equal(vae_before[k], v) for k, v in tuned["parts"][0].state_dict().items())
+    assert any(not torch.equal(unet_before[k], v) for k, v in tuned["parts"][1].state_dict().items())
+    assert sorted(tuned["histories"]) == ["denoiser", "finetune", "vae"]
+    assert len(tuned["histories"]["finetune"]) == 3
+    folder = companion.assemble_companion(tuned, tmp_path / "model")
+    record = json.loads((folder / "training.json").read_text())
+    assert record["fine_tuned_from"]["settings"]["unet_steps"] == 4 and record["settings"]["unet_steps"] == 3
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
+    assert len(config["trained_betas"]) == 1000
+    reread_twice = companion.assemble_companion(companion.train.read_model(folder), tmp_path / "again")
+    for part in ("unet", "vae", "text_encoder"):  # a start loaded from disk leaves no path of this machine behind
+        assert str(tmp_path) not in (reread_twice / part / "config.json").read_text()
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(folder)  # stock diffusers, no project code
+    assert pipe.scheduler.config.prediction_type == "v_prediction" and pipe.unet.config.dropout == 0.1
+    # the project's loop reads the schedule from the folder: r = 1 starts from pure noise at t = 999
+    generator = generate.GenieGenerator.from_pretrained(folder, generate.Recipe(num_inference_steps=5), device="cpu")
+    scheduler = generator.scheduler()
+    assert scheduler.config.prediction_type == "v_prediction" and scheduler.alphas_cumprod[-1] < 1e-6
+    reread = companion.train.read_model(folder)
+    assert sorted(reread["histories"]) == ["denoiser", "finetune", "vae"]
+    with pytest.raises(FileNotFoundError, match="not a companion model folder"):
+        companion.train.read_model(tmp_path)
+
+
+def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_target(tmp_path, monkeypatch):
+    """The choice among snapshots, with the benchmark replaced by made-up measurements per step."""
+    from genie_utils import editing
+    from genie_utils.companion import card
+
+    measured = {2: (0.10, 0.55), 4: (0.30, 0.70), 6: (0.20, 0.65), 8: (0.20, 0.61)}  # step: (copy rate, P(target))
+    _, unet, text_encoder = companion.architecture.build_parts(companion.TINY)
+    names = [f"unet.{n}" for n, _ in unet.named_parameters()] + \
+        [f"text_encoder.{n}" for n, _ in text_encoder.named_parameters()]
+    from safetensors.torch import save_file
+    for step in measured:  # snapshot k holds weights all equal to k, so the chosen weights show which was taken
+        save_file({n: torch.full_like(p, float(step)).half() for n, p in
+                   zip(names, [*unet.parameters(), *text_encoder.parameters()])}, tmp_path / f"s{step}.safetensors")
+    trained = {"parts": companion.architecture.build_parts(companion.TINY), "record": {"settings": {}},
+               "histories": {"finetune": [{"step": s, "loss": 1.0, "snapshot": f"s{s}.safetensors"} for s in measured]
+                             + [{"step": 9, "loss": 1.0}]}}
+    steps_seen = []
+
+    def fake_assemble(trained_parts, out):
+        steps_seen.append(int(trained_parts["parts"][1].conv_in.weight.flatten()[0]))
+        return out
+
+    def fake_benchmark(profile, settings, per_class, ratios, seed, model=None, progress=True):
+        copy_rate, p_target = measured[steps_seen[-1]]
+        return pd.DataFrame({"group": ["all classes"], "noise_ratio": [0.8], "copy_rate": [copy_rate],
+                             "p_target": [p_target], "hard_negative_rate": [0.0]}), None
+
+    monkeypatch.setattr(companion.train, "assemble_companion", fake_assemble)
+    monkeypatch.setattr(editing, "benchmark", fake_benchmark)
+    profile = profiles.load_profile("smoke")
+    chosen = card.choose_snapshot(profile, trained, tmp_path, progress=False)
+    assert steps_seen == [2, 4, 6, 8]  # every snapshot measured, the final weights without one are not
+    # steps 4, 6, 8 reach P(target) 0.6; of those 6 and 8 copy least (0.2): the earlier, 6, is taken
+    assert chosen["record"]["snapshot_choice"]["chosen_step"] == 6
+    assert torch.all(chosen["parts"][1].conv_in.weight == 6) and all(torch.all(p == 6) for p in chosen["parts"][2].parameters())
+    assert len(chosen["record"]["snapshot_choice"]["snapshots"]) == 4
+    measured.update({4: (0.3, 0.5), 6: (0.2, 0.4), 8: (0.2, 0.3)})  # none reaches the target: highest P(target)
+    steps_seen.clear()
+    assert card.choose_snapshot(profile, trained, tmp_path, progress=False)["record"]["snapshot_choice"]["chosen_step"] == 2
+
+
+def test_fit_writes_a_snapshot_at_each_checkpoint_and_names_it_in_the_history(tmp_path):
+    model = nn.Linear(2, 1)
+    written = []
+
+    def loss_fn(step):
+        return model(torch.ones(1, 2)).pow(2).sum()
+
+    history = training.fit("toy", {"model": model}, list(model.parameters()), loss_fn, 5, 0.01, 2, tmp_path,
+                           {"data": "toy"}, progress=False, snapshot=lambda path: written.append(path))
+    assert [entry["step"] for entry in history if "snapshot" in entry] == [2, 4, 5]
+    assert [p.name for p in written] == [entry["snapshot"] for entry in history if "snapshot" in entry]
+    assert all(p.parent == tmp_path and p.name.startswith("toy-") for p in written)

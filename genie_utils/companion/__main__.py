@@ -1,4 +1,4 @@
-"""`python -m genie_utils.companion [train|oracle|judge|card|all] --profile embedded` (`make companion`).
+"""`python -m genie_utils.companion [train|oracle|judge|editing|card|all] --profile embedded` (`make companion`).
 
 To train on another machine (a lent GPU) that has torch, diffusers and transformers but not the dataset:
     python -m genie_utils.companion pack --pack companion.npz            # here: the training data, one file
@@ -12,9 +12,10 @@ import argparse
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="The companion model: train it (resumable), train the oracle, "
-                                                 "judge GeNIe outputs, write the model card.")
+                                                 "judge GeNIe outputs, run the editing benchmark, write the model card.")
     parser.add_argument("stage", nargs="?", default="all",
-                        choices=["train", "oracle", "judge", "card", "all", "pack", "assemble"])
+                        choices=["train", "finetune", "oracle", "judge", "editing", "card", "all", "pack",
+                                 "assemble"])
     parser.add_argument("--profile", default="embedded")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--pack", help="pack: write the training data here; train: train from this file and write "
@@ -22,6 +23,8 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", help="train --pack: where the trained weights go; assemble: where they are")
     parser.add_argument("--workdir", help="train --pack: checkpoints (default: ./companion-training)")
     parser.add_argument("--time-budget", type=float, help="seconds: lower the denoiser's steps to fit (train)")
+    parser.add_argument("--start", help="finetune: the model folder to start from (default: the profile's output, "
+                                        "which is then replaced by the fine-tuned model)")
     args = parser.parse_args(argv)
     if args.stage == "train" and args.pack:  # the remote half: nothing but torch, diffusers and transformers
         from .train import read_pack, train_pack, write_weights
@@ -35,8 +38,9 @@ def main(argv=None) -> int:
 
     from ..oracle import OracleSettings, train_oracle
     from ..profiles import load_profile, resolve
-    from .card import judge, write_model_card
-    from .train import assemble_companion, pack_training_data, read_weights, train_companion, write_pack
+    from .card import judge, one_target_samples, write_model_card
+    from .train import (assemble_companion, finetune_companion, pack_training_data, read_model, read_weights,
+                        train_companion, write_pack)
 
     profile = load_profile(args.profile)
     if args.stage == "pack":
@@ -49,13 +53,28 @@ def main(argv=None) -> int:
         return 0
     if args.stage in ("train", "all"):
         print(train_companion(profile, device=args.device, time_budget=args.time_budget))
+    if args.stage == "finetune":
+        output = resolve(profile, profile["companion"]["output"])
+        start = read_model(resolve(profile, args.start) if args.start else output)
+        if "fine_tuned_from" in start["record"] and not args.start:
+            parser.error(f"{output} is already fine-tuned: `make companion` trains and fine-tunes from scratch; to "
+                         "fine-tune a model again, name it with --start")
+        print(assemble_companion(finetune_companion(profile, start, device=args.device), output))
     if args.stage in ("oracle", "all"):
         spec = profile["oracle"]
         train_oracle(profile, resolve(profile, spec["output"]), OracleSettings(**spec.get("training", {})),
                      resolve(profile, spec["workdir"]))
-    if args.stage in ("judge", "all"):
+    if args.stage in ("judge", "all", "finetune"):  # the model's evidence, anew for new weights
         print(judge(profile).to_string(index=False))
-    if args.stage in ("card", "all"):
+    if args.stage in ("editing", "all", "finetune"):
+        from .. import editing
+
+        folder = resolve(profile, profile["companion"]["output"])
+        summary = editing.benchmark(profile, editing.profile_settings(profile), model=folder)[0]
+        summary.to_csv(folder / "editing.csv", index=False)
+        print(editing.target_check(summary[summary.setting == summary.setting.iloc[-1]]).to_string(index=False))
+        print(one_target_samples(profile, folder))
+    if args.stage in ("card", "all", "finetune"):
         print(write_model_card(profile))
     return 0
 

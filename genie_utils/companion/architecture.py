@@ -2,6 +2,7 @@
 CLIP text encoder, SD's noise schedule) at a size that trains and samples on a laptop CPU."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,33 @@ from .tokenizer import clip_tokenizer
 # SD v1.5's noise schedule; the scheduler is DPM-Solver++ as in GeNIe's official code.
 SD15_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                      steps_offset=1, prediction_type="epsilon")
+# A 16x16 latent keeps 16x less signal to noise at image scale than SD's 64x64 at the same timestep: a log-SNR gap
+# of 2 ln 4 = 2.77 (Hoogeboom et al. 2023, "simple diffusion"; Chen 2023). Zero-terminal-SNR rescaling (Lin et al.
+# 2024) then lowers the upper half of the schedule again; a shift of 3.5 before it puts log-SNR at t = 500-800
+# within 0.25 of SD's + 2.77 (tests/test_companion.py checks this).
+RESOLUTION_GAP = 2 * math.log(4)
+SCHEDULE_SHIFT = 3.5
+
+
+def sd15_alphas_cumprod() -> torch.Tensor:
+    """SD v1.5's alpha-bar per timestep (scaled_linear betas 0.00085-0.012, 1000 steps), float64."""
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0)
+
+
+def noise_schedule(shift: float = 0.0, zero_terminal_snr: bool = False) -> dict:
+    """The scheduler config of a noise schedule: SD v1.5's with its log-SNR raised by `shift` at every timestep,
+    stored as `trained_betas` so that a model folder still loads with stock diffusers. `zero_terminal_snr` adds
+    diffusers' `rescale_betas_zero_snr` (the last timestep is pure noise, as text-to-image starts) and then
+    v-prediction, since epsilon is no target at zero signal. No shift and no rescaling is SD15_SCHEDULE itself."""
+    if not shift and not zero_terminal_snr:
+        return dict(SD15_SCHEDULE)
+    alphas_cumprod = torch.sigmoid(torch.logit(sd15_alphas_cumprod()) + shift)
+    previous = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
+    betas = 1 - alphas_cumprod / previous
+    return dict(num_train_timesteps=1000, trained_betas=[float(b) for b in betas], steps_offset=1,
+                rescale_betas_zero_snr=zero_terminal_snr,
+                prediction_type="v_prediction" if zero_terminal_snr else "epsilon")
 
 
 @dataclass(frozen=True)
@@ -64,13 +92,15 @@ def build_parts(size: CompanionSize = TINY, seed: int = 0):
     return vae, unet, text_encoder
 
 
-def build_pipeline(size: CompanionSize = TINY, seed: int = 0, parts=None):
+def build_pipeline(size: CompanionSize = TINY, seed: int = 0, parts=None, schedule: dict | None = None):
     """A StableDiffusionImg2ImgPipeline with SD v1.5's structure at `size`: random weights, or `parts`
-    (vae, unet, text_encoder) when given. The scheduler is DPM-Solver++ as in GeNIe's official code."""
+    (vae, unet, text_encoder) when given. The scheduler is DPM-Solver++ as in GeNIe's official code, on
+    `schedule` (a `noise_schedule` config; default SD v1.5's)."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
 
     vae, unet, text_encoder = parts if parts is not None else build_parts(size, seed)
-    scheduler = DPMSolverMultistepScheduler(**SD15_SCHEDULE, algorithm_type="dpmsolver++", solver_order=2)
+    scheduler = DPMSolverMultistepScheduler(**(schedule or SD15_SCHEDULE), algorithm_type="dpmsolver++",
+                                            solver_order=2)
     return StableDiffusionImg2ImgPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)

@@ -1,6 +1,7 @@
 """Evidence for the companion model: the oracle's judgement of GeNIe outputs, and the model card."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -29,9 +30,10 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
     Writes `judge_curve.csv` into the model folder: one curve per group of target classes, each class weighing
     the same: all classes, the long-tail bins by generator-pool size (many > 100, few < 20 images), and the 15
     classes few-shot eligible with 16 queries (the first model card's classes). Also GeNIe's images per second
-    at r = 0.8 on the machine that judged. Returns that table."""
-    from ..splits import GENERATOR, fewshot_eligibility
-    from ..longtail import bin_of
+    at r = 0.8 on the machine that judged. The judge is the profile's oracle `path` (where the embedded profile's
+    `make companion` also writes a retrained one), as in the editing benchmark. Returns that table."""
+    from ..editing import target_groups
+    from ..splits import fewshot_eligibility
 
     folder = Path(folder) if folder else resolve(profile, profile["companion"]["output"])
     dataset = load_dataset(profile, progress=False)
@@ -42,17 +44,12 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
     generator = GenieGenerator.from_pretrained(folder, recipe, batch_size=profile["generation"]["batch_size"])
     results = resolve(profile, profile["paths"]["results"]) / "companion"
     store = Store(results / "judge-store")
-    table = label_consistency(generator, load_oracle(resolve(profile, profile["oracle"]["output"])), chosen, ratios,
+    table = label_consistency(generator, load_oracle(resolve(profile, profile["oracle"]["path"])), chosen, ratios,
                               store, class_display_names(dataset), progress=progress)
     results.mkdir(parents=True, exist_ok=True)
     table.to_csv(results / "judge_images.csv", index=False)
-    sizes = pool_images(profile, dataset, GENERATOR).class_name.value_counts()
-    splits = profile["splits"]
-    bins = {c: bin_of(int(sizes.get(c, 0)), splits["many_shot_threshold"], splits["few_shot_threshold"]) for c in classes}
     old = fewshot_eligibility(evaluation, [1], 16)
-    groups = {"all classes": classes, **{f"{b} (generator pool)": [c for c in classes if bins[c] == b]
-                                         for b in ("many", "medium", "few")},
-              "15 classes of the first card": list(old[old.eligible_1shot].class_name)}
+    groups = {**target_groups(profile, dataset), "15 classes of the first card": list(old[old.eligible_1shot].class_name)}
     seconds = [store.row(k)["seconds"] for k, r in zip(table.key, table.noise_ratio) if r == 0.8]
     parts = [consistency_summary(table[table.target_class.isin(members)], per_target_class=True)
              .assign(group=name, classes=len(members)) for name, members in groups.items()]
@@ -97,10 +94,11 @@ def write_model_card(profile: dict, folder=None, samples: int = 6) -> Path:
     the loss curve, the judge curve and sample outputs as PNGs beside it."""
     folder = Path(folder) if folder else resolve(profile, profile["companion"]["output"])
     record = json.loads((folder / "training.json").read_text())
-    oracle = json.loads(resolve(profile, profile["oracle"]["output"]).with_suffix(".json").read_text())
+    oracle = json.loads(resolve(profile, profile["oracle"]["path"]).with_suffix(".json").read_text())
     curve = pd.read_csv(folder / "judge_curve.csv")
     results = resolve(profile, profile["paths"]["results"]) / "companion"
-    plots.loss_curves(folder / "training_loss_vae.csv", folder / "training_loss_denoiser.csv").savefig(
+    losses = [folder / f"training_loss_{stage}.csv" for stage in ("vae", "denoiser", "finetune")]
+    plots.loss_curves(*[path for path in losses if path.is_file()]).savefig(
         folder / "loss.png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     everyone = curve[curve.group == "all classes"]
     everyone.to_csv(results / "judge_curve_all_classes.csv", index=False)
@@ -112,12 +110,24 @@ def write_model_card(profile: dict, folder=None, samples: int = 6) -> Path:
     rows = pd.DataFrame([store.row(k) for k in images.key])
     plots.pairs_by_noise_ratio(store, rows, samples).savefig(folder / "samples.png", dpi=90, bbox_inches="tight",
                                                              metadata={"Software": None})
+    editing_section = editing_text(profile, folder, record["training_images"])
     cross = crossover(everyone)
     parameters = record["parameters"]
     files = model_files(folder)
     table = judge_table(curve)
     pairs = int(everyone.pairs.iloc[0])
     minutes = lambda s: f"{s / 60:.1f} min"  # noqa: E731
+    base = record.get("fine_tuned_from", record)  # the VAE and the first denoiser training
+    settings = base["settings"]
+    finetune = ""
+    if "fine_tuned_from" in record:
+        tuned = record["settings"]
+        finetune = (f"\n| fine-tuning: UNet + text encoder{training_words(tuned)} | {tuned['unet_steps']} | "
+                    f"{tuned['unet_batch_size']} | {tuned['unet_learning_rate']:g} | {minutes(record['denoiser_seconds'])} |")
+        finetune_hardware = (f"\nFine-tuning hardware: {record['hardware']}, {record['torch_threads']} torch threads, "
+                             f"torch {record['torch']}.{snapshot_words(record)}")
+    else:
+        finetune_hardware = ""
     text = f"""# genie-companion: a small latent-diffusion model for the embedded profile
 
 A Stable-Diffusion-v1.5-shaped text-to-image pipeline (`StableDiffusionImg2ImgPipeline`: AutoencoderKL,
@@ -127,7 +137,7 @@ UNet2DConditionModel with cross-attention, CLIPTextModel, SD's CLIP BPE tokenize
 
 ## Data
 - {record["training_images"]} images of the **generator pool** ({record["classes"]} classes), never the evaluation
-  pool (genie_utils/splits/openmoji). Prompts `a photo of a {{class name}}.` (the Unicode subgroup, hyphens as spaces),
+  pool (genie_utils/splits/openmoji). Prompts `a photo of a {{class name}}.` (the Unicode subgroup, hyphens as spaces){caption_words(record)},
   10% empty prompts for classifier-free guidance. Batches drawn {SAMPLING_WORDS[record["settings"].get("sampling", "uniform")]}.
 - OpenMoji emoji (openmoji.org) are CC BY-SA 4.0; this model is trained on them and shared under the same licence.
 
@@ -138,17 +148,17 @@ UNet2DConditionModel with cross-attention, CLIPTextModel, SD's CLIP BPE tokenize
 | UNet2DConditionModel | {parameters["unet"] / 1e6:.2f}M | channels {record["size"]["unet_channels"]}, cross-attention at levels {record["size"]["attention_levels"]} |
 | CLIPTextModel | {parameters["text_encoder"] / 1e6:.2f}M | width {record["size"]["text_width"]}, {record["size"]["text_layers"]} layers; trained jointly with the UNet |
 
-SD's noise schedule (scaled_linear 0.00085-0.012, 1000 steps), epsilon prediction; sampled with DPM-Solver++ (order 2).
+{schedule_words(record["settings"])}; sampled with DPM-Solver++ (order 2).
 Stored in half precision: {files.megabytes.sum():.1f} MB in {len(files)} files, largest {files.megabytes.max():.1f} MB.
 
 ## Training (`make companion`)
 | stage | steps | batch | learning rate | wall time |
 | --- | ---: | ---: | ---: | ---: |
-| VAE (L1 + MSE + {record["settings"]["kl_weight"]:g} KL) | {record["settings"]["vae_steps"]} | {record["settings"]["vae_batch_size"]} | {record["settings"]["vae_learning_rate"]:g} | {minutes(record["vae_seconds"])} |
-| UNet + text encoder (min-SNR-{record["settings"]["snr_gamma"]:g}, EMA) | {record["settings"]["unet_steps"]} | {record["settings"]["unet_batch_size"]} | {record["settings"]["unet_learning_rate"]:g} | {minutes(record["denoiser_seconds"])} |
+| VAE (L1 + MSE + {settings["kl_weight"]:g} KL) | {settings["vae_steps"]} | {settings["vae_batch_size"]} | {settings["vae_learning_rate"]:g} | {minutes(base["vae_seconds"])} |
+| UNet + text encoder{training_words(settings)} | {settings["unet_steps"]} | {settings["unet_batch_size"]} | {settings["unet_learning_rate"]:g} | {minutes(base["denoiser_seconds"])} |{finetune}
 
-Hardware: {record["hardware"]}, {record["torch_threads"]} torch threads, torch {record.get("torch", "(not recorded)")}.
-AdamW, cosine schedule, checkpoints every {record["settings"]["checkpoint_every"]} steps (an interrupted
+Hardware: {base["hardware"]}, {base["torch_threads"]} torch threads, torch {base.get("torch", "(not recorded)")}.{finetune_hardware}
+AdamW, cosine schedule, checkpoints every {settings["checkpoint_every"]} steps (an interrupted
 `make companion` resumes).
 
 ![loss](loss.png)
@@ -159,7 +169,7 @@ shift and blur so that it does not reject an image for being slightly soft: it i
 top-1 {oracle["evaluation_top1"]:.3f} on the {oracle["evaluation_images"]} unseen evaluation-pool images), scores GeNIe
 outputs of {pairs} (source, target) pairs: every class of the dataset as the target the same number of times,
 sources drawn from the evaluation pool's images of other classes, {int(curve.steps.iloc[0])} DPM-Solver++ steps,
-guidance 7.5. Each cell: mean P(target) / mean P(source) / share of images the oracle names the target, each
+guidance {profile_recipe(profile).guidance_scale:g}. Each cell: mean P(target) / mean P(source) / share of images the oracle names the target, each
 target class weighing the same; groups by the target class (bins by generator-pool images: many > 100, few < 20).
 
 {table}
@@ -173,6 +183,184 @@ batch {profile["generation"]["batch_size"]}).
 Sample outputs (source, then GeNIe at each r):
 
 ![samples](samples.png)
-"""
+{editing_section}"""
     (folder / "README.md").write_text(text)
     return folder / "README.md"
+
+
+def one_target_samples(profile: dict, folder=None, sources: int = 6,
+                       ratios=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> Path:
+    """Several sources to one target: GeNIe outputs of `sources` evaluation-pool images of other classes towards
+    the walkthrough's first target class, at each r; drawn as `samples_one_target.png` in the model folder."""
+    from ..generate import run_jobs, sweep_jobs
+
+    folder = Path(folder) if folder else resolve(profile, profile["companion"]["output"])
+    dataset = load_dataset(profile, progress=False)
+    target = profile["walkthrough"]["targets"][0]
+    pairs = pairs_per_target(pool_images(profile, dataset, EVALUATION), [target], sources, seed=0)
+    generator = GenieGenerator.from_pretrained(folder, profile_recipe(profile), batch_size=profile["generation"]["batch_size"])
+    store = Store(resolve(profile, profile["paths"]["results"]) / "companion" / "judge-store")
+    rows = run_jobs(generator, sweep_jobs(pairs, ratios), store, class_display_names(dataset), progress=False)
+    path = folder / "samples_one_target.png"
+    plots.pairs_by_noise_ratio(store, rows, sources).savefig(path, dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return path
+
+
+def caption_words(record: dict) -> str:
+    """The fine-tuning's other captions, if it had any."""
+    templates = record["settings"].get("caption_templates") or []
+    if not templates:
+        return ""
+    shown = ["`" + t.replace("{}", "{class name}") + "`" for t in templates]
+    return "; the fine-tuning also " + ", ".join(shown) + ", one drawn at random per image and step"
+
+
+def snapshot_words(record: dict) -> str:
+    """Which EMA snapshot of a fine-tuning was kept, and how the snapshots compared, for the model card."""
+    choice = record.get("snapshot_choice")
+    if not choice:
+        return ""
+    rows = "\n".join(f"| {row['step']} | {row['copy_rate']:.3f} | {row['p_target']:.3f} | {row['hard_negative_rate']:.3f} |"
+                     for row in choice["snapshots"])
+    return f"""
+
+The weights shipped are the EMA snapshot of step **{choice['chosen_step']}**, chosen by `choose_snapshot`: the lowest
+copy rate at r = {choice['ratio']:g} among the snapshots whose P(target) there reaches 0.6 (the highest P(target) if none
+does), on {choice['pairs_per_class']} pair per target class (seed {choice['seed']}, other pairs than below), {choice['setting']}:
+
+| step | copy rate | P(target) | hard negatives |
+| ---: | ---: | ---: | ---: |
+{rows}"""
+
+
+def schedule_words(settings: dict) -> str:
+    """The noise schedule and prediction target of a training record's settings, in words."""
+    shift, zero = settings.get("schedule_shift", 0.0), settings.get("zero_terminal_snr", False)
+    if not shift and not zero:
+        return "SD's noise schedule (scaled_linear 0.00085-0.012, 1000 steps), epsilon prediction"
+    return ("SD's noise schedule (scaled_linear 0.00085-0.012, 1000 steps) with its log-SNR raised by "
+            f"{shift:g} at every timestep, for the 4x coarser latent (stored as `trained_betas`)"
+            + (", rescaled to zero terminal SNR (`rescale_betas_zero_snr`), v-prediction" if zero else
+               ", epsilon prediction"))
+
+
+def training_words(settings: dict) -> str:
+    """What a denoiser training did besides the basics, for the training table."""
+    words = [f"min-SNR-{settings['snr_gamma']:g}", "EMA"]
+    if settings.get("zero_terminal_snr"):
+        words.append("v-prediction")
+    if settings.get("flip"):
+        words.append("mirrored images where the meaning allows")
+    if settings.get("caption_templates"):
+        words.append(f"{len(settings['caption_templates']) + 1} caption templates")
+    if settings.get("unet_dropout"):
+        words.append(f"dropout {settings['unet_dropout']:g}")
+    return f" ({', '.join(words)})"
+
+
+def editing_table(summary: pd.DataFrame, group: str = "all classes") -> str:
+    """One setting's editing benchmark for one group as a markdown table: a row per r, each measure with its 95%
+    half-width over target classes."""
+    rows = summary[summary.group == group].sort_values("noise_ratio")
+    measures = {"p_target": "P(target)", "p_source": "P(source)", "copy_rate": "copy rate", "keep": "source keep",
+                "hard_negative_rate": "hard negatives"}
+    cell = lambda row, m: f"{row[m]:.2f} ± {row[m + '_half_width']:.2f}"  # noqa: E731
+    return "\n".join(["| r | " + " | ".join(measures.values()) + " |", "| ---: |" + " ---: |" * len(measures)]
+                     + [f"| {row.noise_ratio:g} | " + " | ".join(cell(row, m) for m in measures) + " |"
+                        for _, row in rows.iterrows()])
+
+
+def editing_text(profile: dict, folder: Path, training_images: int) -> str:
+    """The model card's section on the editing benchmark, from `editing.csv` in the model folder (written by
+    `benchmarks/editing.py --card` or `make companion`); empty when there is none. Draws editing.png beside it."""
+    from .. import editing
+
+    path = folder / "editing.csv"
+    if not path.is_file():
+        return ""
+    summary = pd.read_csv(path)
+    plots.editing_curves(path).savefig(folder / "editing.png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    recipe = profile_recipe(profile)
+    own = editing.Setting(recipe.num_inference_steps, recipe.guidance_scale, recipe.guidance_timesteps).label
+    if own not in set(summary.setting):
+        raise ValueError(f"{path} has no rows at the profile's recipe ({own}): run the editing stage again")
+    mine = summary[summary.setting == own]
+    check = editing.target_check(mine)
+    everyone = mine[mine.group == "all classes"]
+    tables = "\n\n".join(f"**{setting}** (all classes):\n\n{editing_table(part)}"
+                          for setting, part in summary.groupby("setting", sort=False))
+    bins = "\n\n".join(f"**{group}** ({int(mine[mine.group == group].classes.iloc[0])} classes):\n\n"
+                        f"{editing_table(mine, group)}" for group in dict.fromkeys(mine.group) if group != "all classes")
+    one_target = ("" if not (folder / "samples_one_target.png").is_file() else
+                  f"\nSeveral sources (evaluation pool) to one target class, {profile['walkthrough']['targets'][0]}, "
+                  f"at the embedded recipe:\n\n![one target](samples_one_target.png)\n")
+    targets = "\n".join(["| target | asked | reached | met |", "| --- | --- | ---: | --- |"]
+                        + [f"| {row.target} | {row.asked} | {row.reached:.2f} | {'yes' if row.met else '**no**'} |"
+                           for row in check.itertuples()])
+    return f"""
+## Does it edit like Stable Diffusion? The editing benchmark
+GeNIe needs a middle range of r in which the output keeps the source's layout and colours but shows the target
+class. `benchmarks/editing.py` (`genie_utils.editing`) measures it on {int(everyone.pairs.iloc[0])} pairs per r: every
+class the target {int(everyone.pairs.iloc[0]) // int(everyone.classes.iloc[0])} times, sources from the evaluation pool
+(images the generator never saw), one noise draw per pair. Per r, each target class weighing the same, with 95%
+half-widths over target classes:
+- **P(target), P(source)**: the oracle's mean probabilities;
+- **copy rate**: outputs whose nearest training image (pixel L2, all {training_images}
+  generator-pool images and the mirror images of those that mirroring leaves meaningful) is under {editing.COPY_RATIO:.3g} times as far as the nearest image of another identity (the ratio
+  test of Gu et al. 2023, with skin-tone renderings of one emoji counted as one identity);
+- **source keep**: the distance of the output's {editing.KEEP_PIXELS}x{editing.KEEP_PIXELS} block means to the source's,
+  divided by the same for the text-only output (r = 1) of the same seed and prompt: 0 keeps the source's layout,
+  1 keeps nothing of it;
+- **hard negatives**: the oracle names the target, keep <= {editing.HARD_NEGATIVE_KEEP:g}, and the output is no copy.
+
+Targets, at the embedded recipe ({own}):
+
+{targets}
+
+{tables}
+
+By the long-tail bin of the target class ({own}):
+
+{bins}
+
+![editing](editing.png)
+{one_target}"""
+
+
+def choose_snapshot(profile: dict, trained: dict, workdir, ratio: float = 0.8, per_class: int = 1, seed: int = 1,
+                    progress: bool = True) -> dict:
+    """Choose among the EMA snapshots of the last denoiser training (history entries naming a `snapshot` file in
+    `workdir`) by the editing benchmark at the profile's recipe, not by loss: the lowest copy rate at r = `ratio`
+    among the snapshots whose P(target) there reaches the target (the highest P(target) if none does). Measured on
+    `per_class` pairs per target class drawn with `seed` (other pairs than the model card's).
+
+    Returns `trained` with the chosen weights, and the comparison in its record's `snapshot_choice`."""
+    import tempfile
+
+    from .. import editing
+    from .train import assemble_companion, with_snapshot
+
+    stage = "finetune" if "finetune" in trained["histories"] else "denoiser"
+    entries = [entry for entry in trained["histories"][stage] if isinstance(entry.get("snapshot"), str)]
+    if not entries:
+        return trained
+    own = editing.profile_settings(profile)[-1]
+    rows, candidates = [], {}
+    for entry in entries:
+        parts = with_snapshot(trained["parts"], Path(workdir) / entry["snapshot"])
+        candidates[entry["step"]] = parts
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = assemble_companion({**trained, "parts": tuple(copy.deepcopy(p) for p in parts)}, Path(scratch) / "model")
+            (folder / "training.json").unlink(missing_ok=True)  # its timings would give these weights another store key
+            summary = editing.benchmark(profile, [own], per_class, (ratio,), seed, model=folder, progress=progress)[0]
+        at = summary[(summary.group == "all classes") & np.isclose(summary.noise_ratio, ratio)].iloc[0]
+        rows.append({"step": entry["step"], "copy_rate": round(float(at.copy_rate), 4),
+                     "p_target": round(float(at.p_target), 4), "hard_negative_rate": round(float(at.hard_negative_rate), 4)})
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    reaching = table[table.p_target >= editing.TARGETS["p_target_at_0.8"]]
+    chosen = int(reaching.sort_values(["copy_rate", "step"]).step.iloc[0] if len(reaching)
+                 else table.sort_values("p_target", ascending=False).step.iloc[0])
+    record = {**trained["record"], "snapshot_choice": {"ratio": ratio, "pairs_per_class": per_class, "seed": seed,
+                                                       "setting": own.label, "chosen_step": chosen, "snapshots": rows}}
+    return {**trained, "parts": candidates[chosen], "record": record}

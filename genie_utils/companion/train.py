@@ -4,6 +4,7 @@ Checkpoints are keyed by a hash of the size, the settings and the training image
 from a checkpoint made with the same ones (another profile never continues this one's training)."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -14,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..data import images_tensor, load_dataset
+from ..data import images_tensor, load_dataset, mirror_keeps_meaning
 from ..profiles import resolve
 from ..splits import GENERATOR, pool_images
 from ..store import atomic_write
 from ..training import fit, step_generator, tensor_digest
-from .architecture import SD15_SCHEDULE, CompanionSize, build_parts, build_pipeline
+from .architecture import CompanionSize, build_parts, build_pipeline, noise_schedule
 from .tokenizer import clip_tokenizer
 
 
@@ -40,6 +41,19 @@ class TrainingSettings:
     checkpoint_every: int = 100
     seed: int = 0
     sampling: str = "uniform"        # images per batch: "uniform", "sqrt" (class ~ sqrt of its size), "balanced"
+    schedule_shift: float = 0.0      # log-SNR added to SD's schedule at every timestep (architecture.noise_schedule)
+    zero_terminal_snr: bool = False  # pure noise at t = 999, then v-prediction
+    flip: bool = False               # mirrored images too, where mirroring keeps the meaning (`mirror_keeps_meaning`)
+    caption_templates: tuple[str, ...] = ()  # more captions besides the profile's prompt template, drawn at random
+    unet_dropout: float = 0.0        # dropout in the UNet's residual blocks
+    snapshots: bool = False          # keep the EMA weights of every checkpoint, to choose among them by copy rate
+
+    def __post_init__(self):
+        object.__setattr__(self, "caption_templates", tuple(self.caption_templates))
+
+    @property
+    def schedule(self) -> dict:
+        return noise_schedule(self.schedule_shift, self.zero_terminal_snr)
 
 
 def train_vae(images: torch.Tensor, size: CompanionSize, settings: TrainingSettings, workdir,
@@ -87,20 +101,43 @@ def sampling_weights(prompts: list[str], sampling: str) -> torch.Tensor:
     return torch.tensor([counts[p] ** -power[sampling] for p in prompts], dtype=torch.float64)
 
 
+# Settings added after the first shipped model: left out of a run's fingerprint while at their defaults, so that
+# runs made before them still resume; `snapshots` changes no weight and never counts.
+LATER_SETTINGS = {"schedule_shift": 0.0, "zero_terminal_snr": False, "flip": False, "caption_templates": (),
+                  "unet_dropout": 0.0}
+
+
+def fingerprint_settings(settings: TrainingSettings) -> dict:
+    """The settings that decide a denoiser training's weights, as its checkpoint fingerprint holds them."""
+    return {k: v for k, v in asdict(settings).items()
+            if k != "snapshots" and not (k in LATER_SETTINGS and v == LATER_SETTINGS[k])}
+
+
 def train_denoiser(latents: torch.Tensor, prompts: list[str], size: CompanionSize, settings: TrainingSettings,
                    workdir, device="cpu", progress: bool = True, token_ids: torch.Tensor | None = None,
-                   empty_ids: torch.Tensor | None = None):
-    """The UNet and the text encoder, jointly from scratch: epsilon prediction on SD v1.5's noise schedule,
-    10% empty prompts, min-SNR weighting, EMA weights. `token_ids` / `empty_ids` are the prompts' and the empty
-    prompt's CLIP token ids (tokenized here when not given). Returns (unet, text_encoder, history)."""
+                   empty_ids: torch.Tensor | None = None, flipped: torch.Tensor | None = None, parts=None):
+    """The UNet and the text encoder, jointly: from scratch, or from `parts` (vae, unet, text_encoder) to fine-tune.
+    On the settings' noise schedule (SD v1.5's by default) with epsilon prediction, or v-prediction with zero
+    terminal SNR; 10% empty prompts, min-SNR weighting, EMA weights. `token_ids` / `empty_ids` are the CLIP token
+    ids of the prompts, (N, 77) or one caption set per template (T, N, 77), and of the empty prompt (tokenized here
+    when not given). `flipped`: the latents of the mirrored images, NaN where mirroring changes the meaning; each
+    draw of another image is mirrored with probability 1/2. Returns (unet, text_encoder, history)."""
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel, compute_snr
 
-    vae, unet, text_encoder = build_parts(size, settings.seed)
+    vae, unet, text_encoder = parts if parts is not None else build_parts(size, settings.seed)
+    # Every dropout layer of the UNet (residual blocks, attention outputs, feed-forward layers) at unet_dropout;
+    # the config's `dropout` records it, though diffusers rebuilds only the residual blocks' from it. Inactive in eval.
+    for module in unet.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = settings.unet_dropout
+    unet.register_to_config(dropout=settings.unet_dropout)
     unet, text_encoder = unet.to(device), text_encoder.to(device)
     if token_ids is None or empty_ids is None:
         token_ids, empty_ids = tokenize(prompts)
-    noise_schedule = DDPMScheduler(**SD15_SCHEDULE)
+    captions = token_ids if token_ids.dim() == 3 else token_ids[None]
+    noise_schedule = DDPMScheduler(**settings.schedule)
+    velocity = noise_schedule.config.prediction_type == "v_prediction"
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     ema = EMAModel(parameters, decay=0.9999, use_ema_warmup=True, power=settings.ema_power,
                    foreach=torch.device(device).type == "cuda")
@@ -112,22 +149,44 @@ def train_denoiser(latents: torch.Tensor, prompts: list[str], size: CompanionSiz
             index = torch.randint(len(latents), (settings.unet_batch_size,), generator=g)
         else:
             index = torch.multinomial(weights, settings.unet_batch_size, replacement=True, generator=g)
-        clean = latents[index].to(device)
+        clean = latents[index]
+        if flipped is not None:  # the draws below only happen when flipping is on: old runs draw what they drew
+            mirror = (torch.rand(len(index), generator=g) < 0.5) & ~flipped[index].isnan().flatten(1).any(1)
+            clean = torch.where(mirror[:, None, None, None], flipped[index].nan_to_num(), clean)
+        clean = clean.to(device)
         noise = torch.randn(clean.shape, generator=g).to(device)
         timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(index),), generator=g).to(device)
-        tokens = token_ids[index].clone()
+        if len(captions) > 1:
+            tokens = captions[torch.randint(len(captions), (len(index),), generator=g), index].clone()
+        else:
+            tokens = captions[0, index].clone()
         tokens[torch.rand(len(index), generator=g) < settings.prompt_dropout] = empty_ids
         hidden = text_encoder(tokens.to(device))[0]
         prediction = unet(noise_schedule.add_noise(clean, noise, timesteps), timesteps, hidden).sample
         snr = compute_snr(noise_schedule, timesteps)
-        weight = torch.clamp(snr, max=settings.snr_gamma) / snr
-        return (weight * ((prediction - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+        if velocity:  # min-SNR-gamma in v's units (Hang et al. 2023); the pure-noise step (SNR 0) weighs 1
+            target = noise_schedule.get_velocity(clean, noise, timesteps)
+            weight = torch.where(snr == 0, 1.0, torch.clamp(snr, max=settings.snr_gamma) / (snr + 1))
+        else:
+            target, weight = noise, torch.clamp(snr, max=settings.snr_gamma) / snr
+        return (weight * ((prediction - target) ** 2).mean(dim=(1, 2, 3))).mean()
 
-    fingerprint = {"size": asdict(size), "settings": asdict(settings), "latents": tensor_digest(latents),
-                   "prompts": prompts}
+    fingerprint = {"size": asdict(size), "settings": fingerprint_settings(settings),
+                   "latents": tensor_digest(latents), "prompts": prompts}
+    if parts is not None:  # a fine-tuning resumes only from a checkpoint of the same start
+        fingerprint["start"] = tensor_digest(torch.cat([p.detach().cpu().flatten() for p in parameters]))
+    names = [f"unet.{n}" for n, _ in unet.named_parameters()] + \
+        [f"text_encoder.{n}" for n, _ in text_encoder.named_parameters()]
+
+    def snapshot(path):
+        from safetensors.torch import save
+
+        state = {n: p.detach().to("cpu", torch.float16).contiguous() for n, p in zip(names, ema.shadow_params)}
+        atomic_write(path, lambda f: f.write(save(state)))
+
     history = fit("denoiser", {"unet": unet, "text_encoder": text_encoder}, parameters, loss_fn,
                   settings.unet_steps, settings.unet_learning_rate, settings.checkpoint_every, workdir, fingerprint,
-                  ema=ema, progress=progress)
+                  ema=ema, progress=progress, snapshot=snapshot if settings.snapshots else None)
     ema.copy_to(parameters)
     return unet, text_encoder, history
 
@@ -161,16 +220,22 @@ def hardware(device) -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
-def pack_training_data(profile: dict) -> dict:
+def pack_training_data(profile: dict, settings: dict | None = None) -> dict:
     """Everything the training needs, with no dataset or tokenizer left to load: the generator pool's pixels
     (uint8, N x 3 x H x W), prompts, CLIP token ids, and the profile's size and settings. Written with
-    `write_pack`, it trains on any machine that has torch, diffusers and transformers (`train --pack`)."""
+    `write_pack`, it trains on any machine that has torch, diffusers and transformers (`train --pack`).
+    `settings`: the training settings it carries (default: the profile's `[companion.training]`)."""
     spec = profile["companion"]
+    settings = dict(spec["training"] if settings is None else settings)
     images, prompts, train = training_images(profile)
     token_ids, empty_ids = tokenize(prompts)
+    templates = settings.get("caption_templates", [])
+    caption_ids = torch.stack([token_ids] + [tokenize([t.format(n) for n in train.display_name])[0] for t in templates])
     return {"pixels": ((images + 1.0) * 127.5).round().to(torch.uint8), "prompts": prompts, "token_ids": token_ids,
-            "empty_ids": empty_ids, "profile": profile["name"], "classes": int(train.class_name.nunique()),
-            "size": dict(spec["size"]), "training": dict(spec["training"])}
+            "empty_ids": empty_ids, "caption_ids": caption_ids,
+            "flippable": torch.tensor([mirror_keeps_meaning(c, n) for c, n in zip(train.class_name, train.name)]),
+            "profile": profile["name"], "classes": int(train.class_name.nunique()),
+            "size": dict(spec["size"]), "training": settings}
 
 
 def write_pack(pack: dict, path) -> Path:
@@ -180,7 +245,8 @@ def write_pack(pack: dict, path) -> Path:
     path = Path(path)
     meta = {k: pack[k] for k in ("prompts", "profile", "classes", "size", "training")}
     arrays = {"pixels": pack["pixels"].numpy(), "token_ids": pack["token_ids"].numpy(),
-              "empty_ids": pack["empty_ids"].numpy(), "meta": np.array(json.dumps(meta))}
+              "empty_ids": pack["empty_ids"].numpy(), "caption_ids": pack["caption_ids"].numpy(),
+              "flippable": pack["flippable"].numpy(), "meta": np.array(json.dumps(meta))}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
     return path
@@ -197,8 +263,10 @@ def read_pack(path) -> dict:
         raise FileNotFoundError(f"no training pack at {path}: {remake}")
     try:
         with np.load(path) as f:
-            return {**json.loads(str(f["meta"])), "pixels": torch.from_numpy(f["pixels"]),
-                    "token_ids": torch.from_numpy(f["token_ids"]), "empty_ids": torch.from_numpy(f["empty_ids"])}
+            pack = {**json.loads(str(f["meta"])), **{key: torch.from_numpy(f[key]) for key in f.files if key != "meta"}}
+        pack.setdefault("caption_ids", pack["token_ids"][None])  # a pack written before caption templates and flips
+        pack.setdefault("flippable", torch.zeros(len(pack["pixels"]), dtype=torch.bool))
+        return pack
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable training pack ({error}); {remake}") from error
 
@@ -208,11 +276,14 @@ def companion_size(size: dict) -> CompanionSize:
     return CompanionSize(**{k: tuple(v) if isinstance(v, list) else v for k, v in size.items()})
 
 
-def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_budget: float | None = None) -> dict:
+def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_budget: float | None = None,
+               start: dict | None = None) -> dict:
     """Train the VAE, then the UNet and text encoder, on packed data. Returns {"parts": (vae, unet,
     text_encoder) on the CPU in float32, "histories": {...}, "record": {...}}. Resumes from `workdir`'s
     checkpoints when they were made with the same size, settings and images.
 
+    `start`: a trained model ({"parts", "record"}, e.g. `read_model`) to fine-tune: its VAE is kept as it is, its
+    UNet and text encoder train further under the pack's settings (which may change the noise schedule).
     `time_budget` (seconds, for a lent GPU): after the VAE, time a few denoiser steps and lower `unet_steps` to
     what fits the rest of the budget (a multiple of 500; never raised). The record holds the steps run."""
     size = companion_size(pack["size"])
@@ -225,16 +296,26 @@ def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_bud
     torch.manual_seed(settings.seed)
     images = pack["pixels"].float() / 127.5 - 1.0  # the same arithmetic as data.images_tensor
     began = time.perf_counter()
-    vae, vae_history = train_vae(images, size, settings, workdir, device, progress)
+    if start is not None:  # fine-tuning: the model's own VAE, no VAE training
+        vae, vae_history = start["parts"][0].to(device), [{"step": 0, "loss": float("nan"), "seconds": 0.0}]
+    else:
+        vae, vae_history = train_vae(images, size, settings, workdir, device, progress)
+    parts = None if start is None else start["parts"]
     latents = encode_latents(vae, images, vae.config.scaling_factor, device)
+    flipped = None
+    if settings.flip:
+        mirrored = encode_latents(vae, images.flip(-1), vae.config.scaling_factor, device)
+        flipped = torch.where(pack["flippable"][:, None, None, None], mirrored, float("nan"))
+    captions = pack["caption_ids"]
     denoiser = (latents, pack["prompts"], size)
     if time_budget is not None:
-        per_step = seconds_per_denoiser_step(*denoiser, settings, device, pack["token_ids"], pack["empty_ids"])
+        per_step = seconds_per_denoiser_step(*denoiser, settings, device, captions, pack["empty_ids"], flipped=flipped,
+                                             parts=copy.deepcopy(parts))
         left = time_budget - (time.perf_counter() - began)
         settings = replace(settings, unet_steps=steps_within_budget(settings.unet_steps, left, per_step))
         print(f"denoiser: {per_step * 1000:.1f} ms/step, {left:.0f} s left: {settings.unet_steps} steps")
-    unet, text_encoder, history = train_denoiser(*denoiser, settings, workdir, device, progress,
-                                                 pack["token_ids"], pack["empty_ids"])
+    unet, text_encoder, history = train_denoiser(*denoiser, settings, workdir, device, progress, captions,
+                                                 pack["empty_ids"], flipped, parts)
     parts = tuple(module.to("cpu").eval() for module in (vae, unet, text_encoder))
     record = {
         "profile": pack["profile"], "training_images": len(images), "classes": pack["classes"],
@@ -242,14 +323,36 @@ def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_bud
         "vae_seconds": round(vae_history[-1]["seconds"], 1), "denoiser_seconds": round(history[-1]["seconds"], 1),
         "session_seconds": round(time.perf_counter() - began, 1), "hardware": hardware(device),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "vae_scaling_factor": vae.config.scaling_factor,
+        "vae_scaling_factor": vae.config.scaling_factor, "schedule": settings.schedule,
         "parameters": {name: sum(p.numel() for p in part.parameters())
                        for name, part in zip(PARTS, parts)},
     }
-    return {"parts": parts, "histories": {"vae": vae_history, "denoiser": history}, "record": record}
+    histories = {"vae": vae_history, "denoiser": history}
+    if start is not None:  # what the fine-tuning started from, for the model card; its loss curves stay
+        record["fine_tuned_from"] = start["record"]
+        histories = {**start["histories"], "finetune": history}
+    return {"parts": parts, "histories": histories, "record": record}
 
 
 PARTS = ("vae", "unet", "text_encoder")
+
+
+def read_model(folder) -> dict:
+    """A companion model folder (`assemble_companion`'s) as {"parts": (vae, unet, text_encoder) in float32 on the CPU,
+    "histories", "record"}: what a fine-tuning starts from."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file() or not (folder / "training.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a companion model folder (no model_index.json or training.json); "
+                                "give the folder to fine-tune from, e.g. models/genie-companion")
+    parts = (AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32),
+             UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32),
+             CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=torch.float32))
+    histories = {path.stem.removeprefix("training_loss_"): pd.read_csv(path).drop(columns="stage").to_dict("records")
+                 for path in sorted(folder.glob("training_loss_*.csv"))}
+    return {"parts": parts, "histories": histories, "record": json.loads((folder / "training.json").read_text())}
 
 
 def steps_within_budget(steps: int, seconds_left: float, seconds_per_step: float, multiple: int = 500) -> int:
@@ -264,13 +367,15 @@ def steps_within_budget(steps: int, seconds_left: float, seconds_per_step: float
     return affordable // multiple * multiple
 
 
-def seconds_per_denoiser_step(latents, prompts, size, settings, device, token_ids, empty_ids, steps: int = 40):
+def seconds_per_denoiser_step(latents, prompts, size, settings, device, token_ids, empty_ids, steps: int = 40,
+                              flipped=None, parts=None):
     """Seconds per denoiser training step on `device`, timed on a throwaway run (after 10 warm-up steps)."""
     import tempfile
 
     trial = replace(settings, unet_steps=steps, checkpoint_every=10 ** 9)
     with tempfile.TemporaryDirectory() as scratch:
-        history = train_denoiser(latents, prompts, size, trial, scratch, device, False, token_ids, empty_ids)[2]
+        history = train_denoiser(latents, prompts, size, trial, scratch, device, False, token_ids, empty_ids,
+                                 flipped, parts)[2]
     return (history[-2]["seconds"] - history[9]["seconds"]) / (steps - 11)
 
 
@@ -315,7 +420,9 @@ def assemble_companion(trained: dict, out) -> Path:
     vae, unet, text_encoder = trained["parts"]
     for module in (vae, unet, text_encoder):
         module.to("cpu", torch.float16)  # shipped in half precision; loaders upcast on CPU
-    pipe = build_pipeline(parts=(vae, unet, text_encoder))
+    settings = trained["record"]["settings"]
+    pipe = build_pipeline(parts=(vae, unet, text_encoder),
+                          schedule=noise_schedule(settings.get("schedule_shift", 0.0), settings.get("zero_terminal_snr", False)))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True, max_shard_size="15MB")
@@ -323,7 +430,14 @@ def assemble_companion(trained: dict, out) -> Path:
     # UNet and VAE by default: a stock from_pretrained without a dtype then gives one dtype everywhere.
     config = out / "text_encoder" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "dtype": "float32"}, indent=2) + "\n")
+    for part in ("unet", "vae"):  # parts loaded with from_pretrained (a fine-tuning's start) remember where from
+        config = out / part / "config.json"
+        values = json.loads(config.read_text())
+        if values.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     for stage, history in trained["histories"].items():
+        if not history:
+            continue
         pd.DataFrame(history).assign(stage=stage).to_csv(out / f"training_loss_{stage}.csv", index=False)
     (out / "training.json").write_text(json.dumps(trained["record"], indent=2) + "\n")
     return out
@@ -335,6 +449,45 @@ def train_companion(profile: dict, out=None, workdir=None, device=None, progress
     at the profile's `[companion] output` (the smoke profile writes under results/, never over the shipped
     model). Resumes from `workdir`'s checkpoints when they were made with the same size, settings and images."""
     spec = profile["companion"]
-    trained = train_pack(pack_training_data(profile), workdir or resolve(profile, spec["workdir"]), device, progress,
-                         time_budget)
+    workdir = workdir or resolve(profile, spec["workdir"])
+    pack = pack_training_data(profile)
+    trained = train_pack(pack, workdir, device, progress, time_budget)
+    if "finetune" in spec:
+        trained = finetune_companion(profile, trained, workdir, device, progress)
     return assemble_companion(trained, out or resolve(profile, spec["output"]))
+
+
+def finetune_settings(profile: dict) -> dict:
+    """The fine-tuning's settings: the profile's `[companion.training]` with `[companion.finetune]` over it."""
+    spec = profile["companion"]
+    if "finetune" not in spec:
+        raise ValueError(f"profile {profile['name']!r} has no [companion.finetune] table: nothing to fine-tune")
+    return {**spec["training"], **spec["finetune"]}
+
+
+def finetune_companion(profile: dict, start: dict, workdir=None, device=None, progress: bool = True) -> dict:
+    """Train `start` ({"parts", "histories", "record"}, from `train_pack` or `read_model`) further under the
+    profile's fine-tuning settings (`finetune_settings`); resumes from `workdir`'s checkpoints."""
+    pack = pack_training_data(profile, finetune_settings(profile))
+    workdir = Path(workdir or resolve(profile, profile["companion"]["workdir"])) / "finetune"
+    trained = train_pack(pack, workdir, device, progress, start=start)
+    if pack["training"].get("snapshots"):
+        from .card import choose_snapshot
+
+        trained = choose_snapshot(profile, trained, workdir, progress=progress)
+    return trained
+
+
+def with_snapshot(parts: tuple, path) -> tuple:
+    """Copies of (vae, unet, text_encoder) with the UNet's and text encoder's weights of a snapshot file."""
+    from safetensors.torch import load_file
+
+    vae, unet, text_encoder = (copy.deepcopy(part) for part in parts)
+    state = load_file(path)
+    for prefix, module in (("unet.", unet), ("text_encoder.", text_encoder)):
+        weights = {k.removeprefix(prefix): v.float() for k, v in state.items() if k.startswith(prefix)}
+        missing = set(dict(module.named_parameters())) - set(weights)
+        if missing:
+            raise ValueError(f"snapshot {path} lacks {len(missing)} weights of the {prefix[:-1]}, e.g. {sorted(missing)[0]}")
+        module.load_state_dict(weights, strict=False)
+    return vae, unet, text_encoder
