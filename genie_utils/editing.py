@@ -256,6 +256,9 @@ def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2, ra
     from .splits import EVALUATION, pool_images
     from .store import Store
 
+    if profile["dataset"]["kind"] != "openmoji":
+        raise ValueError(f"profile {profile['name']!r}: the editing benchmark measures the companion model against the "
+                         "images it trained on (the OpenMoji generator pool); run it with an embedded profile")
     dataset = load_dataset(profile, progress=False)
     pairs = pairs_per_target(pool_images(profile, dataset, EVALUATION), sorted(dataset.class_name.unique()),
                              per_class, seed)

@@ -174,3 +174,10 @@ def test_a_guidance_interval_changes_the_store_key_and_none_leaves_it_as_it_was(
     fast_generator.recipe = generate.Recipe(num_inference_steps=10, guidance_timesteps=(0, 500))
     limited = generate.job_spec(fast_generator, job, "p", "sha")
     assert limited["guidance_timesteps"] == [0, 500] and spec_key(limited) != spec_key(plain)
+
+
+def test_the_benchmark_refuses_a_profile_without_the_companion_s_training_images():
+    from genie_utils import profiles
+
+    with pytest.raises(ValueError, match="embedded profile"):
+        editing.benchmark(profiles.load_profile("paper"), [editing.Setting(20, 7.5)])
