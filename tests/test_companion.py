@@ -267,3 +267,22 @@ def test_fit_writes_a_snapshot_at_each_checkpoint_and_names_it_in_the_history(tm
     assert [entry["step"] for entry in history if "snapshot" in entry] == [2, 4, 5]
     assert [p.name for p in written] == [entry["snapshot"] for entry in history if "snapshot" in entry]
     assert all(p.parent == tmp_path and p.name.startswith("toy-") for p in written)
+
+
+def test_card_words_for_a_fine_tuned_record():
+    from genie_utils.companion import card
+
+    settings = {"caption_templates": ["an emoji of a {}."], "schedule_shift": 2.0, "zero_terminal_snr": True,
+                "snr_gamma": 5.0, "flip": True, "unet_dropout": 0.1}
+    choice = {"ratio": 0.8, "pairs_per_class": 1, "seed": 1, "setting": "20 steps, guidance 7.5", "chosen_step": 1200,
+              "snapshots": [{"step": 400, "copy_rate": 0.06, "p_target": 0.34, "hard_negative_rate": 0.13},
+                            {"step": 1200, "copy_rate": 0.12, "p_target": 0.35, "hard_negative_rate": 0.08}]}
+    assert card.caption_words({"settings": settings}) == \
+        "; also `an emoji of a {class name}.`, one drawn at random per image and step"
+    assert card.caption_words({"settings": {}}) == "" and card.snapshot_words({"settings": {}}) == ""
+    words = card.snapshot_words({"settings": settings, "snapshot_choice": choice})
+    assert "step **1200**" in words and "| 400 | 0.060 | 0.340 | 0.130 |" in words
+    assert "raised by 2 " in card.schedule_words(settings) and "v-prediction" in card.schedule_words(settings)
+    assert card.schedule_words({}).startswith("SD's noise schedule (scaled_linear") and "epsilon" in card.schedule_words({})
+    assert card.training_words(settings) == \
+        " (min-SNR-5, EMA, v-prediction, mirrored images where the meaning allows, 2 caption templates, dropout 0.1)"

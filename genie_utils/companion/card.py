@@ -207,16 +207,18 @@ def one_target_samples(profile: dict, folder=None, sources: int = 6,
 
 
 def caption_words(record: dict) -> str:
-    """The fine-tuning's other captions, if it had any."""
+    """The training's captions besides the prompt template, if it had any."""
     templates = record["settings"].get("caption_templates") or []
     if not templates:
         return ""
     shown = ["`" + t.replace("{}", "{class name}") + "`" for t in templates]
-    return "; the fine-tuning also " + ", ".join(shown) + ", one drawn at random per image and step"
+    return "; also " + ", ".join(shown) + ", one drawn at random per image and step"
 
 
 def snapshot_words(record: dict) -> str:
     """Which EMA snapshot of a fine-tuning was kept, and how the snapshots compared, for the model card."""
+    from ..editing import TARGETS
+
     choice = record.get("snapshot_choice")
     if not choice:
         return ""
@@ -224,8 +226,8 @@ def snapshot_words(record: dict) -> str:
                      for row in choice["snapshots"])
     return f"""
 
-The weights shipped are the EMA snapshot of step **{choice['chosen_step']}**, chosen by `choose_snapshot`: the lowest
-copy rate at r = {choice['ratio']:g} among the snapshots whose P(target) there reaches 0.6 (the highest P(target) if none
+The weights kept are the EMA snapshot of step **{choice['chosen_step']}**, chosen by `choose_snapshot`: the lowest
+copy rate at r = {choice['ratio']:g} among the snapshots whose P(target) there reaches {TARGETS['p_target_at_0.8']:g} (the highest P(target) if none
 does), on {choice['pairs_per_class']} pair per target class (seed {choice['seed']}, other pairs than below), {choice['setting']}:
 
 | step | copy rate | P(target) | hard negatives |
