@@ -286,3 +286,22 @@ def test_card_words_for_a_fine_tuned_record():
     assert card.schedule_words({}).startswith("SD's noise schedule (scaled_linear") and "epsilon" in card.schedule_words({})
     assert card.training_words(settings) == \
         " (min-SNR-5, EMA, v-prediction, mirrored images where the meaning allows, 2 caption templates, dropout 0.1)"
+
+
+def test_the_pack_route_carries_a_new_schedule_mirrors_and_captions(tmp_path):
+    """A profile whose [companion.training] sets the new schedule trains from scratch through pack / train /
+    assemble (the GPU route) into a v-prediction, zero-terminal-SNR folder."""
+    profile = profiles.load_profile("smoke")
+    profile["companion"]["training"] = {**profile["companion"]["training"], "schedule_shift": 1.5,
+                                        "zero_terminal_snr": True, "flip": True,
+                                        "caption_templates": ["an emoji of a {}.", "{}"]}
+    read = companion.read_pack(companion.write_pack(companion.pack_training_data(profile), tmp_path / "pack.npz"))
+    assert read["caption_ids"].shape == (3, 2321, 77) and read["flippable"].dtype == torch.bool
+    assert 0 < read["flippable"].float().mean() < 1  # some classes are never mirrored
+    trained = companion.train_pack(read, tmp_path / "work", device="cpu", progress=False)
+    folder = companion.assemble_companion(companion.read_weights(companion.write_weights(trained, tmp_path / "w")),
+                                          tmp_path / "model")
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
+    record = json.loads((folder / "training.json").read_text())
+    assert record["settings"]["caption_templates"] == ["an emoji of a {}.", "{}"] and record["settings"]["flip"]
