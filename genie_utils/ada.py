@@ -3,7 +3,7 @@
 For each pair, candidates are generated at R = 0.5, 0.6, 0.7, 0.8, 0.9 with one noise draw, embedded with the
 frozen backbone, and projected on the line from the source embedding to the target class prototype. The
 largest jump between consecutive projections marks the switch; Ada keeps the candidate right after it
-(GENIE_SPEC.md section 3).
+(the paper's section 3 and the official code).
 """
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ def ada_choices(backbone: Backbone, candidates: pd.DataFrame, support: pd.DataFr
 def sharpest_rise(choices: pd.DataFrame) -> pd.Series:
     """The pair to draw as paper figure 3: of the pairs whose largest jump is a rise toward the target (the
     paper's picture), the one with the largest jump; the largest jump overall when no pair rises. Ada itself
-    uses |jump| (GENIE_SPEC.md), so a fall can decide r* too."""
+    uses |jump| (as the official code), so a fall can decide r* too."""
     projections = choices.filter(regex=r"^s_[0-9.]+$").to_numpy(dtype=float)
     steps = np.diff(projections, axis=1)
     largest = np.abs(steps).argmax(axis=1)
@@ -194,7 +194,7 @@ def sharpest_rise(choices: pd.DataFrame) -> pd.Series:
 
 def cost_per_kept_image(ratios: Sequence[float], num_inference_steps: int = 50) -> dict:
     """UNet denoising steps, VAE encodes and decodes per kept image: GeNIe keeps its one image, Ada one of
-    len(ratios) candidates (GENIE_SPEC.md: 175 versus 40 steps with 50 steps)."""
+    len(ratios) candidates (175 versus 40 steps with 50 steps)."""
     steps = [kept_steps(num_inference_steps, r) for r in ratios]
     return {"unet_steps": sum(steps), "vae_encodes": 1, "vae_decodes": len(ratios)}
 

@@ -7,7 +7,7 @@ source's own class at r = 0.3/0.7, Txt2Img starts from pure noise (r = 1).
 
 The loop is written out on public diffusers parts (`encode_prompt`, the VAE, the UNet, the scheduler's
 `set_timesteps`/`add_noise`/`step`) rather than calling `StableDiffusionImg2ImgPipeline.__call__`, to
-pin the choices of GENIE_SPEC.md section 2 and to reuse work across noise ratios:
+pin the official recipe's choices and to reuse work across noise ratios:
   * the source latent is the VAE posterior **mode** times the scaling factor (as the official code;
     img2img would sample it), so a source encodes once, independent of the seed;
   * r keeps the last int(steps * r) steps, as diffusers img2img (r = 0.58 with 50 steps: 28 steps);
@@ -65,7 +65,7 @@ METHODS = {
     "genie": Method("genie", 0.8, "target"),
     "img2img_low": Method("img2img_low", 0.3, "own"),     # Img2Img^L
     "img2img_high": Method("img2img_high", 0.7, "own"),   # Img2Img^H
-    # The official script runs its "txt2img" at r = 0.8 by mistake; GENIE_SPEC.md says 1.0.
+    # The official script runs its "txt2img" at r = 0.8 by mistake; text-to-image is r = 1.0.
     "txt2img": Method("txt2img", 1.0, "own"),
 }
 # Scheduler settings that decide the timesteps: pinned, so that a model folder cannot change them silently.
@@ -76,7 +76,7 @@ SCHEDULER_SETTINGS = dict(algorithm_type="dpmsolver++", solver_order=2, timestep
 
 @dataclass(frozen=True)
 class Recipe:
-    """Sampling settings; defaults are the official GeNIe recipe (GENIE_SPEC.md section 2)."""
+    """Sampling settings; defaults are the official GeNIe recipe."""
     num_inference_steps: int = 50
     guidance_scale: float = 7.5          # classifier-free guidance; <= 1 turns guidance off
     prompt_template: str = "a photo of a {}."
