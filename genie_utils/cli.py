@@ -126,8 +126,11 @@ def generate_command(args) -> int:
     if args.method != "genie" and args.noise_ratio is not None:
         raise UsageError(f"--noise-ratio is GeNIe's; {args.method} uses its own ratio ({METHOD_HELP[args.method]})")
     noise_ratio = generate.check_noise_ratio(0.8 if args.noise_ratio is None else args.noise_ratio)
-    if args.variants < 1 or args.steps < 1 or args.batch_size < 1:
-        raise UsageError("--variants, --steps and --batch-size must be at least 1")
+    # --steps, --guidance and --prompt-template checked by the recipe, before any dataset is read
+    recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                             prompt_template=args.prompt_template)
+    if args.variants < 1 or args.batch_size < 1:
+        raise UsageError("--variants and --batch-size must be at least 1")
     if args.method == "genie_ada" and args.backbone != "efficientnet-lite0" and not args.backbone_checkpoint:
         raise UsageError(f"--backbone {args.backbone} needs --backbone-checkpoint FILE (a UniSiam checkpoint)")
     dataset = data.load_class_folders(args.data, args.class_names)
@@ -153,8 +156,6 @@ def generate_command(args) -> int:
         return 0
 
     shard = (state.process_index, state.num_processes) if state else (0, 1)
-    recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
-                             prompt_template=args.prompt_template)
     if args.method == "genie_ada":  # loaded first: a wrong name or checkpoint fails now, not after the candidates
         from . import features
 
@@ -233,7 +234,8 @@ def parser() -> argparse.ArgumentParser:
     make.add_argument("--variants", type=int, default=1, help="baselines: images per image of a target class")
     make.add_argument("--steps", type=int, default=50, help="denoising steps of the full schedule")
     make.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
-    make.add_argument("--prompt-template", default="a photo of a {}.", help="{} is the class's display name")
+    make.add_argument("--prompt-template", default="a photo of a {}.",
+                      help="exactly one {} for the class's display name ({{ }} for literal braces)")
     make.add_argument("--class-names", help="optional file of lines '<folder> <display name>' for the prompts")
     make.add_argument("--seed", type=int, default=0, help="base seed; each image's seed derives from its job")
     make.add_argument("--batch-size", type=int, default=8, help="images per batch")

@@ -25,9 +25,11 @@ import difflib
 import hashlib
 import importlib.metadata
 import json
+import math
 import numbers
 import os
 import re
+import string
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,8 +47,24 @@ from .profiles import project_root, resolve
 from .store import Store, spec_key
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_timeout_seconds(text: str | None) -> float:
+    """The value of GENIE_HUB_TIMEOUT_SECONDS: a positive number of seconds, 20 when unset or empty."""
+    if text is None or not text.strip():
+        return 20.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"GENIE_HUB_TIMEOUT_SECONDS={text!r} is not a timeout: set it to a positive number of "
+                         "seconds (20 when unset), e.g. GENIE_HUB_TIMEOUT_SECONDS=60, or unset it.")
+    return seconds
+
+
 # A hub that accepts the connection but does not answer fails after this many seconds.
-HUB_TIMEOUT_SECONDS = float(os.environ.get("GENIE_HUB_TIMEOUT_SECONDS", 20))
+HUB_TIMEOUT_SECONDS = hub_timeout_seconds(os.environ.get("GENIE_HUB_TIMEOUT_SECONDS"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,6 +107,12 @@ class Recipe:
     guidance_timesteps: tuple[int, int] | None = None
 
     def __post_init__(self):
+        # checked, not converted: the values go into every image's store key as given
+        check_steps(self.num_inference_steps)
+        check_guidance_scale(self.guidance_scale)
+        check_prompt_template(self.prompt_template)
+        check_image_size(self.height, "height")
+        check_image_size(self.width, "width")
         if self.guidance_timesteps is not None:
             low, high = self.guidance_timesteps
             if not 0 <= low <= high <= 999:
@@ -117,6 +141,59 @@ def check_noise_ratio(noise_ratio) -> float:
         raise ValueError(f"noise ratio r must be in (0, 1], got {noise_ratio!r}: "
                          "r = 0.8 is GeNIe's default, r = 1 is text-to-image.")
     return round(float(noise_ratio), 6)
+
+
+def check_steps(num_inference_steps) -> int:
+    """The number of denoising steps of the full schedule: a positive integer."""
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral) \
+            or num_inference_steps < 1:
+        raise ValueError(f"the number of inference steps must be a positive integer, got {num_inference_steps!r}: "
+                         "50 is the official recipe's (r keeps int(steps * r) of them).")
+    return int(num_inference_steps)
+
+
+def check_guidance_scale(guidance_scale) -> float:
+    """The classifier-free guidance scale: a finite number >= 0 (<= 1 turns guidance off)."""
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real) \
+            or not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise ValueError(f"guidance scale must be a finite number >= 0, got {guidance_scale!r}: 7.5 is the official "
+                         "recipe's, 1 or less turns guidance off.")
+    return float(guidance_scale)
+
+
+def check_prompt_template(template) -> str:
+    """A prompt template with exactly one `{}`, where `str.format` puts the class's display name."""
+    fix = "write exactly one {} where the class name goes, e.g. 'a photo of a {}.' ({{ and }} for literal braces)"
+    if not isinstance(template, str):
+        raise ValueError(f"prompt template must be a string, got {template!r}: {fix}")
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:
+        raise ValueError(f"prompt template {template!r} is not a format string ({error}): {fix}") from None
+    if len(fields) != 1 or fields[0] not in ("", "0"):
+        found = ", ".join("{" + f + "}" for f in fields) or "none"
+        raise ValueError(f"prompt template {template!r} needs one placeholder for the class name, found {found}: "
+                         f"{fix}")
+    try:
+        template.format("class name")
+    except (ValueError, TypeError, IndexError, KeyError) as error:
+        raise ValueError(f"prompt template {template!r} cannot format a class name ({error}): {fix}") from None
+    return template
+
+
+def check_image_size(size, name: str = "size") -> int | None:
+    """An image height or width: None (the model's native size) or a positive multiple of 8."""
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number of pixels, a multiple of 8, or None, got {size!r}")
+    if size < 8 or size % 8:
+        below = int(size) // 8 * 8
+        nearest = " or ".join(str(s) for s in (below, below + 8) if s >= 8)
+        raise ValueError(f"{name} = {size} px is not a positive multiple of 8 (a Stable Diffusion latent is 1/8 of the "
+                         f"image, so the output would silently come out smaller): use {nearest}, or None for the "
+                         "model's native size.")
+    return int(size)
 
 
 def check_batch_size(batch_size) -> int:

@@ -85,6 +85,24 @@ def test_bad_arguments_get_a_clear_error(folders, tmp_path, capsys, argv, messag
     assert code == 2 and message in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--prompt-template", "{0} {1}"], "prompt template '{0} {1}' needs one placeholder for the class name"),
+    (["--prompt-template", "a photo"], "prompt template 'a photo' needs one placeholder for the class name"),
+    (["--guidance", "nan"], "guidance scale must be a finite number >= 0, got nan"),
+    (["--guidance", "inf"], "guidance scale must be a finite number >= 0, got inf"),
+    (["--guidance", "-2"], "guidance scale must be a finite number >= 0, got -2.0"),
+    (["--steps", "0"], "number of inference steps must be a positive integer, got 0"),
+])
+def test_bad_recipe_settings_stop_the_command_before_any_work(folders, tiny_model_dir, tmp_path, capsys, argv,
+                                                             message):
+    """The recipe's own checks, run before the dataset, the model or the store: exit status 2, no traceback."""
+    for dry_run in ([], ["--dry-run"]):
+        code, out, err = run(capsys, *generate_args(folders, tmp_path / "s", tiny_model_dir, "--target-classes",
+                                                    "apple", *argv, *dry_run))
+        assert code == 2 and message in err and "Traceback" not in err
+        assert out == "" and not (tmp_path / "s").exists()
+
+
 def test_the_speed_setting_is_the_recorded_default_or_the_one_named(folders, tiny_model_dir, tmp_path, capsys):
     import json
 

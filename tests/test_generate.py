@@ -377,3 +377,62 @@ def test_the_prompt_cache_is_keyed_by_prompt_text(generator):
     reference, _ = generator.pipe.encode_prompt(["a drawing of a heart."], "cpu", 1, True, negative_prompt=[""])
     assert not torch.allclose(first, second)
     torch.testing.assert_close(second, reference)
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings and model folders that used to fail late (or not at all): one clear error before any work
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(prompt_template="{0} {1}"), r"prompt template '\{0\} \{1\}' needs one placeholder for the class name, "
+                                      r"found \{0\}, \{1\}: write exactly one \{\}"),
+    (dict(prompt_template="a photo"), r"prompt template 'a photo' needs one placeholder .* found none"),
+    (dict(prompt_template="a {name}"), r"needs one placeholder for the class name, found \{name\}"),
+    (dict(prompt_template="a photo of a {"), r"prompt template 'a photo of a \{' is not a format string"),
+    (dict(prompt_template="a {:d}"), r"prompt template 'a \{:d\}' cannot format a class name"),
+    (dict(num_inference_steps=0), r"number of inference steps must be a positive integer, got 0"),
+    (dict(num_inference_steps=-5), r"number of inference steps must be a positive integer, got -5"),
+    (dict(guidance_scale=float("nan")), r"guidance scale must be a finite number >= 0, got nan: 7.5 is the official"),
+    (dict(guidance_scale=float("inf")), r"guidance scale must be a finite number >= 0, got inf"),
+    (dict(guidance_scale=-1.0), r"guidance scale must be a finite number >= 0, got -1.0"),
+    (dict(height=63), r"height = 63 px is not a positive multiple of 8 .* use 56 or 64, or None"),
+    (dict(width=4), r"width = 4 px is not a positive multiple of 8 .* use 8, or None"),
+])
+def test_bad_recipe_settings_are_refused_when_the_recipe_is_made(settings, message):
+    with pytest.raises(ValueError, match=message):
+        generate.Recipe(**settings)
+
+
+def test_valid_recipe_settings_pass_unchanged_and_a_profile_resolution_is_checked():
+    recipe = generate.Recipe(prompt_template="{0}, a {{kind}} of thing", guidance_scale=0, height=64, width=512)
+    assert recipe.prompt("heart") == "heart, a {kind} of thing" and recipe.guidance_scale == 0  # store keys as given
+    assert not recipe.guides_at(500)
+    from genie_utils import profiles
+    profile = profiles.load_profile("smoke")
+    profile["dataset"]["resolution"] = 63
+    with pytest.raises(ValueError, match=r"height = 63 px .* use 56 or 64"):
+        generate.profile_recipe(profile)
+
+
+@pytest.mark.parametrize("text, seconds", [(None, 20.0), ("", 20.0), ("3", 3.0), ("0.5", 0.5)])
+def test_the_hub_timeout_variable_takes_positive_numbers(text, seconds):
+    assert generate.hub_timeout_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-1", "nan", "inf"])
+def test_a_bad_hub_timeout_variable_is_named_with_the_valid_values(text):
+    with pytest.raises(ValueError, match=rf"GENIE_HUB_TIMEOUT_SECONDS='{text}' is not a timeout: set it to a "
+                                         r"positive number of seconds"):
+        generate.hub_timeout_seconds(text)
+
+
+def test_a_bad_hub_timeout_variable_is_a_usage_error_of_the_command_line(tmp_path):
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "cat" / "0.png")
+    result = subprocess.run([sys.executable, "-m", "genie_utils.cli", "generate", str(tmp_path / "data"),
+                             "--store", str(tmp_path / "s"), "--dry-run"],
+                            env={**os.environ, "GENIE_HUB_TIMEOUT_SECONDS": "abc"}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "GENIE_HUB_TIMEOUT_SECONDS='abc' is not a timeout" in result.stderr and "positive number" in result.stderr
+    assert not (tmp_path / "s").exists()
