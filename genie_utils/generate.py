@@ -272,6 +272,14 @@ def model_location(model: str | os.PathLike) -> tuple[str, Path | None]:
                          "Check the path, or give a hub model id such as stable-diffusion-v1-5/stable-diffusion-v1-5.")
 
 
+# The parts GenieGenerator runs: model_index.json must list each.
+PIPELINE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+_VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "vocab.txt")
+# diffusers renames these parameters of its old attention blocks on loading (ModelMixin._fix_state_dict_keys_on_load)
+_LEGACY_ATTENTION = re.compile(r"\.(query|key|value|proj_attn)\.(weight|bias)$")
+_LEGACY_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
 def check_model_folder(folder: Path) -> None:
     """Refuse a broken diffusers folder before loading, naming the file at fault."""
     from safetensors import safe_open
@@ -280,15 +288,26 @@ def check_model_folder(folder: Path) -> None:
     if not index.is_file():
         raise ModelLoadError(f"{folder} is not a diffusers pipeline folder (no model_index.json). "
                              "Give the folder that save_pretrained wrote, e.g. models/genie-companion.")
+    restore = "Restore the file (git checkout, or save_pretrained again)."
     try:
         components = json.loads(index.read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        raise ModelLoadError(f"broken local model folder: {index} is not valid JSON ({error}). "
-                             "Restore the file (git checkout, or save_pretrained again).") from None
-    for name, spec in components.items():
-        if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
-            continue
+        raise ModelLoadError(f"broken local model folder: {index} is not valid JSON ({error}). {restore}") from None
+    if not isinstance(components, dict) or not isinstance(components.get("_class_name"), str):
+        raise ModelLoadError(f"broken local model folder: {index} names no pipeline class (no \"_class_name\"): it is "
+                             f"not what save_pretrained writes. {restore}")
+    parts = {name: spec for name, spec in components.items()
+             if not name.startswith("_") and isinstance(spec, list) and len(spec) == 2 and spec[0] is not None}
+    unlisted = [name for name in PIPELINE_PARTS if name not in parts]
+    if unlisted:
+        raise ModelLoadError(f"broken local model folder: {index} lists no {', '.join(unlisted)} (a Stable-Diffusion-"
+                             f"style pipeline has {', '.join(PIPELINE_PARTS)}). {restore}")
+    parameters = {}  # weights part -> the parameter names its safetensors files hold
+    for name, spec in parts.items():
         part = folder / name
+        if not part.is_dir():
+            raise ModelLoadError(f"broken local model folder: {folder} has no {name} folder, which {index.name} lists "
+                                 f"({spec[1]}). Restore it.")
         for config in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
             if (part / config).is_file():
                 try:
@@ -296,6 +315,11 @@ def check_model_folder(folder: Path) -> None:
                 except (ValueError, UnicodeDecodeError) as error:
                     raise ModelLoadError(f"broken local model folder: {part / config} is not valid JSON ({error}). "
                                          "Restore the file.") from None
+        if str(spec[1]).endswith(("Tokenizer", "TokenizerFast")) and not (
+                any((part / f).is_file() for f in _VOCABULARY_FILES) or any(part.glob("*.model"))):
+            raise ModelLoadError(f"broken local model folder: {part} holds no vocabulary "
+                                 f"({', '.join(_VOCABULARY_FILES)} or a sentencepiece .model): every prompt would become "
+                                 "unknown tokens. Restore it.")
         if name in ("unet", "vae", "text_encoder"):
             weights = sorted(part.glob("*.safetensors")) + sorted(part.glob("*.bin"))
             shard_index = next(iter(part.glob("*.index.json")), None)
@@ -312,10 +336,47 @@ def check_model_folder(folder: Path) -> None:
                     continue
                 try:
                     with safe_open(str(file), "pt") as handle:
-                        handle.keys()
+                        parameters.setdefault(name, set()).update(handle.keys())
                 except Exception as error:  # safetensors raises its own error types for corrupt headers
                     raise ModelLoadError(f"broken local model folder: weights file {file} is corrupt or "
                                          f"truncated ({error}). Restore it.") from None
+    _check_weights_fit(folder, parts, parameters)
+
+
+def _parameter_names(part: Path, library: str, class_name: str) -> set[str] | None:
+    """The parameter names a part's config.json describes (its model built on the meta device: no memory, no
+    weights read); None when the class or config is not one this can build (the loader then names its error)."""
+    import importlib
+
+    try:
+        cls = getattr(importlib.import_module(library), class_name)
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = (cls.from_config(cls.load_config(part)) if library == "diffusers"
+                     else cls(cls.config_class.from_pretrained(part)))
+    except Exception:
+        return None
+    ignored = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_missing", None) or []]
+    return {name for name in model.state_dict() if not any(p.search(name) for p in ignored)}
+
+
+def _check_weights_fit(folder: Path, parts: dict, parameters: dict[str, set[str]]) -> None:
+    """Refuse weights that lack parameters their part's config.json describes (the loader would leave them empty:
+    an error deep inside torch, or random weights), naming the part whose weights they are when they fit another."""
+    expected = {name: _parameter_names(folder / name, *parts[name]) for name in parameters}
+    for name, found in parameters.items():
+        if expected[name] is None:
+            continue
+        found = found | {_LEGACY_ATTENTION.sub(lambda m: f".{_LEGACY_NAMES[m[1]]}.{m[2]}", key) for key in found}
+        missing = expected[name] - found
+        if not missing:
+            continue
+        owner = next((other for other, names in expected.items() if other != name and names and names <= found), None)
+        hint = (f"they are the {owner}'s: are the {name} and {owner} weights files swapped?" if owner
+                else "are they another model's, or saved with another config.json?")
+        raise ModelLoadError(f"broken local model folder: the weights in {folder / name} lack {len(missing)} of the "
+                             f"{len(expected[name])} parameters its config.json describes (e.g. {min(missing)!r}): "
+                             f"{hint} Restore them.")
 
 
 def _from_pretrained(source: str, dtype, **kwargs):

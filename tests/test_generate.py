@@ -436,3 +436,55 @@ def test_a_bad_hub_timeout_variable_is_a_usage_error_of_the_command_line(tmp_pat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "GENIE_HUB_TIMEOUT_SECONDS='abc' is not a timeout" in result.stderr and "positive number" in result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_swapped_unet_and_vae_weights_are_named(broken_copy):
+    unet = broken_copy / "unet" / "diffusion_pytorch_model.safetensors"
+    vae = broken_copy / "vae" / "diffusion_pytorch_model.safetensors"
+    unet.rename(broken_copy / "swap")
+    vae.rename(unet)
+    (broken_copy / "swap").rename(vae)
+    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: the weights in .*unet lack (\d+) "
+                                                      r"of the \1 parameters its config.json describes .*they are "
+                                                      r"the vae's: are the unet and vae weights files swapped\?"):
+        generate.load_pipeline(broken_copy, device="cpu")
+
+
+def test_a_model_index_without_a_pipeline_or_its_parts_is_named(broken_copy):
+    (broken_copy / "model_index.json").write_text("{}")
+    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: .*model_index.json names no "
+                                                      r"pipeline class .*Restore the file"):
+        generate.load_pipeline(broken_copy, device="cpu")
+    (broken_copy / "model_index.json").write_text('{"_class_name": "StableDiffusionImg2ImgPipeline"}')
+    with pytest.raises(generate.ModelLoadError, match=r"model_index.json lists no unet, vae, text_encoder, "
+                                                      r"tokenizer, scheduler"):
+        generate.load_pipeline(broken_copy, device="cpu")
+
+
+def test_a_missing_tokenizer_or_vocabulary_is_named(broken_copy):
+    import shutil
+    (broken_copy / "tokenizer" / "tokenizer.json").unlink()  # tokenizer_config.json alone: no vocabulary
+    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: .*tokenizer holds no vocabulary"):
+        generate.load_pipeline(broken_copy, device="cpu")
+    shutil.rmtree(broken_copy / "tokenizer")
+    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: .* has no tokenizer folder, "
+                                                      r"which model_index.json lists \(CLIPTokenizer\)"):
+        generate.load_pipeline(broken_copy, device="cpu")
+
+
+def test_old_attention_parameter_names_still_load(broken_copy):
+    """diffusers renames the query/key/value/proj_attn weights of old VAE checkpoints (SD v1.5's era) on loading:
+    the weights check must not refuse them."""
+    from safetensors.torch import load_file, save_file
+    file = broken_copy / "vae" / "diffusion_pytorch_model.safetensors"
+    old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    weights = {}
+    for key, value in load_file(file).items():
+        for new, legacy in old.items():
+            if ".attentions." in key and f".{new}." in key:
+                key = key.replace(f".{new}.", f".{legacy}.")
+        weights[key] = value
+    assert any(".query." in key for key in weights)
+    save_file(weights, file)
+    pipe, _ = generate.load_pipeline(broken_copy, device="cpu")
+    assert pipe.vae.encoder.mid_block.attentions[0].to_q.weight.device.type == "cpu"
