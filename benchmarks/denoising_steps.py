@@ -19,7 +19,8 @@ from genie_utils.store import Store
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="embedded", help="a profile name or .toml file")
+    parser.add_argument("--profile", default="embedded", type=profiles.profile_argument,
+                        help="a profile name or .toml file")
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 25, 20])
     parser.add_argument("--pairs", type=int, default=60)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])

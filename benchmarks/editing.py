@@ -40,7 +40,8 @@ def parse_setting(text: str) -> editing.Setting:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="embedded", help="a profile name or .toml file")
+    parser.add_argument("--profile", default="embedded", type=profiles.profile_argument,
+                        help="a profile name or .toml file")
     parser.add_argument("--settings", type=parse_setting, nargs="+", default=None,
                         help="STEPS:GUIDANCE[:LOW-HIGH] each (default: 50:7.5 and the profile's recipe)")
     parser.add_argument("--per-class", type=int, default=2, help="pairs with each class as the target")

@@ -71,7 +71,8 @@ def fit_synthetic(ways, shots, queries, views, dims, seed):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="embedded", help="a profile name or .toml file")
+    parser.add_argument("--profile", default="embedded", type=profiles.profile_argument,
+                        help="a profile name or .toml file")
     parser.add_argument("--episodes", type=int, default=600)
     parser.add_argument("--dims", type=int, default=1280)
     parser.add_argument("--workers", type=int, default=0, help="processes fitting episodes (default: every core)")

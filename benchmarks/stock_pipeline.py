@@ -24,7 +24,8 @@ from genie_utils import data, oracle, profiles, splits
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="embedded", help="a profile name or .toml file")
+    parser.add_argument("--profile", default="embedded", type=profiles.profile_argument,
+                        help="a profile name or .toml file")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.8])
     parser.add_argument("--batch-size", type=int, default=14)

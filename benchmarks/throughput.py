@@ -198,7 +198,8 @@ def summary(row: pd.Series) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="embedded", help="a profile name or .toml file (recipe, oracle, paths)")
+    parser.add_argument("--profile", default="embedded", type=profiles.profile_argument,
+                        help="a profile name or .toml file (recipe, oracle, paths)")
     parser.add_argument("--model", default="profile", help="profile (its model), sd15-shaped, or a diffusers folder")
     parser.add_argument("--settings", nargs="+", choices=list(speed.SETTINGS), help="default: all this device runs")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])

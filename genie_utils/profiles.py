@@ -206,11 +206,28 @@ def load_profile(name_or_path: str | os.PathLike = DEFAULT_PROFILE) -> dict:
     return profile
 
 
-def _load_merged(name_or_path) -> dict:
+def _load_merged(name_or_path, chain: tuple[Path, ...] = ()) -> dict:
     path = profile_path(name_or_path)
+    if path.resolve() in chain:
+        loop = [p.name for p in chain[chain.index(path.resolve()):]] + [path.name]
+        raise ProfileError(f"{chain[-1]}: `extends` makes a loop, {' -> '.join(loop)}: a profile cannot extend "
+                           "itself, directly or through others. Remove one of these `extends` lines, or point it at a "
+                           "profile outside the loop.")
     profile = _read(path)
     parent = profile.pop("extends", None)
-    return _merge(_load_merged(parent), profile) if parent else profile
+    return _merge(_load_merged(parent, (*chain, path.resolve())), profile) if parent else profile
+
+
+def profile_argument(name_or_path: str) -> str:
+    """`--profile` of the command lines (argparse `type`): the name as given once the profile loads, else a usage
+    error (exit status 2) saying why, e.g. an unknown name with the known ones."""
+    import argparse
+
+    try:
+        load_profile(name_or_path)
+    except (FileNotFoundError, ProfileError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name_or_path
 
 
 def resolve(profile: dict, relative: str | os.PathLike) -> Path:

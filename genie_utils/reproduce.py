@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .profiles import load_profile, project_root, resolve
+from .profiles import load_profile, profile_argument, project_root, resolve
 
 
 def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
@@ -114,8 +114,10 @@ def record_checks(executed: Path, notebook: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="embedded", help="a profile name (genie_utils/profiles) or .toml file")
-    parser.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 01")
+    parser.add_argument("--profile", default="embedded", type=profile_argument,
+                        help="a profile name (genie_utils/profiles) or .toml file")
+    parser.add_argument("--only", nargs="+", metavar="PREFIX",
+                        help="notebook name prefixes, e.g. 00 01 (without --only: every notebook)")
     parser.add_argument("--force", action="store_true", help="run every notebook, even those whose inputs are unchanged")
     parser.add_argument("--record-checks", action="store_true",
                         help="with --profile smoke (what make test runs): after running, store the outputs of the "

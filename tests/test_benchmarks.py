@@ -4,6 +4,7 @@ import importlib.util
 import json
 
 import pandas as pd
+import pytest
 
 from genie_utils import profiles
 
@@ -53,3 +54,11 @@ def test_editing_settings_parse_and_bad_ones_name_the_format():
             parse(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="0 <= low <= high <= 999"):
         parse("20:7.5:600-500")
+
+
+@pytest.mark.parametrize("name", ["denoising_steps", "editing", "fewshot_evaluation", "stock_pipeline", "throughput"])
+def test_an_unknown_profile_is_a_usage_error(name, capsys):
+    with pytest.raises(SystemExit) as exit:
+        load_benchmark(name).main(["--profile", "fast"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "argument --profile: unknown profile 'fast'" in err and "'smoke'" in err

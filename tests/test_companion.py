@@ -305,3 +305,11 @@ def test_the_pack_route_carries_a_new_schedule_mirrors_and_captions(tmp_path):
     assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
     record = json.loads((folder / "training.json").read_text())
     assert record["settings"]["caption_templates"] == ["an emoji of a {}.", "{}"] and record["settings"]["flip"]
+
+
+def test_an_unknown_profile_is_a_usage_error(capsys):
+    from genie_utils.companion.__main__ import main
+    with pytest.raises(SystemExit) as exit:
+        main(["card", "--profile", "fast"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "argument --profile: unknown profile 'fast'" in err and "'embedded'" in err

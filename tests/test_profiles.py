@@ -84,3 +84,14 @@ def test_smoke_training_never_writes_over_the_shipped_models():
     for key in ("companion", "oracle"):
         out = profiles.resolve(smoke, smoke[key]["output"])
         assert out not in shipped and str(out).startswith(str(profiles.resolve(smoke, smoke["paths"]["results"])))
+
+
+def test_an_extends_loop_names_the_profiles_in_it(tmp_path):
+    write(tmp_path, f'extends = "{tmp_path / "b.toml"}"\n', "a.toml")
+    write(tmp_path, f'extends = "{tmp_path / "a.toml"}"\n', "b.toml")
+    with pytest.raises(profiles.ProfileError, match=r"b.toml: `extends` makes a loop, a.toml -> b.toml -> a.toml: "
+                                                    r"a profile cannot extend itself, directly or through others"):
+        profiles.load_profile(tmp_path / "a.toml")
+    itself = write(tmp_path, f'extends = "{tmp_path / "c.toml"}"\n', "c.toml")
+    with pytest.raises(profiles.ProfileError, match=r"loop, c.toml -> c.toml"):
+        profiles.load_profile(itself)

@@ -73,3 +73,31 @@ def test_recording_refuses_an_executed_copy_without_the_checked_cell(tmp_path):
 def test_checks_are_recorded_only_from_the_smoke_profile(capsys):
     assert reproduce.main(["--profile", "embedded", "--record-checks", "--only", "00"]) == 1
     assert "--profile smoke" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_notebooks(monkeypatch):
+    """`run` replaced: these tests check the command line, never execute a notebook."""
+    calls = []
+    monkeypatch.setattr(reproduce, "run", lambda *args: calls.append(args) or [])
+    return calls
+
+
+def test_only_without_a_prefix_is_a_usage_error(no_notebooks, capsys):
+    with pytest.raises(SystemExit) as exit:
+        reproduce.main(["--profile", "smoke", "--only"])
+    assert exit.value.code == 2 and "argument --only: expected at least one argument" in capsys.readouterr().err
+    assert no_notebooks == []
+
+
+def test_an_unknown_or_looping_profile_is_a_usage_error(no_notebooks, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        reproduce.main(["--profile", "fast"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "argument --profile: unknown profile 'fast'" in err
+    assert "'embedded'" in err and "'smoke'" in err and "Traceback" not in err
+    (tmp_path / "loop.toml").write_text(f'extends = "{tmp_path / "loop.toml"}"\n')
+    with pytest.raises(SystemExit) as exit:
+        reproduce.main(["--profile", str(tmp_path / "loop.toml")])
+    assert exit.value.code == 2 and "`extends` makes a loop, loop.toml -> loop.toml" in capsys.readouterr().err
+    assert no_notebooks == []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..profiles import profile_argument
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="The companion model: train it (resumable), train the oracle, "
@@ -16,7 +18,8 @@ def main(argv=None) -> int:
     parser.add_argument("stage", nargs="?", default="all",
                         choices=["train", "finetune", "oracle", "judge", "editing", "card", "all", "pack",
                                  "assemble"])
-    parser.add_argument("--profile", default="embedded")
+    parser.add_argument("--profile", default="embedded", type=profile_argument,
+                        help="a profile name (genie_utils/profiles) or .toml file")
     parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--pack", help="pack: write the training data here; train: train from this file and write "
                                        "the weights to --weights (no dataset or tokenizer needed)")
