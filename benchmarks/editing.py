@@ -8,8 +8,10 @@ Each setting is STEPS:GUIDANCE[:LOW-HIGH], the last part limiting guidance to ti
 sources for every class as the target (the same number for each), drawn from the evaluation pool's images of the
 other classes, which the generator never saw; one noise draw per pair, the same at every r and in every setting.
 Writes results/<profile>/benchmarks/<name>.csv (per setting, group of target classes and r) and <name>_images.csv
-(per image), and the figure figures/<profile>/benchmark_<name>.png. With --card the summary also goes into the model
-folder as editing.csv, and the model card is rewritten from it (`make companion` does the same for a new model).
+(per image), oracle_reference.csv (what the oracle gives real images of identities the generator never saw: the
+P(target) of a generator whose outputs are as new as those), and the figure figures/<profile>/benchmark_<name>.png.
+With --card the summary also goes into the model folder as editing.csv, and the model card is rewritten from it
+(`make companion` does the same for a new model).
 """
 from __future__ import annotations
 
@@ -68,6 +70,10 @@ def main(argv=None) -> int:
     summary.to_csv(folder / f"{args.name}.csv", index=False)
     images.to_csv(folder / f"{args.name}_images.csv", index=False)
     print(folder / f"{args.name}.csv")
+    reference = editing.oracle_reference(settings)  # what real images of unseen identities get from the same judge
+    reference.to_csv(folder / "oracle_reference.csv", index=False)
+    print("\nthe oracle on real evaluation-pool images (P(true class), share named; each class weighing the same):")
+    print(reference.round(3).to_string(index=False))
     print(plots.save(plots.editing_curves(folder / f"{args.name}.csv"), settings, f"benchmark_{args.name}"))
     if args.card:
         from genie_utils.companion.card import write_model_card

@@ -173,6 +173,29 @@ def editing_summary(table: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Dat
     return pd.concat(parts, ignore_index=True)
 
 
+def real_image_reference(oracle, images: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
+    """What the oracle gives real images of identities the generator never saw (`images`: the evaluation pool, with
+    `path` and `class_name`): per group, the mean P(true class) and the share it names, each class weighing the
+    same as in `editing_summary`, and per image. A generator's P(target) above this comes from outputs that look
+    more like the oracle's own training images (the generator pool, which it shares with the generator) than new
+    emoji do."""
+    probabilities = oracle.probabilities(list(images.path))
+    truth = np.array([oracle.index(c) for c in images.class_name])
+    table = pd.DataFrame({"class_name": images.class_name.to_numpy(),
+                          "p_true": probabilities[np.arange(len(images)), truth],
+                          "named": probabilities.argmax(1) == truth})
+    rows = []
+    for name, members in groups.items():
+        chosen = table[table.class_name.isin(members)]
+        if chosen.empty:
+            continue
+        per_class = chosen.groupby("class_name")[["p_true", "named"]].mean()
+        rows.append({"group": name, "classes": len(per_class), "images": len(chosen),
+                     "p_true": per_class.p_true.mean(), "named": per_class.named.mean(),
+                     "p_true_per_image": chosen.p_true.mean(), "named_per_image": chosen.named.mean()})
+    return pd.DataFrame(rows)
+
+
 def best_hard_negative_ratio(summary: pd.DataFrame, group: str = "all classes") -> tuple[float, float]:
     """(r, rate) at which a group's hard-negative rate is highest (the lowest such r on ties)."""
     rows = summary[summary.group == group].sort_values("noise_ratio")
@@ -284,3 +307,15 @@ def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2, ra
         summaries.append(editing_summary(table, groups).assign(**tags, seconds=round(time.perf_counter() - began, 1)))
         images.append(table.assign(**tags))
     return pd.concat(summaries, ignore_index=True), pd.concat(images, ignore_index=True)
+
+
+def oracle_reference(profile: dict) -> pd.DataFrame:
+    """`real_image_reference` of the profile's oracle on its evaluation pool, by the editing benchmark's groups."""
+    from .data import load_dataset
+    from .oracle import load_oracle
+    from .profiles import resolve
+    from .splits import EVALUATION, pool_images
+
+    dataset = load_dataset(profile, progress=False)
+    judge = load_oracle(resolve(profile, profile["oracle"]["path"]))
+    return real_image_reference(judge, pool_images(profile, dataset, EVALUATION), target_groups(profile, dataset))

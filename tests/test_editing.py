@@ -104,6 +104,32 @@ def test_summary_weighs_every_target_class_the_same_and_finds_the_crossover():
     assert x.loc[0.5, "hard_negative_rate"] == 1 and x.loc[0.5, "p_target_half_width"] == 0
 
 
+class FixedOracle:
+    """An oracle whose probabilities are given per image path."""
+    def __init__(self, classes, rows):
+        self.classes, self.rows = list(classes), rows
+
+    def probabilities(self, paths):
+        return np.array([self.rows[p] for p in paths])
+
+    def index(self, class_name):
+        return self.classes.index(class_name)
+
+
+def test_the_real_image_reference_weighs_every_class_the_same():
+    # class x: one image, named with P 0.9; class y: three images, P(y) 0.1, 0.1, 0.7, named only for the last
+    rows = {"x0": [0.9, 0.1], "y0": [0.9, 0.1], "y1": [0.9, 0.1], "y2": [0.3, 0.7]}
+    images = pd.DataFrame({"path": list(rows), "class_name": ["x", "y", "y", "y"]})
+    reference = editing.real_image_reference(FixedOracle(["x", "y"], rows), images,
+                                             {"all classes": ["x", "y"], "y only": ["y"], "z only": ["z"]})
+    both = reference.set_index("group").loc["all classes"]
+    assert both.p_true == pytest.approx((0.9 + 0.3) / 2) and both.named == pytest.approx((1 + 1 / 3) / 2)
+    assert both.p_true_per_image == pytest.approx((0.9 + 0.1 + 0.1 + 0.7) / 4) and both.named_per_image == 0.5
+    assert (both.classes, both.images) == (2, 4)
+    assert list(reference.group) == ["all classes", "y only"]  # a group without images is left out
+    assert reference.set_index("group").loc["y only", "p_true"] == pytest.approx(0.3)
+
+
 def summary_reaching(p_target_low, copy_at_08, hard_at_07):
     rows = []
     for ratio in (0.3, 0.5, 0.7, 0.8, 1.0):
