@@ -3,7 +3,7 @@
 For each pair, candidates are generated at R = 0.5, 0.6, 0.7, 0.8, 0.9 with one noise draw, embedded with the
 frozen backbone, and projected on the line from the source embedding to the target class prototype. The
 largest jump between consecutive projections marks the switch; Ada keeps the candidate right after it
-(the paper's section 3 and the official code).
+(the paper's section 3 and the official code; the rule and where this project departs from it: docs/method.md).
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ pin the official recipe's choices and to reuse work across noise ratios:
     sqrt(alpha_bar_999) = 0.07 of the source);
   * the timestep spacing is pinned to "linspace" (SD v1.5's DPM-Solver++ default), whatever the model
     folder's scheduler config says.
+The recipe, and each place it departs from the paper and the official code, is specified in docs/method.md.
 """
 from __future__ import annotations
 
