@@ -129,6 +129,19 @@ def generate_command(args) -> int:
     # --steps, --guidance and --prompt-template checked by the recipe, before any dataset is read
     recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                              prompt_template=args.prompt_template)
+    hard_negatives = args.method in ("genie", "genie_ada")
+    # an option the method does not use is an error, not ignored
+    if hard_negatives and args.variants is not None:
+        raise UsageError(f"--variants is the baselines'; {args.method} makes one image per (source image, target "
+                         "class): leave it out, or choose the sources with --source-classes")
+    if not hard_negatives and args.source_classes:
+        raise UsageError(f"--source-classes picks GeNIe's sources; {args.method} makes each target class's images "
+                         "from its own images: leave it out, or choose the classes with --target-classes")
+    if args.method != "genie_ada" and (args.backbone is not None or args.backbone_checkpoint):
+        raise UsageError(f"--backbone and --backbone-checkpoint are GeNIe-Ada's; {args.method} uses no backbone: "
+                         "leave them out, or use --method genie_ada")
+    args.variants = 1 if args.variants is None else args.variants
+    args.backbone = args.backbone or "efficientnet-lite0"
     if args.variants < 1 or args.batch_size < 1:
         raise UsageError("--variants and --batch-size must be at least 1")
     if args.method == "genie_ada" and args.backbone != "efficientnet-lite0" and not args.backbone_checkpoint:
@@ -231,7 +244,7 @@ def parser() -> argparse.ArgumentParser:
     make.add_argument("--source-classes", nargs="+", metavar="CLASS", help="GeNIe's source classes (default: all)")
     make.add_argument("--target-classes", nargs="+", metavar="CLASS", help="target classes (default: all)")
     make.add_argument("--noise-ratio", type=float, help="GeNIe's r (default 0.8, the paper's)")
-    make.add_argument("--variants", type=int, default=1, help="baselines: images per image of a target class")
+    make.add_argument("--variants", type=int, help="baselines: images per image of a target class (default 1)")
     make.add_argument("--steps", type=int, default=50, help="denoising steps of the full schedule")
     make.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
     make.add_argument("--prompt-template", default="a photo of a {}.",
@@ -241,8 +254,8 @@ def parser() -> argparse.ArgumentParser:
     make.add_argument("--batch-size", type=int, default=8, help="images per batch")
     make.add_argument("--device", help="cpu, cuda or cuda:N (default: a GPU if there is one; one per process "
                                        "under accelerate launch)")
-    make.add_argument("--backbone", default="efficientnet-lite0", help="genie_ada: the feature backbone "
-                      "(efficientnet-lite0, or resnet18/34/50 with --backbone-checkpoint)")
+    make.add_argument("--backbone", help="genie_ada: the feature backbone (default efficientnet-lite0, or "
+                      "resnet18/34/50 with --backbone-checkpoint)")
     make.add_argument("--backbone-checkpoint", help="genie_ada: a UniSiam ResNet checkpoint file")
     make.add_argument("--dry-run", action="store_true", help="print the job count and the estimated time, make nothing")
     make.add_argument("--benchmark", help="throughput CSV for --dry-run's estimate and --speed auto "

@@ -78,7 +78,14 @@ def test_dry_run_counts_pairs_and_estimates_from_the_benchmark(folders, tmp_path
     (["--method", "txt2img", "--noise-ratio", "0.5"], "--noise-ratio is GeNIe's"),
     (["--noise-ratio", "1.5"], "noise ratio"),
     (["--source-classes", "apple", "--target-classes", "apple"], "no (source, target) pairs"),
-    (["--variants", "0"], "at least 1"),
+    (["--method", "txt2img", "--variants", "0"], "at least 1"),
+    # an option the method does not use is refused, not ignored
+    (["--method", "txt2img", "--source-classes", "apple"], "--source-classes picks GeNIe's sources; txt2img"),
+    (["--method", "img2img_low", "--source-classes", "apple"], "--source-classes picks GeNIe's sources"),
+    (["--variants", "2"], "--variants is the baselines'; genie makes one image per"),
+    (["--method", "genie_ada", "--variants", "1"], "--variants is the baselines'; genie_ada"),
+    (["--backbone-checkpoint", "x.pth"], "--backbone and --backbone-checkpoint are GeNIe-Ada's; genie"),
+    (["--method", "txt2img", "--backbone", "efficientnet-lite0"], "are GeNIe-Ada's; txt2img uses no backbone"),
 ])
 def test_bad_arguments_get_a_clear_error(folders, tmp_path, capsys, argv, message):
     code, _, err = run(capsys, "generate", folders, "--store", tmp_path, "--dry-run", *argv)
