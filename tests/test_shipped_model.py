@@ -16,8 +16,8 @@ def test_shipped_model_fits_the_size_limits():
 
 
 def test_shipped_model_generates_hard_negatives_that_the_oracle_sees_switch(openmoji, class_names, tmp_path):
-    """GeNIe with the shipped weights on CPU: P(target) rises and P(source) falls from r = 0.1 to r = 1 (the
-    companion switches class early: at r = 0.3 it already draws the target, see its model card)."""
+    """GeNIe with the shipped weights on CPU: P(target) rises and P(source) falls from r = 0.1 to r = 1 (over all
+    classes they cross near r = 0.7, see its model card)."""
     profile = profiles.load_profile("embedded")
     generator = generate.GenieGenerator.from_pretrained(SHIPPED, generate.Recipe(num_inference_steps=20), device="cpu")
     tables = splits.load_splits(profile, openmoji)

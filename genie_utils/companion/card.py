@@ -124,15 +124,16 @@ def write_model_card(profile: dict, folder=None, samples: int = 6) -> Path:
         tuned = record["settings"]
         finetune = (f"\n| fine-tuning: UNet + text encoder{training_words(tuned)} | {tuned['unet_steps']} | "
                     f"{tuned['unet_batch_size']} | {tuned['unet_learning_rate']:g} | {minutes(record['denoiser_seconds'])} |")
+        checkpoint_words = f", {tuned['checkpoint_every']} in the fine-tuning"
         finetune_hardware = (f"\nFine-tuning hardware: {record['hardware']}, {record['torch_threads']} torch threads, "
                              f"torch {record['torch']}.{snapshot_words(record)}")
     else:
-        finetune_hardware = ""
+        finetune_hardware = checkpoint_words = ""
     text = f"""# genie-companion: a small latent-diffusion model for the embedded profile
 
 A Stable-Diffusion-v1.5-shaped text-to-image pipeline (`StableDiffusionImg2ImgPipeline`: AutoencoderKL,
 UNet2DConditionModel with cross-attention, CLIPTextModel, SD's CLIP BPE tokenizer), trained from scratch on
-64x64 OpenMoji emoji so that GeNIe runs offline. It loads exactly like SD v1.5:
+64x64 OpenMoji emoji{", then fine-tuned (below)," if finetune else ""} so that GeNIe runs offline. It loads exactly like SD v1.5:
 `StableDiffusionImg2ImgPipeline.from_pretrained("models/genie-companion")`.
 
 ## Data
@@ -158,7 +159,7 @@ Stored in half precision: {files.megabytes.sum():.1f} MB in {len(files)} files, 
 | UNet + text encoder{training_words(settings)} | {settings["unet_steps"]} | {settings["unet_batch_size"]} | {settings["unet_learning_rate"]:g} | {minutes(base["denoiser_seconds"])} |{finetune}
 
 Hardware: {base["hardware"]}, {base["torch_threads"]} torch threads, torch {base.get("torch", "(not recorded)")}.{finetune_hardware}
-AdamW, cosine schedule, checkpoints every {settings["checkpoint_every"]} steps (an interrupted
+AdamW, cosine schedule, checkpoints every {settings["checkpoint_every"]} steps{checkpoint_words} (an interrupted
 `make companion` resumes).
 
 ![loss](loss.png)
@@ -232,7 +233,8 @@ does), on {choice['pairs_per_class']} pair per target class (seed {choice['seed'
 
 | step | copy rate | P(target) | hard negatives |
 | ---: | ---: | ---: | ---: |
-{rows}"""
+{rows}
+"""
 
 
 def schedule_words(settings: dict) -> str:
