@@ -240,7 +240,8 @@ def episode_features(backbone, support: pd.DataFrame, query: pd.DataFrame, augme
 
 def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd.DataFrame,
              ada_ratios: Sequence[float] | None = None):
-    """Accuracy of every row on one episode's queries. Returns (results, class probabilities, Ada choices).
+    """Accuracy of every row on one episode's queries. Returns (results, class probabilities, Ada choices,
+    query outcomes: whether each row got each query right, for `results.noise_sources`).
 
     Every row trains on the weak views of the support images (strong views for `strong`); the generative rows
     add one centre view per generated image, labelled with its prompt's class, in a logistic regression;
@@ -249,12 +250,13 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
     ratios = list(ada_ratios or ADA_RATIOS)
     classes = sorted(support.class_name.unique())
     weak, labels, generated = features.weak, features.labels, features.generated
-    results, timings = {}, {}
+    results, timings, correct = {}, {}, {}
 
     def run(row, fit):
         began = time.perf_counter()
         model = fit()
-        results[row] = model.accuracy(features.queries, features.query_labels)
+        correct[row] = model.predict(features.queries) == np.asarray(features.query_labels)
+        results[row] = float(correct[row].mean())
         timings[row] = time.perf_counter() - began
         return model
 
@@ -289,7 +291,11 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
     rows = pd.DataFrame({"method": list(results), "accuracy": list(results.values()),
                          "generated_per_class": [0 if r in ("weak", "strong") else per_class for r in results],
                          "seconds": [timings[r] for r in results]})
-    return rows, probabilities.reset_index(drop=True), choices
+    outcomes = pd.DataFrame({"method": np.repeat(list(correct), len(features.query_labels)),
+                             "query": np.tile(np.arange(len(features.query_labels)), len(correct)),
+                             "query_class": np.tile(np.asarray(features.query_labels), len(correct)),
+                             "correct": np.concatenate(list(correct.values()))})
+    return rows, probabilities.reset_index(drop=True), choices, outcomes
 
 
 def _fit_episode(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd.DataFrame):
@@ -305,14 +311,14 @@ def evaluate(backbone, episodes: pd.DataFrame, augmentations: pd.DataFrame, stor
     Features are gathered in this process (the backbone uses every core), then `workers` processes fit the
     rows of `chunk` episodes at a time. Never generates: a missing augmentation image is an error naming the
     notebook that makes it. Returns the tidy tables `results` (one row per episode and method),
-    `class_probabilities` and `ada_choices`, each with the `labels` columns (profile, backbone, ways, shots)
-    first."""
+    `class_probabilities`, `ada_choices` and `query_outcomes` (each row's hit or miss on each query), each with
+    the `labels` columns (profile, backbone, ways, shots) first."""
     missing = [f for f in augmentations.file.unique() if not (store.root / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} augmentation images are not in {store.root} (e.g. {missing[0]}). "
                                 "Generate them first (notebook 02_augmentations); evaluation never generates.")
     labels = {"backbone": backbone.name, **(labels or {})}
-    out = {"results": [], "class_probabilities": [], "ada_choices": []}
+    out = {"results": [], "class_probabilities": [], "ada_choices": [], "query_outcomes": []}
     numbers = sorted(episodes.episode.unique())
     with Parallel(n_jobs=workers) as parallel, tqdm(total=len(numbers), desc=f"evaluating on {backbone.name}",
                                                     unit="episode", disable=not progress) as bar:
@@ -365,7 +371,7 @@ def generate_augmentations(profile: dict, generator, episodes: pd.DataFrame, sto
 
 def evaluate_profile(profile: dict, episodes: pd.DataFrame, store, progress: bool = True) -> dict[str, Path]:
     """Every row on every episode and backbone of the profile, from `augmentations.csv`; writes `results.csv`,
-    `class_probabilities.csv` and `ada_choices.csv` and returns their paths."""
+    `class_probabilities.csv`, `ada_choices.csv` and `query_outcomes.csv` and returns their paths."""
     folder = run_folder(profile)
     path = folder / "augmentations.csv"
     if not path.is_file():
@@ -392,13 +398,16 @@ def table_rows(noise_ratios: Sequence[float] | None = None) -> list[str]:
 
 def write_tables(profile: dict) -> dict[str, Path]:
     """From `results.csv`: the few-shot table (mean ± 95% interval, percent) and the paired differences
-    (GeNIe minus each row, GeNIe-Ada minus GeNIe), each as Markdown and LaTeX."""
+    (GeNIe minus each row, GeNIe-Ada minus GeNIe), each as Markdown and LaTeX; from `query_outcomes.csv`, how much
+    of each difference's spread the query draw makes (`noise_sources.csv`)."""
     folder = run_folder(profile)
     results = pd.read_csv(folder / "results.csv")
     summary = result_tables.summarise(results, ["backbone", "shots", "method"])
     differences = result_tables.paired_differences(results, order=table_rows())
     summary.to_csv(folder / "summary.csv", index=False)
     differences.to_csv(folder / "differences.csv", index=False)
+    outcomes = pd.read_csv(folder / "query_outcomes.csv", keep_default_na=False)
+    noise = write_table(result_tables.noise_sources(outcomes, order=table_rows()), folder / "noise_sources.csv")
     wide = [result_tables.wide_table(summary, table_rows(), ["backbone", "shots"], latex=latex) for latex in (False, True)]
     diff = [result_tables.difference_table(differences, latex=latex) for latex in (False, True)]
     paths = result_tables.write_tables(folder / "table", f"{profile['name']}: few-shot accuracy (\\%), mean $\\pm$ 95\\% "
@@ -406,7 +415,7 @@ def write_tables(profile: dict) -> dict[str, Path]:
     paths.update({f"differences_{k}": v for k, v in result_tables.write_tables(
         folder / "differences", f"{profile['name']}: paired differences (percentage points), mean $\\pm$ 95\\% "
         "interval over episodes", *diff).items()})
-    return paths
+    return {**paths, "noise_sources": noise}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -71,6 +71,43 @@ def paired_differences(results: pd.DataFrame, reference: str = "genie", by: Sequ
     return pd.DataFrame(rows)
 
 
+def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence[str] = ("backbone", "shots"),
+                  extra: Sequence[tuple[str, str]] = (("genie_ada", "genie"),), scale: float = 100.0,
+                  order: Sequence[str] | None = None) -> pd.DataFrame:
+    """How much of a paired difference's spread over episodes comes from the draw of the queries.
+
+    `outcomes`: one row per (episode, method, query) with `correct` and `query_class` (`fewshot.evaluate`'s
+    `query_outcomes`). Per episode, the difference `reference` minus another row is the mean over queries of
+    their per-query differences; with the queries drawn per class (stratified), the draw alone gives that mean a
+    variance of sum_c s_c^2 / n_c / C^2 (s_c^2: the sample variance of the differences on class c's n_c queries,
+    C classes). `query_share` is its mean over episodes divided by the variance of the episode differences (the
+    rest is the support set's and the classes'; a share can exceed 1 by chance with few episodes).
+    `half_width_without_queries` is the 95% half-width left if each episode were scored on all of its classes'
+    images, so that the query draw adds nothing. Half-widths in the units of `scale` (percentage points)."""
+    rows = []
+    for keys, group in outcomes.groupby(list(by), sort=False):
+        wide = group.pivot_table(index=["episode", "query", "query_class"], columns="method", values="correct")
+        others = [m for m in (order or sorted(wide.columns)) if m in wide.columns and m != reference]
+        pairs = [(reference, m) for m in others] + [p for p in extra if set(p) <= set(wide)]
+        for a, b in pairs:
+            diff = (wide[a].astype(float) - wide[b].astype(float)).rename("d").reset_index()
+            per_class = diff.groupby(["episode", "query_class"]).d.agg(["var", "count"])
+            classes = per_class.groupby("episode").size()
+            draw = (per_class["var"].fillna(0.0) / per_class["count"]).groupby("episode").sum() / classes ** 2
+            episode = diff.groupby("episode").d.mean()
+            n = len(episode)
+            total = float(episode.var(ddof=1)) if n > 1 else float("nan")
+            query = float(draw.mean())
+            rows.append({**dict(zip(by, keys)), "comparison": f"{a} - {b}", "episodes": n,
+                         "queries_per_episode": int(diff.groupby("episode").size().iloc[0]),
+                         "mean": float(episode.mean()) * scale,
+                         "half_width": 1.96 * np.sqrt(total / n) * scale if n > 1 else float("nan"),
+                         "query_share": query / total if total > 0 else float("nan"),
+                         "half_width_without_queries": 1.96 * np.sqrt(max(total - query, 0.0) / n) * scale
+                         if n > 1 else float("nan")})
+    return pd.DataFrame(rows)
+
+
 def _cell(mean: float, half: float, n: int, latex: bool, bold: bool = False) -> str:
     if n < 2:  # one episode or seed: no interval to show
         text = f"{mean:.1f}"

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from genie_utils import fewshot, profiles, splits
+from genie_utils import results as result_tables
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,15 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(generated, tmp_pa
     assert list(results.columns[:5]) == ["backbone", "profile", "ways", "shots", "episode"]
     assert len(out["class_probabilities"]) == 2 * 6 * 5 and out["class_probabilities"].p_target.between(0, 1).all()
     assert len(out["ada_choices"]) == 2 * 6 and set(out["ada_choices"].noise_ratio) <= {0.6, 0.7, 0.8, 0.9}
+    outcomes = out["query_outcomes"]  # each row's hits on the episode's queries give its accuracy
+    queries = episodes[episodes.role == "query"].groupby("episode").size()
+    assert (outcomes.groupby(["episode", "method"]).size() == queries.reindex(results.episode).to_numpy()).all()
+    hit_rate = outcomes.groupby(["episode", "method"]).correct.mean()
+    assert np.allclose(hit_rate.loc[list(zip(results.episode, results.method))], results.accuracy)
+    noise = result_tables.noise_sources(outcomes).set_index("comparison")
+    paired = result_tables.paired_differences(results).set_index("comparison")
+    assert np.allclose(noise.loc[paired.index, "mean"], paired["mean"])
+    assert np.allclose(noise.loc[paired.index, "half_width"], paired["half_width"])
     moved = store.root / table.file.iloc[0]
     moved.rename(tmp_path / "away.png")
     try:

@@ -33,6 +33,24 @@ def test_paired_differences_are_per_episode():
     assert table.loc["genie_ada - genie", "mean"] == pytest.approx((2 - 1 + 5) / 3)
 
 
+def test_noise_sources_split_an_episode_difference_into_the_query_draw_and_the_rest():
+    # two 2-way episodes, 2 queries per class; per-query differences genie - weak (1: genie right, weak wrong):
+    # episode 0: class a (1, 0), class b (1, 1); episode 1: class a (0, 0), class b (0, 0)
+    hits = {0: {"genie": [1, 1, 1, 1], "weak": [0, 1, 0, 0]}, 1: {"genie": [1, 0, 1, 0], "weak": [1, 0, 1, 0]}}
+    rows = [{"backbone": "b", "shots": 1, "episode": e, "method": m, "query": q, "query_class": "ab"[q // 2],
+             "correct": bool(c)} for e, per in hits.items() for m, cs in per.items() for q, c in enumerate(cs)]
+    table = results.noise_sources(pd.DataFrame(rows)).set_index("comparison")
+    row = table.loc["genie - weak"]
+    episode_means = np.array([0.75, 0.0])
+    draw = np.array([(0.5 / 2 + 0.0 / 2) / 2**2, 0.0])  # sum_c s_c^2 / n_c / C^2 per episode
+    assert row["episodes"] == 2 and row["queries_per_episode"] == 4
+    assert row["mean"] == pytest.approx(37.5)
+    assert row["half_width"] == pytest.approx(1.96 * episode_means.std(ddof=1) / np.sqrt(2) * 100)
+    assert row["query_share"] == pytest.approx(draw.mean() / episode_means.var(ddof=1))
+    assert row["half_width_without_queries"] == pytest.approx(
+        1.96 * np.sqrt((episode_means.var(ddof=1) - draw.mean()) / 2) * 100)
+
+
 def test_wide_table_has_the_paper_layout_and_bolds_the_best():
     summary = results.summarise(tidy(), ["backbone", "shots", "method"])
     markdown = results.wide_table(summary, ["weak", "genie", "genie_ada"], ["backbone", "shots"])
