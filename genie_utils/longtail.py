@@ -196,7 +196,7 @@ def chosen_augmentations(method: str, augmentations: pd.DataFrame, features: dic
 def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame, plan: pd.DataFrame,
              augmentations: pd.DataFrame, store, cache=None, seeds: Sequence[int] = (0, 1, 2),
              training: dict | None = None, methods: Sequence[str] = ROWS, progress: bool = True) -> pd.DataFrame:
-    """Per (method, seed, class): test images and how many the linear head got right.
+    """Per (method, seed, test image): whether the linear head got it right (`test_outcomes`; `per_class` counts).
 
     Every method trains a linear head with SGD on the centre-view features of all training images (plus its
     augmentations of the rare classes); `balanced` re-samples each epoch with weight 1 / class size,
@@ -238,16 +238,21 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
                 weight_decay=training["weight_decay"],
                 sample_weights=1.0 / class_counts[y_major] if method == "balanced" else None,
                 logit_offsets=np.log(prior) if method == "logit_adjusted" else None)
-            rows.append(per_class_correct(test.class_name, model.predict(test_features)).assign(method=method,
-                                                                                                 seed=seed))
-    table = pd.concat(rows, ignore_index=True).merge(classes, on="class_name").merge(plan[["class_name", "generated"]], on="class_name")
-    return table.assign(backbone=backbone.name)
+            rows.append(test_outcomes(test, model.predict(test_features)).assign(method=method, seed=seed))
+    return pd.concat(rows, ignore_index=True).assign(backbone=backbone.name)
 
 
-def per_class_correct(truth: Sequence[str], predicted: Sequence[str]) -> pd.DataFrame:
-    """Per true class: correct predictions and test images (columns class_name, correct, total)."""
-    table = pd.DataFrame({"class_name": np.asarray(truth), "correct": np.asarray(predicted) == np.asarray(truth)})
-    return table.groupby("class_name").agg(correct=("correct", "sum"), total=("correct", "size")).reset_index()
+def test_outcomes(test: pd.DataFrame, predicted: Sequence[str]) -> pd.DataFrame:
+    """Per test image, in `test`'s order: its id, its class and whether `predicted` names it."""
+    truth = test.class_name.to_numpy()
+    return pd.DataFrame({"image_id": test.image_id.to_numpy(), "class_name": truth,
+                         "correct": np.asarray(predicted) == truth})
+
+
+def per_class(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per (backbone, method, seed, class): correct predictions and test images (columns correct, total)."""
+    keys = [k for k in ("backbone", "method", "seed") if k in outcomes] + ["class_name"]
+    return outcomes.groupby(keys).agg(correct=("correct", "sum"), total=("correct", "size")).reset_index()
 
 
 def bin_accuracy(results: pd.DataFrame) -> pd.DataFrame:
@@ -274,7 +279,8 @@ def generate_augmentations(profile: dict, generator, train: pd.DataFrame, classe
 
 def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, store, progress: bool = True) -> Path:
     """Every row and seed of the profile's long-tail experiment from `plan.csv` and `augmentations.csv`;
-    writes the per-class `results.csv` and returns its path. Never generates."""
+    writes the per-image `test_outcomes.csv` and the per-class `results.csv` and returns the latter's path.
+    Never generates."""
     folder = run_folder(profile)
     for name in ("plan.csv", "augmentations.csv"):
         if not (folder / name).is_file():
@@ -292,11 +298,12 @@ def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, sto
     cache = FeatureCache(resolve(profile, profile["features"]["cache_dir"]))
     classes = plan[["class_name", "train_images", "bin"]]
     if spec.get("finetune"):
-        results = finetune_rows(profile, train, test, classes, augmentations, store, backbone, cache, progress)
-        results = results.merge(plan[["class_name", "generated"]], on="class_name")
+        outcomes = finetune_rows(profile, train, test, classes, augmentations, store, backbone, cache, progress)
     else:
-        results = evaluate(backbone, train, test, classes, plan, augmentations, store, cache, range(spec["seeds"]),
-                           spec.get("training"), progress=progress)
+        outcomes = evaluate(backbone, train, test, classes, plan, augmentations, store, cache, range(spec["seeds"]),
+                            spec.get("training"), progress=progress)
+    write_table(outcomes.assign(profile=profile["name"]), folder / "test_outcomes.csv")
+    results = per_class(outcomes).merge(classes, on="class_name").merge(plan[["class_name", "generated"]], on="class_name")
     return write_table(results.assign(profile=profile["name"]), folder / "results.csv")
 
 
@@ -318,12 +325,14 @@ def finetune_rows(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classe
             extra = pd.DataFrame({"path": [str(store.root / f) for f in rows.file], "target_class": rows.target_class})
         for seed in range(profile["longtail"]["seeds"]):
             parts.append(finetune(profile, train, test, classes, extra, method, seed, progress))
-    return pd.concat(parts, ignore_index=True).merge(classes, on="class_name").assign(backbone=profile["longtail"]["finetune"]["model"])
+    return pd.concat(parts, ignore_index=True).assign(backbone=profile["longtail"]["finetune"]["model"])
 
 
 def write_tables(profile: dict) -> dict[str, Path]:
     """From `results.csv`: Many / Medium / Few / Overall top-1 (mean ± 95% interval over seeds, percent) per
-    method, with the generated images per rare class and in total beside it, as Markdown and LaTeX."""
+    method, with the generated images per rare class and in total beside it, as Markdown and LaTeX; from
+    `test_outcomes.csv`, every row minus plain cross-entropy per bin with a 95% interval over the test images
+    (`results.bootstrap_differences`), as `differences.csv` and its tables."""
     folder = run_folder(profile)
     results = pd.read_csv(folder / "results.csv")
     accuracy = bin_accuracy(results)
@@ -341,8 +350,19 @@ def write_tables(profile: dict) -> dict[str, Path]:
         generated = ["0" if m in LOSSES else f"{per_class} / {total}" for m in ROWS if result_tables.method_label(m, latex) in wide.index]
         wide.insert(0, "generated per rare class / total", generated)
         frames.append(wide)
-    return result_tables.write_tables(folder / "table", f"{profile['name']}: long-tail top-1 (\\\\%), mean $\\\\pm$ 95\\\\% "
+    paths = result_tables.write_tables(folder / "table", f"{profile['name']}: long-tail top-1 (\\\\%), mean $\\\\pm$ 95\\\\% "
                                "interval over training seeds", *frames)
+    outcomes = pd.read_csv(folder / "test_outcomes.csv", keep_default_na=False, dtype={"image_id": str})
+    bins = {b: list(plan[plan.bin == b].class_name) for b in ("many", "medium", "few") if (plan.bin == b).any()}
+    differences = result_tables.bootstrap_differences(outcomes, {**bins, "overall": list(plan.class_name)}, "plain")
+    paths["differences"] = write_table(differences, folder / "differences.csv")
+    rows = [m for m in ROWS if m != "plain"]
+    tables = [result_tables.interval_table(differences, rows, latex).rename(columns=str.capitalize)
+              for latex in (False, True)]
+    paths.update({f"differences_{k}": v for k, v in result_tables.write_tables(
+        folder / "differences", f"{profile['name']}: long-tail top-1 minus plain cross-entropy (points), 95\\\\% "
+        "interval over the test images", *tables).items()})
+    return paths
 
 
 def gain_by_class(profile: dict, reference: str = "plain", methods: Sequence[str] = ("genie", "genie_ada", "txt2img")) -> Path:
@@ -401,7 +421,7 @@ def finetune(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd
              method: str, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Fine-tune `[longtail.finetune]`'s ViT on the training images plus `extra` (columns path, target_class:
     one method's augmentations) with accelerate (any number of GPUs: `accelerate launch`), AdamW with warm-up
-    and cosine decay, label smoothing; then per-class correct / total on `test`, as `evaluate` returns.
+    and cosine decay, label smoothing; then whether each image of `test` is right, as `evaluate` returns.
     `balanced` and `logit_adjusted` change the sampler and the loss as in `evaluate`."""
     import torch
     from accelerate import Accelerator
@@ -458,4 +478,6 @@ def finetune(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd
             predictions.append(predicted.cpu())
             truths.append(targets.cpu())
     predicted, truth = torch.cat(predictions).numpy(), torch.cat(truths).numpy()
-    return per_class_correct(np.asarray(names)[truth], np.asarray(names)[predicted]).assign(method=method, seed=seed)
+    if (np.asarray(names)[truth] != test.class_name.to_numpy()).any():
+        raise RuntimeError("the test loader returned the images out of order")  # gather_for_metrics keeps the order
+    return test_outcomes(test, np.asarray(names)[predicted]).assign(method=method, seed=seed)

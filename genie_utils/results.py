@@ -109,6 +109,38 @@ def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence
     return pd.DataFrame(rows)
 
 
+def bootstrap_differences(outcomes: pd.DataFrame, groups: dict[str, Sequence[str]], reference: str,
+                          draws: int = 2000, seed: int = 0, scale: float = 100.0) -> pd.DataFrame:
+    """Each method's accuracy minus `reference`'s, per group of classes, with a 95% interval over the test set.
+
+    `outcomes`: one row per (method, seed, test image) with `image_id`, `class_name` and `correct`. An image's
+    score is its share of correct seeds; a group's difference is the mean over its images of the method's score
+    minus the reference's on the same image (paired), i.e. the difference of the groups' top-1. The interval is
+    the 2.5 and 97.5 percentiles of that difference over `draws` resamplings of the test images with
+    replacement within each class (stratified, so every class keeps its number of test images); it covers the
+    test set's noise, while averaging over seeds damps the training noise. `first_better_share`: the share of
+    resamplings in which the method is ahead. In the units of `scale` (percentage points)."""
+    score = outcomes.groupby(["method", "class_name", "image_id"]).correct.mean().unstack("method").sort_index()
+    if reference not in score:
+        raise KeyError(f"no outcomes of the reference {reference!r} (methods: {sorted(score.columns)})")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, classes in groups.items():
+        part = score[score.index.get_level_values("class_name").isin(list(classes))]
+        sizes = part.groupby(level="class_name", sort=False).size()
+        starts = np.concatenate([[0], np.cumsum(sizes.to_numpy())[:-1]])
+        picks = np.concatenate([start + rng.integers(0, size, (draws, size)) for start, size in
+                                zip(starts, sizes.to_numpy())], axis=1)  # (draws, images of the group)
+        for method in [m for m in score.columns if m != reference]:
+            difference = (part[method] - part[reference]).to_numpy() * scale
+            resampled = difference[picks].mean(axis=1)
+            low, high = np.percentile(resampled, [2.5, 97.5])
+            rows.append({"group": group, "method": method, "reference": reference, "classes": len(sizes),
+                         "test_images": len(part), "mean": float(difference.mean()), "low": float(low),
+                         "high": float(high), "first_better_share": float((resampled > 0).mean())})
+    return pd.DataFrame(rows)
+
+
 def _cell(mean: float, half: float, n: int, latex: bool, bold: bool = False) -> str:
     if n < 2:  # one episode or seed: no interval to show
         text = f"{mean:.1f}"
@@ -155,6 +187,19 @@ def write_tables(stem, caption: str, markdown: pd.DataFrame, latex: pd.DataFrame
     for kind, path in paths.items():
         atomic_write(path, lambda f, text=texts[kind]: f.write(text.encode()))
     return paths
+
+
+def interval_table(differences: pd.DataFrame, rows: Sequence[str], latex: bool = False) -> pd.DataFrame:
+    """`bootstrap_differences` as a wide table: one row per method (in `rows` order), one column per group,
+    cells 'mean [low, high]' with signs (percentage points)."""
+    table = {}
+    for group, part in differences.groupby("group", sort=False):
+        part = part.set_index("method")
+        table[group] = {m: f"{part.loc[m, 'mean']:+.1f} [{part.loc[m, 'low']:+.1f}, {part.loc[m, 'high']:+.1f}]"
+                        for m in rows if m in part.index}
+    frame = pd.DataFrame(table).reindex([m for m in rows if m in set(differences.method)])
+    frame.index = [method_label(m, latex) for m in frame.index]
+    return frame
 
 
 def difference_table(differences: pd.DataFrame, columns: Sequence[str] = ("backbone", "shots"),

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from genie_utils import longtail
+from genie_utils import results as result_tables
 
 
 def test_bins_follow_imagenet_lt():
@@ -52,8 +53,11 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
                                                 progress=False)
     assert augmentations.groupby(["method", "noise_ratio"]).size().eq(4).all()  # 2 rare classes x 2 images
     augmentations["source_path"] = augmentations.source_id.map(dict(zip(train.image_id, train.path)))
-    results = longtail.evaluate(CountingBackbone(), train, test, classes, plan, augmentations, store, seeds=(0, 1),
-                                training={"epochs": 3, "batch_size": 8}, progress=False)
+    outcomes = longtail.evaluate(CountingBackbone(), train, test, classes, plan, augmentations, store, seeds=(0, 1),
+                                 training={"epochs": 3, "batch_size": 8}, progress=False)
+    assert len(outcomes) == len(longtail.ROWS) * 2 * len(test)  # every test image, once per row and seed
+    assert (outcomes[(outcomes.method == "plain") & (outcomes.seed == 0)].image_id.to_numpy() == test.image_id).all()
+    results = longtail.per_class(outcomes).merge(classes, on="class_name")
     assert set(results.method) == set(longtail.ROWS)
     assert len(results) == len(longtail.ROWS) * 2 * 4 and (results.total == 3).all()
     accuracy = longtail.bin_accuracy(results)
@@ -62,6 +66,13 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
     one = results[(results.method == "plain") & (results.seed == 0)]
     row = accuracy[(accuracy.method == "plain") & (accuracy.seed == 0) & (accuracy.bin == "few")].iloc[0]
     assert row.accuracy == pytest.approx(one[one.bin == "few"].correct.sum() / one[one.bin == "few"].total.sum())
+    # the test-set interval's difference is the difference of the top-1 (averaged over seeds), image by image
+    groups = {"few": list(classes[classes.bin == "few"].class_name), "overall": list(classes.class_name)}
+    differences = result_tables.bootstrap_differences(outcomes, groups, "plain", draws=200).set_index(["group", "method"])
+    top1 = accuracy.groupby(["bin", "method"]).accuracy.mean()
+    for group in groups:
+        assert differences.loc[(group, "genie"), "mean"] == pytest.approx(100 * (top1[group, "genie"] - top1[group, "plain"]))
+    assert set(differences.index.get_level_values("method")) == set(longtail.ROWS) - {"plain"}
 
 
 def imagenet_lt_fixture(root):
@@ -106,7 +117,7 @@ def test_the_vit_fine_tuning_loop_runs_on_cpu(tmp_path):
     classes = pd.DataFrame({"class_name": sorted(names), "train_images": [3, 5, 7], "bin": "few"})
     extra = pd.DataFrame({"path": [train.path.iloc[0]], "target_class": ["n01484850"]})
     for method in ("plain", "balanced", "logit_adjusted"):
-        table = longtail.finetune(profile, train, test, classes, extra, method, seed=0, progress=False)
+        table = longtail.per_class(longtail.finetune(profile, train, test, classes, extra, method, seed=0, progress=False))
         assert sorted(table.class_name) == sorted(names) and (table.total == 2).all()
         assert (table.correct <= table.total).all() and set(table.method) == {method}
     with pytest.raises(KeyError, match="unknown model 'vit_huge'"):

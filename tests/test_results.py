@@ -51,6 +51,26 @@ def test_noise_sources_split_an_episode_difference_into_the_query_draw_and_the_r
         1.96 * np.sqrt((episode_means.var(ddof=1) - draw.mean()) / 2) * 100)
 
 
+def test_bootstrap_differences_resample_test_images_within_each_class():
+    # class a: the method beats the reference on both images, class b: they tie; two seeds agree
+    rows = [{"method": m, "seed": seed, "image_id": f"{c}{i}", "class_name": c, "correct": ok}
+            for seed in (0, 1) for c in "ab" for i in range(2)
+            for m, ok in (("plain", False), ("genie", c == "a"))]
+    table = results.bootstrap_differences(pd.DataFrame(rows), {"a": ["a"], "both": ["a", "b"]}, "plain",
+                                          draws=500).set_index("group")
+    assert table.loc["a", ["mean", "low", "high"]].tolist() == [100.0, 100.0, 100.0]
+    # within-class resampling keeps one half of the images in class a: never 0 or 100, always 50
+    assert table.loc["both", ["mean", "low", "high"]].tolist() == [50.0, 50.0, 50.0]
+    assert table.loc["both", "test_images"] == 4 and table.loc["both", "classes"] == 2
+    # a varying class gives a real interval that holds the observed difference
+    rows += [{"method": m, "seed": 0, "image_id": f"c{i}", "class_name": "c", "correct": ok}
+             for i in range(10) for m, ok in (("plain", i < 5), ("genie", i < 7))]
+    wide = results.bootstrap_differences(pd.DataFrame(rows), {"c": ["c"]}, "plain", draws=500).iloc[0]
+    assert wide["mean"] == pytest.approx(20.0) and wide["low"] < 20.0 < wide["high"]
+    with pytest.raises(KeyError, match="no outcomes of the reference 'weak'"):
+        results.bootstrap_differences(pd.DataFrame(rows), {"c": ["c"]}, "weak")
+
+
 def test_wide_table_has_the_paper_layout_and_bolds_the_best():
     summary = results.summarise(tidy(), ["backbone", "shots", "method"])
     markdown = results.wide_table(summary, ["weak", "genie", "genie_ada"], ["backbone", "shots"])
