@@ -31,7 +31,19 @@ BINS = ("many", "medium", "few")
 GENERATIVE = ("genie", "genie_ada", "txt2img", "img2img_low", "img2img_high")
 MIXING = ("mixup", "cutmix")
 LOSSES = ("plain", "balanced", "logit_adjusted")      # the standard long-tail baselines, no augmentation
-ROWS = LOSSES + GENERATIVE + MIXING
+COMBINED = tuple(f"{m}+logit_adjusted" for m in GENERATIVE)  # each generative row on top of the best correction
+ROWS = LOSSES + GENERATIVE + MIXING + COMBINED
+
+
+def row_parts(method: str) -> tuple[str | None, str]:
+    """A row's (augmentation, loss): `genie` -> (genie, plain), `balanced` -> (None, balanced),
+    `genie+logit_adjusted` -> (genie, logit_adjusted)."""
+    augmentation, _, loss = method.partition("+")
+    if augmentation in LOSSES and not loss:
+        return None, augmentation
+    if augmentation not in GENERATIVE + MIXING or (loss and loss not in LOSSES):
+        raise ValueError(f"unknown long-tail row {method!r}; rows: {', '.join(ROWS)}")
+    return augmentation, loss or "plain"
 
 
 def run_folder(profile: dict) -> Path:
@@ -200,7 +212,8 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
 
     Every method trains a linear head with SGD on the centre-view features of all training images (plus its
     augmentations of the rare classes); `balanced` re-samples each epoch with weight 1 / class size,
-    `logit_adjusted` adds tau * log(prior) to the logits in training (Menon et al. 2021, tau = 1). Seeds
+    `logit_adjusted` adds tau * log(prior) to the logits in training (Menon et al. 2021, tau = 1); a row
+    `<augmentation>+logit_adjusted` trains on the augmentation's images with logit adjustment (`row_parts`). Seeds
     change the order of the SGD samples only: the intervals measure training noise, not test-set noise."""
     training = {"epochs": 50, "batch_size": 64, "learning_rate": 2.0, "momentum": 0.9, "weight_decay": 0.0,
                 **(training or {})}
@@ -218,13 +231,14 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
     base_targets = one_hot(train.class_name, names)
     rows = []
     for method in tqdm(methods, desc="long-tail rows", disable=not progress):
+        augmentation, loss = row_parts(method)
         extra, soft = np.zeros((0, train_features.shape[1])), np.zeros((0, len(names)))
-        if method in GENERATIVE:
-            used = chosen_augmentations(method, augmentations, features, prototypes)
+        if augmentation in GENERATIVE:
+            used = chosen_augmentations(augmentation, augmentations, features, prototypes)
             extra, soft = np.stack([features[k] for k in used.key]), one_hot(used.target_class, names)
-        elif method in MIXING:  # GeNIe's source mixed with one of the target's images, in turn
+        elif augmentation in MIXING:  # GeNIe's source mixed with one of the target's images, in turn
             partners = [own[job.target_class][i % len(own[job.target_class])] for i, job in enumerate(pairs)]
-            extra, weights = mixed_features(backbone, [job.source_path for job in pairs], partners, method, cache)
+            extra, weights = mixed_features(backbone, [job.source_path for job in pairs], partners, augmentation, cache)
             soft = weights[:, None] * one_hot([job.source_class for job in pairs], names) \
                 + (1 - weights[:, None]) * one_hot([job.target_class for job in pairs], names)
         targets = np.vstack([base_targets, soft])
@@ -236,8 +250,8 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
                 x, targets, names, seed=seed, epochs=training["epochs"], batch_size=training["batch_size"],
                 learning_rate=training["learning_rate"], momentum=training["momentum"],
                 weight_decay=training["weight_decay"],
-                sample_weights=1.0 / class_counts[y_major] if method == "balanced" else None,
-                logit_offsets=np.log(prior) if method == "logit_adjusted" else None)
+                sample_weights=1.0 / class_counts[y_major] if loss == "balanced" else None,
+                logit_offsets=np.log(prior) if loss == "logit_adjusted" else None)
             rows.append(test_outcomes(test, model.predict(test_features)).assign(method=method, seed=seed))
     return pd.concat(rows, ignore_index=True).assign(backbone=backbone.name)
 

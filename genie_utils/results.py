@@ -27,6 +27,8 @@ METHOD_LABELS = {
 def method_label(method: str, latex: bool = False) -> str:
     if method in METHOD_LABELS:
         return METHOD_LABELS[method][latex]
+    if "+" in method:  # a long-tail row that combines an augmentation with a loss, e.g. genie+logit_adjusted
+        return " + ".join(method_label(part, latex) for part in method.split("+"))
     if method.startswith("genie_r"):
         r = method[len("genie_r"):]
         return f"GeNIe ($r={r}$)" if latex else f"GeNIe (r = {r})"

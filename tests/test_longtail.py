@@ -40,6 +40,16 @@ def test_the_budget_tops_up_only_the_rare_classes_and_pairs_draw_other_classes(o
     assert all(j.source_class == j.target_class for j in own)
 
 
+def test_a_row_names_its_augmentation_and_its_loss():
+    assert longtail.row_parts("genie") == ("genie", "plain")
+    assert longtail.row_parts("logit_adjusted") == (None, "logit_adjusted")
+    assert longtail.row_parts("txt2img+logit_adjusted") == ("txt2img", "logit_adjusted")
+    assert set(longtail.COMBINED) <= set(longtail.ROWS) and len(longtail.COMBINED) == len(longtail.GENERATIVE)
+    for bad in ("genie+focal", "dreambooth", "plain+genie"):
+        with pytest.raises(ValueError, match="unknown long-tail row"):
+            longtail.row_parts(bad)
+
+
 def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_names, tmp_path):
     from genie_utils import generate
     from genie_utils.store import Store
