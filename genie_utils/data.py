@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError, features
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError, features
 
 from .profiles import resolve
 
@@ -43,9 +44,19 @@ class ImageReadError(ValueError):
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with any transparency composited on white (a transparent background would otherwise turn black)."""
+    """RGB, with any transparency composited on white (a transparent background would otherwise turn black), and
+    16-bit or 32-bit grey images scaled to 8 bits (Pillow's own conversion clips them, turning most pixels white):
+    `I;16` modes by 65535, `I` by 65535 when any value exceeds 255 (a 16-bit file) else as 8-bit values, `F` by 1
+    when every value lies in [0, 1] else clipped to [0, 255]."""
     if image.mode == "RGB":
         return image
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode.startswith("I;16") or (image.mode == "I" and values.max(initial=0) > 255):
+            values = values / 65535 * 255
+        elif image.mode == "F" and values.size and 0 <= values.min() and values.max() <= 1:
+            values = values * 255
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8)).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -54,14 +65,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB (transparency on white), with an error that names the file and the fix."""
+    """Open an image file as RGB (transparency on white, 16-bit scaled: `to_rgb`), turned upright by its EXIF
+    orientation as a photo viewer shows it, with an error that names the file and the fix."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}. Check the dataset folder or remove the entry.")
     try:
         with Image.open(path) as image:
             image.load()
-            return to_rgb(image)
+            return to_rgb(ImageOps.exif_transpose(image))
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageReadError(
             f"cannot read image {path}: {error}. The file is corrupt or not an image; "
@@ -348,7 +360,6 @@ def class_sizes(dataset: pd.DataFrame) -> pd.DataFrame:
 
 def images_tensor(images) -> "torch.Tensor":
     """Image paths or PIL images as one float tensor in [-1, 1], (N, 3, H, W) (all of one size)."""
-    import numpy as np
     import torch
 
     pixels = np.stack([np.asarray(to_rgb(i) if isinstance(i, Image.Image) else load_image(i), dtype=np.float32)

@@ -140,6 +140,32 @@ def test_bad_files_are_reported_when_the_dataset_loads(tmp_path):
     assert len(table) == 4 and not table.path.str.contains("/[.]_").any()
 
 
+def test_sixteen_bit_and_float_images_keep_their_grey_levels(tmp_path):
+    import numpy as np
+    ramp = np.linspace(0, 1, 64 * 64).reshape(64, 64)
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    loaded = np.asarray(data.load_image(tmp_path / "grey16.png"), float)
+    assert loaded.shape == (64, 64, 3) and abs(loaded.mean() - 127.5) < 0.6  # Pillow's own convert gives 254.5
+    assert np.abs(loaded[..., 0] - ramp * 255).max() <= 0.51  # rounding to 8 bits, after 16-bit truncation
+    levels = (ramp * 255).astype(np.int32)
+    assert (np.asarray(data.to_rgb(Image.fromarray(levels, mode="I")))[..., 1] == levels).all()  # 8-bit values kept
+    unit_floats = Image.fromarray(ramp.astype(np.float32), mode="F")
+    assert np.abs(np.asarray(data.to_rgb(unit_floats), float)[..., 2] - ramp * 255).max() <= 0.5
+
+
+def test_a_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
+    picture = Image.new("RGB", (40, 20), "white")
+    picture.paste((255, 0, 0), (0, 0, 10, 20))  # red on the left edge as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned; view rotated 90 degrees clockwise
+    picture.save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    upright = data.load_image(tmp_path / "photo.jpg")
+    assert upright.size == (20, 40)  # shown portrait, as a photo viewer shows it
+    top = [channel for channel in upright.getpixel((10, 2))]
+    assert top[0] > 200 and top[1] < 60  # the stored left edge is now at the top
+
+
 def test_load_image_converts_to_rgb_and_names_bad_files(tmp_path):
     Image.new("RGBA", (8, 8)).save(tmp_path / "a.png")
     assert data.load_image(tmp_path / "a.png").mode == "RGB"
