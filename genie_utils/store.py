@@ -8,7 +8,9 @@ Layout under a store root:
 The key is a hash of everything that determines the image, so a rerun finds what exists and skips it.
 Several processes can fill one store: each claims a key before making its image, so none makes another's,
 and a row once written is never replaced (a resumed run cannot mix two versions of a key). An interrupted
-run leaves at most temporary files and a claim; the next claim of that key removes both.
+run leaves at most temporary files and a claim; the next claim of that key removes both. A row whose image is
+gone or empty, or a row file that is not JSON, is damage: `has` removes the row with a warning naming the file,
+so that the next run makes the image again, and reading it names the file and the fix (`StoreDamageError`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import re
 import socket
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +31,10 @@ TEMPORARY_PREFIX = ".tmp-"
 HALF_WRITTEN_CLAIM_SECONDS = 10.0  # a claim file still empty after this long lost its writer
 CLAIM_STALE_SECONDS = 3600  # a claim from another host older than this is taken over
 _METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+class StoreDamageError(ValueError):
+    """A store file that cannot be what it should (a row that is not JSON, an image gone or empty)."""
 
 
 def spec_key(spec: dict) -> str:
@@ -68,7 +75,18 @@ class Store:
         return self.root / "images" / method / f"{key}.png"
 
     def has(self, key: str) -> bool:
-        return self._row_path(key).is_file()
+        """Whether `key`'s image is complete: its row parses and names a non-empty image file. A damaged key's row
+        is removed, with a warning naming the file, so that the key is made again."""
+        path = self._row_path(key)
+        if not path.is_file():
+            return False
+        try:
+            self.image_file(key)
+        except StoreDamageError as damage:
+            warnings.warn(f"{damage}; its row is removed and the image will be made again", stacklevel=2)
+            path.unlink(missing_ok=True)
+            return False
+        return True
 
     def _claim_path(self, key: str) -> Path:
         return self.root / "claims" / key
@@ -143,20 +161,40 @@ class Store:
         return row
 
     def row(self, key: str) -> dict:
+        return self._read_row(self._row_path(key), key)
+
+    def _read_row(self, path: Path, key: str | None = None) -> dict:
         try:
-            return json.loads(self._row_path(key).read_text())
+            return json.loads(path.read_text())
         except FileNotFoundError:
-            raise KeyError(f"no image with key {key} in {self}") from None
+            raise KeyError(f"no image with key {key or path.stem} in {self}") from None
+        except (ValueError, UnicodeDecodeError):
+            raise StoreDamageError(f"store row {path} is damaged (not JSON): delete it, and the next run makes "
+                                   "its image again") from None
+
+    def image_file(self, key: str) -> Path:
+        """The path of `key`'s image, checked to exist and be non-empty (else `StoreDamageError`)."""
+        file = self.root / self.row(key)["file"]
+        if not file.is_file() or file.stat().st_size == 0:
+            state = "missing" if not file.is_file() else "empty (zero bytes)"
+            raise StoreDamageError(f"store image {file} of key {key} is {state}: delete its row "
+                                   f"{self._row_path(key)}, and the next run makes it again")
+        return file
 
     def load_image(self, key: str) -> Image.Image:
-        with Image.open(self.root / self.row(key)["file"]) as image:
-            return image.convert("RGB")
+        file = self.image_file(key)
+        try:
+            with Image.open(file) as image:
+                return image.convert("RGB")
+        except (OSError, SyntaxError) as error:
+            raise StoreDamageError(f"store image {file} of key {key} cannot be read ({error}): delete its row "
+                                   f"{self._row_path(key)}, and the next run makes it again") from error
 
     def manifest(self) -> pd.DataFrame:
         """Every complete image's row, one per line, sorted by key (a tidy table; empty if none)."""
         rows = []
         for path in sorted((self.root / "rows").glob("*/*.json")):
-            rows.append(json.loads(path.read_text()))
+            rows.append(self._read_row(path))
         table = pd.DataFrame(rows)
         return table.sort_values("key", ignore_index=True) if len(table) else table
 

@@ -263,3 +263,29 @@ def test_a_live_claim_is_respected_and_a_stored_key_never_replaced(tmp_path):
     second = store.put("d" * 20, Image.new("RGB", (4, 4), "blue"), {"method": "genie", "n": 2})
     assert first == second and store.row("d" * 20)["n"] == 1
     assert store.load_image("d" * 20).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_a_damaged_key_is_named_and_made_again(tmp_path):
+    from PIL import Image
+    from genie_utils.store import StoreDamageError
+    store = Store(tmp_path)
+    for key in ("a" * 20, "b" * 20, "c" * 20):
+        store.put(key, Image.new("RGB", (4, 4), "red"), {"method": "genie"})
+    (tmp_path / store.row("a" * 20)["file"]).unlink()              # image deleted, row left
+    (tmp_path / store.row("b" * 20)["file"]).write_bytes(b"")      # image emptied
+    with pytest.raises(StoreDamageError, match=r"aaaa.*\.png of key a+ is missing"):
+        store.load_image("a" * 20)
+    with pytest.raises(StoreDamageError, match="is empty"):
+        store.image_file("b" * 20)
+    for key in ("a" * 20, "b" * 20):
+        with pytest.warns(UserWarning, match="will be made again"):
+            assert not store.has(key)
+        assert store.put(key, Image.new("RGB", (4, 4), "blue"), {"method": "genie"})  # made again
+        assert store.load_image(key).getpixel((0, 0)) == (0, 0, 255)
+    row = tmp_path / "rows" / "cc" / f"{'c' * 20}.json"
+    row.write_text(row.read_text()[:10])                          # a truncated row file
+    with pytest.raises(StoreDamageError, match=r"row .*cccc.*json is damaged \(not JSON\): delete it"):
+        store.manifest()
+    with pytest.warns(UserWarning, match="damaged"):
+        assert not store.has("c" * 20)
+    assert len(store.manifest()) == 2
