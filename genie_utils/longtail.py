@@ -346,7 +346,8 @@ def write_tables(profile: dict) -> dict[str, Path]:
     """From `results.csv`: Many / Medium / Few / Overall top-1 (mean ± 95% interval over seeds, percent) per
     method, with the generated images per rare class and in total beside it, as Markdown and LaTeX; from
     `test_outcomes.csv`, every row minus plain cross-entropy per bin with a 95% interval over the test images
-    (`results.bootstrap_differences`), as `differences.csv` and its tables."""
+    (`results.bootstrap_differences`), as `differences.csv` and its tables, and each `COMBINED` row minus logit
+    adjustment alone, as `added_to_logit_adjustment.csv` and its tables."""
     folder = run_folder(profile)
     results = pd.read_csv(folder / "results.csv")
     accuracy = bin_accuracy(results)
@@ -376,6 +377,16 @@ def write_tables(profile: dict) -> dict[str, Path]:
     paths.update({f"differences_{k}": v for k, v in result_tables.write_tables(
         folder / "differences", f"{profile['name']}: long-tail top-1 minus plain cross-entropy (points), 95\\\\% "
         "interval over the test images", *tables).items()})
+    combined = outcomes[outcomes.method.isin(("logit_adjusted",) + COMBINED)]  # what the images add to the correction
+    if combined.method.nunique() > 1:
+        added = result_tables.bootstrap_differences(combined, {**bins, "overall": list(plan.class_name)},
+                                                    "logit_adjusted")
+        paths["added_to_logit_adjustment"] = write_table(added, folder / "added_to_logit_adjustment.csv")
+        tables = [result_tables.interval_table(added, list(COMBINED), latex).rename(columns=str.capitalize)
+                  for latex in (False, True)]
+        paths.update({f"added_to_logit_adjustment_{k}": v for k, v in result_tables.write_tables(
+            folder / "added_to_logit_adjustment", f"{profile['name']}: each generative row with logit adjustment "
+            "minus logit adjustment alone (points), 95\\\\% interval over the test images", *tables).items()})
     return paths
 
 

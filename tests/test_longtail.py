@@ -83,6 +83,12 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
     for group in groups:
         assert differences.loc[(group, "genie"), "mean"] == pytest.approx(100 * (top1[group, "genie"] - top1[group, "plain"]))
     assert set(differences.index.get_level_values("method")) == set(longtail.ROWS) - {"plain"}
+    with_correction = outcomes[outcomes.method.isin(("logit_adjusted",) + longtail.COMBINED)]
+    added = result_tables.bootstrap_differences(with_correction, groups, "logit_adjusted", draws=200)
+    added = added.set_index(["group", "method"])
+    assert set(added.index.get_level_values("method")) == set(longtail.COMBINED)
+    assert added.loc[("few", "genie+logit_adjusted"), "mean"] == pytest.approx(
+        100 * (top1["few", "genie+logit_adjusted"] - top1["few", "logit_adjusted"]))
 
 
 def imagenet_lt_fixture(root):
