@@ -74,6 +74,28 @@ def image_steps(jobs: list, method: str, steps: int) -> int:
     return sum(kept_steps(steps, job.noise_ratio) for job in jobs)
 
 
+BENCHMARK_COLUMNS = ("device", "batch_size", "images_per_second", "steps", "noise_ratio")
+
+
+def check_benchmark(path: Path) -> Path:
+    """A --benchmark file given by the user: its folder must exist (the speed records beside it set `--speed auto`)
+    and the file, when there, must have the columns of benchmarks/throughput.py's CSV."""
+    if not path.parent.is_dir():
+        raise UsageError(f"--benchmark {path}: no such folder {path.parent} (benchmarks/throughput.py writes "
+                         "throughput.csv and its speed records into one folder)")
+    if not path.is_file():
+        return path  # no estimate for --dry-run, but the records beside it still count
+    try:
+        columns = set(pd.read_csv(path, nrows=0).columns)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UsageError(f"--benchmark {path} is not a CSV file ({error})") from None
+    missing = [c for c in BENCHMARK_COLUMNS if c not in columns]
+    if missing:
+        raise UsageError(f"--benchmark {path} lacks the columns {', '.join(missing)} of benchmarks/throughput.py's "
+                         "throughput.csv: pass that file, or leave --benchmark out")
+    return path
+
+
 def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size: int,
                      model: str = "", setting: str = "") -> tuple[float, str] | None:
     """Seconds for `steps_needed` image-steps at the speed `benchmarks/throughput.py` measured on this kind of
@@ -118,8 +140,6 @@ def speed_setting(args, device, benchmark: Path) -> tuple[str, str]:
 
 
 def generate_command(args) -> int:
-    import torch
-
     from . import data, generate
     from .store import Store
 
@@ -146,6 +166,10 @@ def generate_command(args) -> int:
         raise UsageError("--variants and --batch-size must be at least 1")
     if args.method == "genie_ada" and args.backbone != "efficientnet-lite0" and not args.backbone_checkpoint:
         raise UsageError(f"--backbone {args.backbone} needs --backbone-checkpoint FILE (a UniSiam checkpoint)")
+    benchmark = check_benchmark(Path(args.benchmark)) if args.benchmark else default_benchmark()
+    state = None if args.dry_run else generate.process_state()
+    device = (generate.check_device(args.device) if args.device  # one GPU a process
+              else state.device if state else generate.default_device())
     dataset = data.load_class_folders(args.data, args.class_names)
     sources = _classes(dataset, args.source_classes, "source")
     targets = _classes(dataset, args.target_classes, "target")
@@ -154,9 +178,6 @@ def generate_command(args) -> int:
     unit = "pairs (5 candidates each)" if args.method == "genie_ada" else "images"
     print(f"{args.method}: {len(jobs)} {unit} for {len(targets)} target classes, {needed} UNet evaluations "
           f"at {args.steps} steps", flush=True)
-    benchmark = Path(args.benchmark) if args.benchmark else default_benchmark()
-    state = None if args.dry_run else generate.process_state()
-    device = torch.device(args.device or (state.device if state else generate.default_device()))  # one GPU a process
     setting, why = speed_setting(args, device, benchmark)
     print(f"speed setting {setting} on {device} ({why})", flush=True)
     if args.dry_run:

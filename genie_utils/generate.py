@@ -231,6 +231,24 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def check_device(name: str) -> torch.device:
+    """The device a user named, checked before any work: it must parse and be usable on this machine."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {name!r}: torch sees no CUDA GPU on this machine; use cpu, or leave the device "
+                             "out to take a GPU when there is one")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type != "cpu":
+        raise ValueError(f"device {name!r} is not supported here: use cpu, cuda or cuda:N")
+    return device
+
+
 def default_dtype(device: torch.device) -> torch.dtype:
     """Half precision on CUDA (as the official code), float32 elsewhere: the built-in speed setting's dtype."""
     return speed_settings.dtype_of(speed_settings.builtin_default(device))

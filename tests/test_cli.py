@@ -99,10 +99,22 @@ def test_bad_arguments_get_a_clear_error(folders, tmp_path, capsys, argv, messag
     (["--guidance", "inf"], "guidance scale must be a finite number >= 0, got inf"),
     (["--guidance", "-2"], "guidance scale must be a finite number >= 0, got -2.0"),
     (["--steps", "0"], "number of inference steps must be a positive integer, got 0"),
+    (["--device", "cuda"], "device 'cuda': torch sees no CUDA GPU on this machine"),
+    (["--device", "gpu0"], "unknown device 'gpu0': use cpu, cuda or cuda:N"),
+    (["--device", "meta"], "device 'meta' is not supported here"),
+    (["--benchmark", "nowhere/throughput.csv"], "--benchmark nowhere/throughput.csv: no such folder nowhere"),
+    (["--benchmark", "BAD_CSV"], "lacks the columns device, batch_size, images_per_second, steps, noise_ratio"),
 ])
 def test_bad_recipe_settings_stop_the_command_before_any_work(folders, tiny_model_dir, tmp_path, capsys, argv,
                                                              message):
-    """The recipe's own checks, run before the dataset, the model or the store: exit status 2, no traceback."""
+    """The recipe's own checks, the device and the --benchmark file, run before the dataset, the model or the store:
+    exit status 2, no traceback. (A machine with a GPU skips the case of --device cuda.)"""
+    import torch
+    if argv == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    if "BAD_CSV" in argv:
+        (tmp_path / "bad.csv").write_text("when,speed\n2026-11-30,3.1\n")
+        argv = [str(tmp_path / "bad.csv") if a == "BAD_CSV" else a for a in argv]
     for dry_run in ([], ["--dry-run"]):
         code, out, err = run(capsys, *generate_args(folders, tmp_path / "s", tiny_model_dir, "--target-classes",
                                                     "apple", *argv, *dry_run))
