@@ -47,13 +47,15 @@ class TrainingImages:
 
 
 def training_images(profile: dict) -> TrainingImages:
-    """Every image the companion model trains on: the generator pool, and the mirror image of each image whose
-    meaning mirroring keeps (`data.mirror_keeps_meaning`; a fine-tuning with `flip` trains on those too), with the
-    identity of its original. A mirrored copy is a copy whether or not the model saw the mirror image."""
+    """Every image the companion model trains on: the generator pool, in every emoji style its training or
+    fine-tuning adds (`companion_renderings`), and the mirror image of each image whose meaning mirroring keeps
+    (`data.mirror_keeps_meaning`; a fine-tuning with `flip` trains on those too), with the identity of its
+    original. A mirrored copy is a copy whether or not the model saw the mirror image."""
+    from .companion.train import companion_renderings
     from .companion.train import training_images as pool
     from .data import mirror_keeps_meaning
 
-    images, _, rows = pool(profile)
+    images, _, rows = pool(profile, companion_renderings(profile))
     mirrored = torch.tensor([mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name, rows.name)])
     identities = list(rows.identity) + list(rows.identity[mirrored.numpy()])
     return TrainingImages(torch.cat([images, images[mirrored].flip(-1)]), identities)

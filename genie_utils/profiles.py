@@ -24,7 +24,8 @@ _TRAINING = {"vae_steps": int, "vae_batch_size": int, "vae_learning_rate": float
              "unet_steps": int, "unet_batch_size": int, "unet_learning_rate": float, "prompt_dropout": float,
              "snr_gamma": float, "ema_power": float, "checkpoint_every": int, "seed": int, "sampling": str,
              "schedule_shift": float, "zero_terminal_snr": bool, "flip": bool, "caption_templates": [str],
-             "unet_dropout": float, "snapshots": bool}
+             "unet_dropout": float, "snapshots": bool, "renderings": [str],
+             "style_captions": bool}
 _SIZE = {"unet_channels": [int], "unet_layers_per_block": int, "attention_levels": [int],
          "attention_head_dim": int, "vae_channels": [int], "latent_channels": int, "text_width": int,
          "text_layers": int, "text_heads": int, "image_size": int, "vae_layers_per_block": int,

@@ -1,6 +1,12 @@
-"""Shared fixtures: a tiny random-weight SD-style pipeline saved as a diffusers folder, and the
-embedded dataset rendered once per test session."""
+"""Shared fixtures: a tiny random-weight SD-style pipeline saved as a diffusers folder, the embedded dataset
+rendered once per test session, and an emoji style served from a local folder instead of the npm registry."""
+import base64
+import hashlib
+import io
+import tarfile
+
 import pytest
+from PIL import Image
 
 from genie_utils import companion, data, generate
 
@@ -29,6 +35,30 @@ def generator(tiny_pipeline):
 def openmoji(tmp_path_factory):
     """The embedded dataset at 64 px, rendered into a temporary cache (about 10 s)."""
     return data.load_openmoji(tmp_path_factory.mktemp("openmoji"), 64, progress=False)
+
+
+@pytest.fixture
+def fake_emoji_style(tmp_path, monkeypatch):
+    """Registers emoji style "fake", served from a file:// registry under tmp_path. Call it with the tarball's
+    files (name -> bytes, or a PIL image stored as PNG) and optionally the sha512 to pin instead of the true one."""
+    def make(files: dict, integrity: str | None = None):
+        registry = tmp_path / "registry"
+        tarball = registry / "emoji-datasource-fake" / "-" / "emoji-datasource-fake-1.0.0.tgz"
+        tarball.parent.mkdir(parents=True)
+        with tarfile.open(tarball, "w:gz") as archive:
+            for name, content in files.items():
+                if isinstance(content, Image.Image):
+                    buffer = io.BytesIO()
+                    content.save(buffer, format="PNG")
+                    content = buffer.getvalue()
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+        digest = base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
+        monkeypatch.setattr(data, "NPM_REGISTRY", registry.as_uri())
+        monkeypatch.setitem(data.EMOJI_STYLES, "fake", ("emoji-datasource-fake", "1.0.0", integrity or digest,
+                                                        "Fake, MIT"))
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -313,3 +313,59 @@ def test_an_unknown_profile_is_a_usage_error(capsys):
         main(["card", "--profile", "fast"])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "argument --profile: unknown profile 'fast'" in err and "'embedded'" in err
+
+
+def test_renderings_add_the_generator_pool_s_emoji_in_another_style(tmp_path, monkeypatch, fake_emoji_style):
+    """Another emoji set's drawings of generator-pool emoji follow the dataset's own, with their prompts, in the
+    pack (counted per style) and in the copy test's reference; evaluation-pool emoji are never drawn."""
+    from PIL import Image
+
+    from genie_utils import editing, splits
+
+    profile = profiles.load_profile("smoke")
+    images, prompts, rows = companion.training_images(profile)
+    evaluation = splits.pool_images(profile, data.load_dataset(profile, progress=False), splits.EVALUATION)
+    ids = list(rows.image_id[:2])
+    red = Image.new("RGBA", (64, 64), (255, 0, 0, 255))
+    fake_emoji_style({"package/LICENSE": b"MIT",
+                      **{f"package/img/fake/64/{i.lower()}.png": red for i in ids + [evaluation.image_id.iloc[0]]}})
+    monkeypatch.setattr(companion.train, "styles_cache", lambda profile: tmp_path / "styles")
+    more, more_prompts, more_rows = companion.training_images(profile, ["fake"])
+    assert len(more_rows) == len(rows) + 2 and list(more_rows.image_id[-2:]) == ids
+    assert list(more_rows["style"][-3:]) == ["openmoji", "fake", "fake"] and more_prompts[-2:] == prompts[:2]
+    assert torch.equal(more[:len(rows)], images) and more[-1, :, 32, 32].tolist() == [1.0, -1.0, -1.0]
+
+    profile["companion"]["finetune"] = {"renderings": ["fake"]}
+    assert companion.train.companion_renderings(profile) == ["fake"]
+    assert len(editing.training_images(profile).images) == \
+        len(editing.training_images(profiles.load_profile("smoke")).images) + 2 + \
+        sum(data.mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name[:2], rows.name[:2]))
+    pack = companion.read_pack(companion.write_pack(
+        companion.pack_training_data(profile, {**profile["companion"]["training"], "renderings": ["fake"]}),
+        tmp_path / "pack.npz"))
+    assert pack["styles"] == {"openmoji": len(rows), "fake": 2} and len(pack["pixels"]) == len(rows) + 2
+    assert pack["training"]["renderings"] == ["fake"]
+    tagged = companion.pack_training_data(profile, {**profile["companion"]["training"], "renderings": ["fake"],
+                                                    "style_captions": True})
+    assert tagged["prompts"][:len(rows)] == prompts and tagged["prompts"][-2:] == \
+        [prompts[i].replace(" a ", " a fake ", 1) for i in (0, 1)]  # "a photo of a fake <class>."
+    with pytest.raises(ValueError, match="need the openmoji dataset, not 'folders'"):
+        companion.training_images(profiles.load_profile("paper"), ["google"])
+
+
+def test_renderings_enter_a_fingerprint_only_when_set_and_the_card_names_their_licences():
+    from genie_utils.companion import card
+    from genie_utils.companion.train import TrainingSettings, fingerprint_settings
+
+    assert "renderings" not in fingerprint_settings(TrainingSettings())  # earlier runs still resume
+    assert fingerprint_settings(TrainingSettings(renderings=["google"]))["renderings"] == ("google",)
+    words = card.style_words({"settings": {"renderings": ["google", "twitter"]}, "fine_tuned_from": {},
+                              "styles": {"openmoji": 2321, "google": 2210, "twitter": 2209}})
+    assert words.startswith("\n- The fine-tuning also shows the same generator-pool emoji")
+    assert "Noto Emoji (Google), Apache-2.0 (2210 images, npm `emoji-datasource-google@16.0.0`)" in words
+    assert "Twemoji (Twitter), CC-BY 4.0 (2209 images" in words
+    assert "same identities, classes and prompts" in words
+    tagged = card.style_words({"settings": {"renderings": ["google"], "style_captions": True}})
+    assert tagged.startswith("\n- The training also") and "captions naming the set before the class" in tagged
+    assert "(npm `emoji-datasource-google@16.0.0`)" in tagged  # no count in a record without one
+    assert card.style_words({"settings": {}}) == ""

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -172,3 +173,37 @@ def test_load_image_converts_to_rgb_and_names_bad_files(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"\xff\xd8\xff truncated")
     with pytest.raises(data.ImageReadError, match="b.jpg.*corrupt"):
         data.load_image(tmp_path / "b.jpg")
+
+
+def test_an_emoji_style_is_downloaded_once_and_drawn_like_the_renders(tmp_path, fake_emoji_style):
+    fake_emoji_style({"package/LICENSE": b"MIT", "package/README.md": b"not kept",
+                      "package/img/fake/64/1f600.png": Image.new("RGBA", (64, 64), (255, 0, 0, 255)),
+                      "package/img/fake/64/1f436.png": Image.new("RGBA", (64, 64), (0, 0, 255, 128)),
+                      "package/img/fake/32/1f600.png": Image.new("RGBA", (32, 32), (0, 255, 0, 255))})
+    rows = pd.DataFrame({"image_id": ["1F600", "1F431", "1F436"], "class_name": ["face-smiling", "animal-mammal",
+                         "animal-mammal"], "identity": ["1F600", "1F431", "1F436"], "path": ["a", "b", "c"]})
+    kept, images = data.style_renderings(rows, "fake", tmp_path / "styles", progress=False)
+    folder = tmp_path / "styles" / "emoji-datasource-fake-1.0.0"
+    assert sorted(p.name for p in folder.iterdir()) == ["1f436.png", "1f600.png", "LICENSE"]
+    assert list(kept.image_id) == ["1F600", "1F436"] and set(kept["style"]) == {"fake"}  # no 1F431 drawing
+    assert list(kept.path) == [str(folder / "1f600.png"), str(folder / "1f436.png")]
+    red = np.asarray(images[0])
+    assert red.shape == (64, 64, 3)
+    assert (red[8:56, 8:56] == [255, 0, 0]).all()  # scaled to 48 px, centred
+    assert (red[:8] == 255).all() and (red[:, 56:] == 255).all()  # on white
+    assert np.abs(np.asarray(images[1])[32, 32].astype(int) - [127, 127, 255]).max() <= 1  # half-transparent on white
+    (tmp_path / "registry").rename(tmp_path / "gone")  # read from the cache from now on
+    again, _ = data.style_renderings(rows, "fake", tmp_path / "styles", progress=False)
+    assert again.equals(kept)
+
+
+def test_a_style_download_with_another_digest_or_no_registry_keeps_nothing(tmp_path, monkeypatch, fake_emoji_style):
+    fake_emoji_style({"package/LICENSE": b"MIT"}, integrity="c2hhNTEy")
+    with pytest.raises(RuntimeError, match="does not have the pinned sha512"):
+        data.fetch_emoji_style("fake", tmp_path / "styles", progress=False)
+    assert list((tmp_path / "styles").iterdir()) == []  # no folder, no temporary left
+    monkeypatch.setattr(data, "NPM_REGISTRY", (tmp_path / "nowhere").as_uri())
+    with pytest.raises(RuntimeError, match=r"cannot download the fake emoji images from file://.*nowhere.*by hand"):
+        data.fetch_emoji_style("fake", tmp_path / "styles", progress=False)
+    with pytest.raises(ValueError, match=r"unknown emoji style 'apple'; use one of \['fake', 'google', 'twitter'\]"):
+        data.fetch_emoji_style("apple", tmp_path / "styles")

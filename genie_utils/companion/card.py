@@ -140,7 +140,7 @@ UNet2DConditionModel with cross-attention, CLIPTextModel, SD's CLIP BPE tokenize
 - {record["training_images"]} images of the **generator pool** ({record["classes"]} classes), never the evaluation
   pool (genie_utils/splits/openmoji). Prompts `a photo of a {{class name}}.` (the Unicode subgroup, hyphens as spaces){caption_words(record)},
   10% empty prompts for classifier-free guidance. Batches drawn {SAMPLING_WORDS[record["settings"].get("sampling", "uniform")]}.
-- OpenMoji emoji (openmoji.org) are CC BY-SA 4.0; this model is trained on them and shared under the same licence.
+- OpenMoji emoji (openmoji.org) are CC BY-SA 4.0; this model is trained on them and shared under the same licence.{style_words(record)}
 
 ## Model
 | part | parameters | note |
@@ -248,6 +248,25 @@ def schedule_words(settings: dict) -> str:
                ", epsilon prediction"))
 
 
+def style_words(record: dict) -> str:
+    """The other emoji sets a training drew the generator pool's emoji from (`renderings`), with their licences."""
+    from ..data import EMOJI_STYLES, STYLE_SCALE
+
+    counts = record.get("styles") or {}  # images per style, in records written since the pack counts them
+    styles = record["settings"].get("renderings") or []
+    if not styles:
+        return ""
+    sets = ", ".join(f"{EMOJI_STYLES[k][3]} ({f'{counts[k]} images, ' if k in counts else ''}npm "
+                     f"`{EMOJI_STYLES[k][0]}@{EMOJI_STYLES[k][1]}`)" for k in styles)
+    stage = "The fine-tuning" if "fine_tuned_from" in record else "The training"
+    prompts = ("same identities and classes, their captions naming the set before the class (`a photo of a twitter "
+               "{class name}.`), so that the recipe's plain prompts ask for OpenMoji's style"
+               if record["settings"].get("style_captions") else "same identities, classes and prompts")
+    return (f"\n- {stage} also shows the same generator-pool emoji as other emoji sets draw them, where they do: "
+            f"{sets}, scaled to {STYLE_SCALE:g} of the side on white (`data.style_renderings`); {prompts}; never an "
+            "evaluation-pool identity.")
+
+
 def training_words(settings: dict) -> str:
     """What a denoiser training did besides the basics, for the training table."""
     words = [f"min-SNR-{settings['snr_gamma']:g}", "EMA"]
@@ -310,7 +329,7 @@ class the target {int(everyone.pairs.iloc[0]) // int(everyone.classes.iloc[0])} 
 half-widths over target classes:
 - **P(target), P(source)**: the oracle's mean probabilities;
 - **copy rate**: outputs whose nearest training image (pixel L2, all {training_images}
-  generator-pool images and the mirror images of those that mirroring leaves meaningful) is under {editing.COPY_RATIO:.3g} times as far as the nearest image of another identity (the ratio
+  generator-pool images it trained on, in every emoji set named above, and the mirror images of those that mirroring leaves meaningful) is under {editing.COPY_RATIO:.3g} times as far as the nearest image of another identity (the ratio
   test of Gu et al. 2023, with skin-tone renderings of one emoji counted as one identity);
 - **source keep**: the distance of the output's {editing.KEEP_PIXELS}x{editing.KEEP_PIXELS} block means to the source's,
   divided by the same for the text-only output (r = 1) of the same seed and prompt: 0 keeps the source's layout,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..data import images_tensor, load_dataset, mirror_keeps_meaning
+from ..data import images_tensor, load_dataset, mirror_keeps_meaning, style_renderings
 from ..profiles import resolve
 from ..splits import GENERATOR, pool_images
 from ..store import atomic_write
@@ -47,9 +47,12 @@ class TrainingSettings:
     caption_templates: tuple[str, ...] = ()  # more captions besides the profile's prompt template, drawn at random
     unet_dropout: float = 0.0        # dropout in the UNet's residual blocks
     snapshots: bool = False          # keep the EMA weights of every checkpoint, to choose among them by copy rate
+    renderings: tuple[str, ...] = ()  # other emoji styles of the same generator-pool emoji (data.EMOJI_STYLES)
+    style_captions: bool = False     # their captions name the style ("a photo of a twitter face smiling.")
 
     def __post_init__(self):
         object.__setattr__(self, "caption_templates", tuple(self.caption_templates))
+        object.__setattr__(self, "renderings", tuple(self.renderings))
 
     @property
     def schedule(self) -> dict:
@@ -104,7 +107,7 @@ def sampling_weights(prompts: list[str], sampling: str) -> torch.Tensor:
 # Settings added after the first shipped model: left out of a run's fingerprint while at their defaults, so that
 # runs made before them still resume; `snapshots` changes no weight and never counts.
 LATER_SETTINGS = {"schedule_shift": 0.0, "zero_terminal_snr": False, "flip": False, "caption_templates": (),
-                  "unet_dropout": 0.0}
+                  "unet_dropout": 0.0, "renderings": (), "style_captions": False}
 
 
 def fingerprint_settings(settings: TrainingSettings) -> dict:
@@ -200,11 +203,38 @@ def tokenize(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, empty[0]
 
 
-def training_images(profile: dict):
-    """The generator pool's images as a tensor in [-1, 1] (N, 3, H, W), their prompts, and their rows."""
+def training_images(profile: dict, renderings=(), style_captions: bool = False):
+    """The generator pool's images as a tensor in [-1, 1] (N, 3, H, W), their prompts, and their rows (with a
+    `style` column). `renderings`: other emoji styles (`data.EMOJI_STYLES`) whose drawings of the same emoji follow
+    the dataset's own, with the same identities and classes (`data.style_renderings`), and the same prompts; with
+    `style_captions`, their class names (and so every caption) start with the style's name ("twitter face
+    smiling"), so that the plain prompts of the recipe ask for the dataset's own style."""
+    if renderings and profile["dataset"]["kind"] != "openmoji":
+        raise ValueError(f"profile {profile['name']!r}: emoji renderings {list(renderings)} need the openmoji dataset, "
+                         f"not {profile['dataset']['kind']!r}; remove `renderings` from its [companion] tables")
     train = pool_images(profile, load_dataset(profile, progress=False), GENERATOR)
+    images, rows = list(train.path), [train.assign(style=profile["dataset"]["kind"])]
+    for style in renderings:
+        more, drawn = style_renderings(train, style, styles_cache(profile), profile["dataset"]["resolution"])
+        if style_captions:
+            more = more.assign(display_name=[f"{style} {name}" for name in more.display_name])
+        rows.append(more)
+        images += drawn
+    train = pd.concat(rows, ignore_index=True)
     template = profile["generation"]["prompt_template"]
-    return images_tensor(train.path), [template.format(name) for name in train.display_name], train
+    return images_tensor(images), [template.format(name) for name in train.display_name], train
+
+
+def styles_cache(profile: dict) -> Path:
+    """Where the other emoji styles are downloaded: beside the dataset's renders."""
+    return resolve(profile, profile["dataset"]["cache_dir"]) / "styles"
+
+
+def companion_renderings(profile: dict) -> list[str]:
+    """Every emoji style the profile's companion trains on, in the training or the fine-tuning (in order, once)."""
+    spec = profile.get("companion", {})
+    return list(dict.fromkeys([*spec.get("training", {}).get("renderings", ()),
+                               *spec.get("finetune", {}).get("renderings", ())]))
 
 
 def hardware(device) -> str:
@@ -227,7 +257,8 @@ def pack_training_data(profile: dict, settings: dict | None = None) -> dict:
     `settings`: the training settings it carries (default: the profile's `[companion.training]`)."""
     spec = profile["companion"]
     settings = dict(spec["training"] if settings is None else settings)
-    images, prompts, train = training_images(profile)
+    images, prompts, train = training_images(profile, settings.get("renderings", ()),
+                                             settings.get("style_captions", False))
     token_ids, empty_ids = tokenize(prompts)
     templates = settings.get("caption_templates", [])
     caption_ids = torch.stack([token_ids] + [tokenize([t.format(n) for n in train.display_name])[0] for t in templates])
@@ -235,6 +266,7 @@ def pack_training_data(profile: dict, settings: dict | None = None) -> dict:
             "empty_ids": empty_ids, "caption_ids": caption_ids,
             "flippable": torch.tensor([mirror_keeps_meaning(c, n) for c, n in zip(train.class_name, train.name)]),
             "profile": profile["name"], "classes": int(train.class_name.nunique()),
+            "styles": {style: int(n) for style, n in train["style"].value_counts(sort=False).items()},
             "size": dict(spec["size"]), "training": settings}
 
 
@@ -243,7 +275,7 @@ def write_pack(pack: dict, path) -> Path:
     import numpy as np
 
     path = Path(path)
-    meta = {k: pack[k] for k in ("prompts", "profile", "classes", "size", "training")}
+    meta = {k: pack[k] for k in ("prompts", "profile", "classes", "styles", "size", "training") if k in pack}
     arrays = {"pixels": pack["pixels"].numpy(), "token_ids": pack["token_ids"].numpy(),
               "empty_ids": pack["empty_ids"].numpy(), "caption_ids": pack["caption_ids"].numpy(),
               "flippable": pack["flippable"].numpy(), "meta": np.array(json.dumps(meta))}
@@ -319,7 +351,7 @@ def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_bud
     parts = tuple(module.to("cpu").eval() for module in (vae, unet, text_encoder))
     record = {
         "profile": pack["profile"], "training_images": len(images), "classes": pack["classes"],
-        "pool": "generator", "size": asdict(size), "settings": asdict(settings),
+        "pool": "generator", "styles": pack.get("styles"), "size": asdict(size), "settings": asdict(settings),
         "vae_seconds": round(vae_history[-1]["seconds"], 1), "denoiser_seconds": round(history[-1]["seconds"], 1),
         "session_seconds": round(time.perf_counter() - began, 1), "hardware": hardware(device),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
