@@ -368,25 +368,29 @@ def write_tables(profile: dict) -> dict[str, Path]:
     paths = result_tables.write_tables(folder / "table", f"{profile['name']}: long-tail top-1 (\\\\%), mean $\\\\pm$ 95\\\\% "
                                "interval over training seeds", *frames)
     outcomes = pd.read_csv(folder / "test_outcomes.csv", keep_default_na=False, dtype={"image_id": str})
-    bins = {b: list(plan[plan.bin == b].class_name) for b in ("many", "medium", "few") if (plan.bin == b).any()}
-    differences = result_tables.bootstrap_differences(outcomes, {**bins, "overall": list(plan.class_name)}, "plain")
-    paths["differences"] = write_table(differences, folder / "differences.csv")
-    rows = [m for m in ROWS if m != "plain"]
-    tables = [result_tables.interval_table(differences, rows, latex).rename(columns=str.capitalize)
-              for latex in (False, True)]
-    paths.update({f"differences_{k}": v for k, v in result_tables.write_tables(
-        folder / "differences", f"{profile['name']}: long-tail top-1 minus plain cross-entropy (points), 95\\\\% "
-        "interval over the test images", *tables).items()})
+    groups = {**{b: list(plan[plan.bin == b].class_name) for b in ("many", "medium", "few") if (plan.bin == b).any()},
+              "overall": list(plan.class_name)}
+    paths.update(_test_set_differences(
+        outcomes, groups, "plain", [m for m in ROWS if m != "plain"], folder / "differences",
+        f"{profile['name']}: long-tail top-1 minus plain cross-entropy (points), 95\\\\% interval over the test images"))
     combined = outcomes[outcomes.method.isin(("logit_adjusted",) + COMBINED)]  # what the images add to the correction
     if combined.method.nunique() > 1:
-        added = result_tables.bootstrap_differences(combined, {**bins, "overall": list(plan.class_name)},
-                                                    "logit_adjusted")
-        paths["added_to_logit_adjustment"] = write_table(added, folder / "added_to_logit_adjustment.csv")
-        tables = [result_tables.interval_table(added, list(COMBINED), latex).rename(columns=str.capitalize)
-                  for latex in (False, True)]
-        paths.update({f"added_to_logit_adjustment_{k}": v for k, v in result_tables.write_tables(
-            folder / "added_to_logit_adjustment", f"{profile['name']}: each generative row with logit adjustment "
-            "minus logit adjustment alone (points), 95\\\\% interval over the test images", *tables).items()})
+        paths.update(_test_set_differences(
+            combined, groups, "logit_adjusted", list(COMBINED), folder / "added_to_logit_adjustment",
+            f"{profile['name']}: each generative row with logit adjustment minus logit adjustment alone (points), "
+            "95\\\\% interval over the test images"))
+    return paths
+
+
+def _test_set_differences(outcomes: pd.DataFrame, groups: dict[str, list[str]], reference: str, rows: list[str],
+                          stem: Path, title: str) -> dict[str, Path]:
+    """`rows` minus `reference` per group of classes with a 95% interval over the test images
+    (`results.bootstrap_differences`): `<stem>.csv` and its Markdown and LaTeX tables, keyed by the stem's name."""
+    differences = result_tables.bootstrap_differences(outcomes, groups, reference)
+    paths = {stem.name: write_table(differences, stem.with_suffix(".csv"))}
+    tables = [result_tables.interval_table(differences, rows, latex).rename(columns=str.capitalize)
+              for latex in (False, True)]
+    paths.update({f"{stem.name}_{k}": v for k, v in result_tables.write_tables(stem, title, *tables).items()})
     return paths
 
 

@@ -54,6 +54,15 @@ def summarise(results: pd.DataFrame, by: Sequence[str], value: str = "accuracy",
     return pd.DataFrame(rows)
 
 
+def comparison_pairs(methods: Sequence[str], reference: str, extra: Sequence[tuple[str, str]] = (),
+                     order: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """The (first, second) pairs a paired comparison reports: `reference` against every other of `methods` (in
+    `order`, else sorted; methods not in `methods` are skipped), then the `extra` pairs whose methods are both there."""
+    methods = list(methods)
+    others = [m for m in (order or sorted(methods)) if m in methods and m != reference]
+    return [(reference, m) for m in others] + [tuple(p) for p in extra if set(p) <= set(methods)]
+
+
 def paired_differences(results: pd.DataFrame, reference: str = "genie", by: Sequence[str] = ("backbone", "shots"),
                        unit: str = "episode", extra: Sequence[tuple[str, str]] = (("genie_ada", "genie"),),
                        scale: float = 100.0, order: Sequence[str] | None = None) -> pd.DataFrame:
@@ -62,9 +71,7 @@ def paired_differences(results: pd.DataFrame, reference: str = "genie", by: Sequ
     rows = []
     for keys, group in results.groupby(list(by), sort=False):
         wide = group.pivot_table(index=unit, columns="method", values="accuracy")
-        others = [m for m in (order or sorted(wide.columns)) if m in wide.columns and m != reference]
-        pairs = [(reference, m) for m in others] + [p for p in extra if set(p) <= set(wide)]
-        for a, b in pairs:
+        for a, b in comparison_pairs(wide.columns, reference, extra, order):
             difference = (wide[a] - wide[b]).dropna()
             mean, half, n = interval(difference * scale)
             rows.append({**dict(zip(by, keys)), "comparison": f"{a} - {b}", "first": a, "second": b,
@@ -90,9 +97,7 @@ def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence
     rows = []
     for keys, group in outcomes.groupby(list(by), sort=False):
         wide = group.pivot_table(index=["episode", "query", "query_class"], columns="method", values="correct")
-        others = [m for m in (order or sorted(wide.columns)) if m in wide.columns and m != reference]
-        pairs = [(reference, m) for m in others] + [p for p in extra if set(p) <= set(wide)]
-        for a, b in pairs:
+        for a, b in comparison_pairs(wide.columns, reference, extra, order):
             diff = (wide[a].astype(float) - wide[b].astype(float)).rename("d").reset_index()
             per_class = diff.groupby(["episode", "query_class"]).d.agg(["var", "count"])
             classes = per_class.groupby("episode").size()
