@@ -12,6 +12,7 @@ missing, and processes launched together share the work by key without duplicati
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -198,6 +199,7 @@ def generate_command(args) -> int:
     generator = generate.GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size,
                                                         speed=setting)
     store = Store(args.store)
+    check_one_version(store, generate.version_spec(generator))
     names = data.class_display_names(dataset)
     progress = not args.no_progress
     if args.method == "genie_ada":
@@ -217,11 +219,36 @@ def generate_command(args) -> int:
     return 0
 
 
+def check_one_version(store, version: dict) -> None:
+    """A store holds one version of its images (`generate.version_spec`: model, recipe, size, dtype, base seed);
+    a run that would add a second is refused before any image is made, so that export never ships a pair twice."""
+    import math
+
+    fields = sorted(set(version) | {"guidance_timesteps"})  # set only for a limited guidance interval
+
+    def plain(value):
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    mine = {f: version.get(f) for f in fields}
+    for row in store.manifest().to_dict("records"):
+        differing = [f for f in fields if plain(row.get(f)) != mine[f]]
+        if differing:
+            shown = ", ".join(f"{f} {plain(row.get(f))!r} there, {mine[f]!r} now" for f in differing)
+            raise UsageError(f"the store {store.root} holds images of another version ({shown}): generate into "
+                             "another --store, so that one store never holds a pair twice")
+
+
+EXPORT_MARK = ".genie-export"  # in every folder `export` wrote: only such a folder, or an empty one, is written again
+
+
 def export(store_root: str | Path, out: str | Path, methods: list[str] | None = None) -> pd.DataFrame:
     """Copy the store's images into `out/<target class>/<key>.png` (one folder per label, as torchvision's
     ImageFolder reads), for the given methods (default all); returns the exported rows. GeNIe-Ada rows point
-    at the candidate they chose. A rerun overwrites nothing that is already there."""
-    from .store import Store
+    at the candidate they chose. A rerun overwrites nothing that is already there.
+
+    Checked before anything is written: `out` is new, empty or an earlier export (a dataset folder is none of
+    these), every row's target class is one folder name and every row's file lies inside the store."""
+    from .store import Store, atomic_write
 
     store = Store(store_root)
     manifest = store.manifest()
@@ -233,13 +260,27 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
             raise UsageError(f"no {unknown} images in {store.root}; it holds {sorted(manifest.method.unique())}")
         manifest = manifest[manifest.method.isin(methods)]
     out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / EXPORT_MARK).is_file())):
+        raise UsageError(f"{out} is not empty and was not written by `genie export`: export into a new or empty "
+                         "folder (a dataset folder would take the images in as real ones)")
+    root = store.root.resolve()
+    for row in manifest.itertuples():
+        label = str(row.target_class)
+        if label in ("", ".", "..") or "/" in label or "\\" in label or Path(label).name != label:
+            raise UsageError(f"row {row.key} of {store.root} has target class {label!r}, which is not a folder name: "
+                             "the store is damaged; delete that row and generate again")
+        if not (store.root / row.file).resolve().is_relative_to(root):
+            raise UsageError(f"row {row.key} of {store.root} names the file {row.file!r}, outside the store: "
+                             "the store is damaged; delete that row and generate again")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / EXPORT_MARK).write_text(json.dumps({"store": str(root)}) + "\n")
     for row in manifest.itertuples():
         target = out / row.target_class / f"{row.key}.png"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(store.root / row.file, target.with_suffix(".tmp"))
             target.with_suffix(".tmp").replace(target)
-    manifest.to_csv(out / "manifest.csv", index=False)
+    atomic_write(out / "manifest.csv", lambda f: manifest.to_csv(f, index=False))
     return manifest
 
 

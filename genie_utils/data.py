@@ -28,7 +28,11 @@ from .profiles import resolve
 if TYPE_CHECKING:
     import torch
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# The raster formats Pillow decodes itself (those this Pillow build lacks, e.g. AVIF, drop out); other files in a
+# class folder are skipped with a warning that names them.
+IMAGE_EXTENSIONS = tuple(e for e in (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".webp",
+                                     ".tif", ".tiff", ".gif", ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".qoi", ".avif")
+                         if Image.registered_extensions().get(e) in Image.OPEN)
 SKIN_TONES = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
 SUPERSAMPLING = 4  # glyphs are drawn at 4x the resolution, then downsampled: smooth edges at 64 px
 _EMOJI_LINE = re.compile(r"^([0-9A-F ]+?)\s*;\s*fully-qualified\s*#\s*\S+\s+E[\d.]+\s+(.+)$")
@@ -346,31 +350,64 @@ def style_renderings(rows: pd.DataFrame, style: str, cache_dir: str | os.PathLik
 
 
 def read_class_names(path: str | os.PathLike) -> dict[str, str]:
-    """Folder name -> display name, from a text file of lines `n01532829 house finch, linnet` or a JSON dict."""
+    """Folder name -> display name, from a UTF-8 text file of lines `n01532829 house finch, linnet` or a JSON
+    object {folder: name}. An empty file, a folder named twice, a line without a name, a JSON file that is not an
+    object of strings, or a file that is not UTF-8 is an error naming the file (and the line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class-name file not found: {path}. Give the right path in the profile's "
                                 "[dataset] class_names, or set it to \"\" to use the folder names as they are.")
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 ({error.reason} at byte {error.start}): save it as UTF-8") from None
     if path.suffix == ".json":
-        return {str(k): str(v) for k, v in json.loads(path.read_text("utf-8")).items()}
-    names = {}
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.strip().split(maxsplit=1)
-        if len(parts) != 2:
-            raise ValueError(f"{path}:{number}: expected '<folder> <display name>', got {line!r}")
-        names[parts[0]] = parts[1].strip()
+        try:
+            names = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}): write an object {{\"<folder>\": \"<display name>\"}}") \
+                from None
+        if not isinstance(names, dict) or not all(isinstance(v, str) and v.strip() for v in names.values()):
+            raise ValueError(f"{path} must hold one JSON object of non-empty strings, {{\"<folder>\": \"<display "
+                             f"name>\"}}, not {type(names).__name__ if not isinstance(names, dict) else 'other values'}")
+        names = {str(k): v.strip() for k, v in names.items()}
+    else:
+        names = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.strip().split(maxsplit=1)
+            if len(parts) != 2:
+                raise ValueError(f"{path}:{number}: expected '<folder> <display name>', got {line!r}")
+            if parts[0] in names:
+                raise ValueError(f"{path}:{number}: folder {parts[0]!r} is named a second time; keep one line for it")
+            names[parts[0]] = parts[1].strip()
+    if not names:
+        raise ValueError(f"{path} names no class: write one line '<folder> <display name>' per class folder")
     return names
 
 
 def check_image_file(path: Path) -> str | None:
-    """Why an image file cannot be used (zero bytes, unreadable, not an image), or None. Reads the header only."""
+    """Why an image file cannot be used (zero bytes, unreadable, not an image, truncated), or None. Cheap enough for
+    every file of a dataset: the header, then a PNG's chunk checksums (no decoding) or a JPEG's end marker."""
     try:
         if path.stat().st_size == 0:
             return "zero bytes"
         with Image.open(path) as image:
             image.size  # noqa: B018 - the header is parsed on open
+            kind = image.format
+            if kind == "PNG":
+                try:
+                    image.verify()  # every chunk read and its CRC checked: a cut file fails here
+                except (SyntaxError, OSError, ValueError) as error:
+                    return f"truncated or damaged ({type(error).__name__}: {error})"
+        if kind == "JPEG":
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - 1024))
+                if not f.read().rstrip(b"\x00").endswith(b"\xff\xd9"):
+                    return "truncated (no JPEG end marker)"
+    except Image.DecompressionBombError as error:
+        return f"too large to decode safely: {error}"
     except PermissionError:
         return "not readable (permissions)"
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
@@ -381,12 +418,27 @@ def check_image_file(path: Path) -> str | None:
 _WNID = re.compile(r"^n\d{8}$")
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a name the file system gave as bytes that are not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _shown(path: Path) -> str:
+    """A path as it can be printed, bytes that are not UTF-8 as \\x escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike | dict | None = None) -> pd.DataFrame:
     """A dataset from `root/<class>/*.jpg|png`; `class_names` maps folder names to display names.
 
-    Checked at load time, not at generation time: hidden files (`._img.png`, `.DS_Store`) are skipped with a
-    warning; a zero-byte, unreadable or non-image file with an image extension, an empty class folder, or a
-    class missing from `class_names` is an error naming them. Folders named by WordNet id (n01532829) need
+    Checked at load time, not at generation time: hidden files (`._img.png`, `.DS_Store`), files of other formats
+    than IMAGE_EXTENSIONS and folders inside class folders are skipped with a warning naming them; a zero-byte,
+    unreadable, non-image or too large file with an image extension, a file or folder name that is not UTF-8, an
+    empty class folder, or a class missing from `class_names` is an error naming them. Folders named by WordNet id (n01532829) need
     `class_names`, so that a prompt never reads "a photo of a n01532829". Each image is its own identity.
     """
     root = Path(root)
@@ -395,12 +447,19 @@ def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike |
                                 "set [dataset] root in the profile.")
     names = read_class_names(class_names) if isinstance(class_names, (str, os.PathLike)) and str(class_names) \
         else dict(class_names or {})
-    rows, hidden, bad, empty = [], [], [], []
+    rows, hidden, bad, empty, other, nested = [], [], [], [], [], []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not _is_utf8(class_dir.name):
+            bad.append((class_dir, "folder name not UTF-8: rename it"))
+            continue
+        entries = sorted(class_dir.iterdir())
+        nested += [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+        other += [p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTENSIONS]
+        files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
         hidden += [f for f in files if f.name.startswith(".")]
         files = [f for f in files if not f.name.startswith(".")]
-        bad += [(f, why) for f in files if (why := check_image_file(f))]
+        bad += [(f, why) for f in files if (why := "file name not UTF-8: rename it" if not _is_utf8(f.name)
+                                            else check_image_file(f))]
         if not files:
             empty.append(class_dir)
         for file in files:
@@ -411,8 +470,14 @@ def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike |
     if hidden:
         warnings.warn(f"skipped {len(hidden)} hidden files under {root} (e.g. {hidden[0]}): "
                       "macOS resource forks and the like are not images", stacklevel=2)
+    if other:
+        warnings.warn(f"skipped {len(other)} files under {root} that are not images by their extension (e.g. "
+                      f"{_shown(other[0])}); read are {', '.join(IMAGE_EXTENSIONS)}", stacklevel=2)
+    if nested:
+        warnings.warn(f"skipped {len(nested)} folders inside class folders under {root} (e.g. {_shown(nested[0])}): "
+                      "only root/<class>/<image> is read; move their images up into the class folder", stacklevel=2)
     if bad:
-        listing = "; ".join(f"{f} ({why})" for f, why in bad[:10])
+        listing = "; ".join(f"{_shown(f)} ({why})" for f, why in bad[:10])
         raise ImageReadError(f"{len(bad)} files under {root} cannot be read as images: {listing}"
                              + (" ..." if len(bad) > 10 else "") + ". Delete or replace them, then load again.")
     if empty:

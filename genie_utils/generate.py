@@ -31,6 +31,7 @@ import numbers
 import os
 import re
 import string
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from PIL import Image
 from . import speed as speed_settings
 from .data import file_sha256, load_image, to_rgb
 from .profiles import project_root, resolve
-from .store import Store, spec_key
+from .store import Store, claim_stale_seconds, spec_key
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -751,12 +752,23 @@ def _versions() -> dict:
 def job_spec(generator: GenieGenerator, job: Job, prompt: str, source_sha256: str) -> dict:
     """Everything that determines a job's image: its store key is a hash of this."""
     recipe = generator.recipe
-    height, width = generator.size
+    identity = version_spec(generator)
     return {
         "method": job.method, "source_id": job.source_id, "source_sha256": source_sha256,
         "source_class": job.source_class, "target_class": job.target_class, "noise_ratio": job.noise_ratio,
         "variant": job.variant, "seed": job_seed(recipe, job),
-        "base_seed": recipe.seed, "prompt": prompt, "negative_prompt": recipe.negative_prompt,
+        "base_seed": identity.pop("base_seed"), "prompt": prompt, "negative_prompt": recipe.negative_prompt,
+        **identity,
+    }
+
+
+def version_spec(generator: GenieGenerator) -> dict:
+    """What makes one version of every image: the model, the recipe, the size, the dtype and the base seed. Two
+    of them in one store would give each (source, target) pair twice; `genie generate` refuses that."""
+    recipe = generator.recipe
+    height, width = generator.size
+    return {
+        "base_seed": recipe.seed,
         "num_inference_steps": recipe.num_inference_steps, "guidance_scale": recipe.guidance_scale,
         "scheduler": "DPMSolverMultistepScheduler(dpmsolver++, order 2, linspace)", "latent": "vae-mode",
         "height": height, "width": width, "dtype": str(generator.dtype).replace("torch.", ""),
@@ -796,6 +808,9 @@ def keyed_jobs(generator: GenieGenerator, jobs: Iterable[Job], class_names: dict
     return keyed
 
 
+WAIT_MESSAGE_SECONDS = 60.0  # how often a worker waiting on others' claims says so
+
+
 def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=None, poll_seconds: float = 1.0):
     """Yield batches of `items` not yet done (default: `key_of(item)` in the store), each claimed first.
 
@@ -804,6 +819,7 @@ def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=Non
     The caller writes each item into the store; claims are released after each batch."""
     done = done or (lambda item: store.has(key_of(item)))
     pending = [item for item in items if not done(item)]
+    said = float("-inf")
     while pending:
         waiting, batch = [], []
         for item in pending:
@@ -818,12 +834,18 @@ def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=Non
                 waiting.append(item)
         if batch:
             try:
-                yield batch
+                with store.heartbeat([key_of(item) for item in batch]):  # so that no worker takes them over
+                    yield batch
             finally:
                 for item in batch:
                     store.release(key_of(item))
-        elif waiting:
-            time.sleep(poll_seconds)  # every remaining job is being made by another worker
+        elif waiting:  # every remaining job is being made by another worker
+            if time.monotonic() - said > WAIT_MESSAGE_SECONDS:
+                said = time.monotonic()
+                print(f"waiting for {len(waiting)} image{'s' * (len(waiting) != 1)} that other workers are making (the first held by "
+                      f"{store.claim_holder(key_of(waiting[0]))}); a claim not refreshed for {claim_stale_seconds():g} s "
+                      "is taken over (GENIE_CLAIM_STALE_SECONDS)", file=sys.stderr, flush=True)
+            time.sleep(poll_seconds)
         pending = waiting
 
 

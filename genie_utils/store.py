@@ -3,12 +3,14 @@
 Layout under a store root:
     images/<method>/<key>.png     the image
     rows/<key[:2]>/<key>.json     its manifest row, written last: a row exists only for a complete image
-    claims/<key>                  a worker is making this image now (pid, host, time)
+    claims/<key>                  a worker is making this image now (pid, its start time, host, time)
 
 The key is a hash of everything that determines the image, so a rerun finds what exists and skips it.
 Several processes can fill one store: each claims a key before making its image, so none makes another's,
 and a row once written is never replaced (a resumed run cannot mix two versions of a key). An interrupted
-run leaves at most temporary files and a claim; the next claim of that key removes both. A row whose image is
+run leaves at most temporary files and a claim; the next claim of that key removes both. A claim is stale, and
+taken over, when its process is gone (same host; a process id reused by another process counts as gone) or when
+its holder has not refreshed it (`heartbeat`) for CLAIM_STALE_SECONDS, whichever host holds it. A row whose image is
 gone or empty, or a row file that is not JSON, is damage: `has` removes the row with a warning naming the file,
 so that the next run makes the image again, and reading it names the file and the fix (`StoreDamageError`).
 """
@@ -29,8 +31,58 @@ from PIL import Image
 
 TEMPORARY_PREFIX = ".tmp-"
 HALF_WRITTEN_CLAIM_SECONDS = 10.0  # a claim file still empty after this long lost its writer
-CLAIM_STALE_SECONDS = 3600  # a claim from another host older than this is taken over
+CLAIM_HEARTBEAT_SECONDS = 30.0  # how often a worker refreshes the claims it holds (their modification time)
+CLAIM_STALE_SECONDS = 300.0  # a claim not refreshed for this long is taken over (GENIE_CLAIM_STALE_SECONDS)
 _METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+def claim_stale_seconds() -> float:
+    """GENIE_CLAIM_STALE_SECONDS, or CLAIM_STALE_SECONDS when unset: a positive number of seconds."""
+    text = os.environ.get("GENIE_CLAIM_STALE_SECONDS", "").strip()
+    if not text:
+        return CLAIM_STALE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"GENIE_CLAIM_STALE_SECONDS={text!r} is not a time: set it to a positive number of seconds "
+                         f"({CLAIM_STALE_SECONDS:g} when unset), longer than {CLAIM_HEARTBEAT_SECONDS:g} s, or unset it")
+    return value
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks since boot (Linux's /proc/<pid>/stat); None where unknown.
+    A process id that the system gave to a new process has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name before ")" may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Heartbeat:
+    def __init__(self, paths: list[Path], every: float):
+        import threading
+
+        self.paths, self.every, self.stop = paths, every, threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="claim-heartbeat")
+
+    def _beat(self):
+        while not self.stop.wait(self.every):
+            for path in self.paths:
+                try:
+                    os.utime(path)
+                except OSError:
+                    pass  # released meanwhile
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 class StoreDamageError(ValueError):
@@ -76,12 +128,15 @@ class Store:
 
     def has(self, key: str) -> bool:
         """Whether `key`'s image is complete: its row parses and names a non-empty image file. A damaged key's row
-        is removed, with a warning naming the file, so that the key is made again."""
+        is removed, with a warning naming the file, so that the key is made again (a row that another worker
+        removes meanwhile is simply absent)."""
         path = self._row_path(key)
         if not path.is_file():
             return False
         try:
             self.image_file(key)
+        except KeyError:  # removed between the two reads
+            return False
         except StoreDamageError as damage:
             warnings.warn(f"{damage}; its row is removed and the image will be made again", stacklevel=2)
             path.unlink(missing_ok=True)
@@ -107,7 +162,8 @@ class Store:
                 path.unlink(missing_ok=True)
                 continue
             with os.fdopen(descriptor, "w") as f:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+                json.dump({"pid": os.getpid(), "started": process_start(os.getpid()), "host": socket.gethostname(),
+                           "time": time.time()}, f)
             for leftover in [*self.root.glob(f"images/*/{TEMPORARY_PREFIX}{key}.png.*"),
                              *self._row_path(key).parent.glob(f"{TEMPORARY_PREFIX}{key}.json.*")]:
                 leftover.unlink(missing_ok=True)
@@ -123,17 +179,34 @@ class Store:
             return True  # gone meanwhile: claim again (O_EXCL decides who gets it)
         except ValueError:  # half-written: its writer is between creating and filling it, or died there
             return age > HALF_WRITTEN_CLAIM_SECONDS
+        if age > claim_stale_seconds():
+            return True  # its holder stopped refreshing it: dead, hung, or on a host that is gone
         if holder.get("host") == socket.gethostname():
             if holder.get("pid") == os.getpid():
                 return True  # left by an interrupted run of this very process
             try:
-                os.kill(int(holder["pid"]), 0)
+                pid = int(holder["pid"])
+                os.kill(pid, 0)
             except ProcessLookupError:
                 return True
             except (PermissionError, KeyError, ValueError, TypeError):
-                pass
-            return False
-        return age > CLAIM_STALE_SECONDS
+                return False
+            started = holder.get("started")
+            return started is not None and process_start(pid) not in (None, started)  # the pid was reused
+        return False
+
+    def heartbeat(self, keys, every: float | None = None):
+        """A context manager that refreshes the claims of `keys` every `every` seconds (CLAIM_HEARTBEAT_SECONDS)
+        from a background thread while the caller makes their images, so that other workers never take them over."""
+        return _Heartbeat([self._claim_path(k) for k in keys], CLAIM_HEARTBEAT_SECONDS if every is None else every)
+
+    def claim_holder(self, key: str) -> str:
+        """Who holds `key`'s claim, in words (for a worker that waits on it)."""
+        try:
+            holder = json.loads(self._claim_path(key).read_text())
+            return f"process {holder.get('pid')} on {holder.get('host')}"
+        except (OSError, ValueError):
+            return "no one any more"
 
     def release(self, key: str) -> None:
         self._claim_path(key).unlink(missing_ok=True)

@@ -213,3 +213,42 @@ def test_genie_ada_keeps_one_candidate_per_pair(folders, tiny_model_dir, tmp_pat
     assert set(ada_rows.noise_ratio) <= {0.6, 0.7, 0.8, 0.9} and (ada_rows.target_class == "boat").all()
     code, out, _ = run(capsys, "export", store, tmp_path / "tree", "--method", "genie_ada")
     assert code == 0 and sorted(p.parent.name for p in (tmp_path / "tree").rglob("*.png")) == ["boat"] * 4
+
+
+def test_export_writes_only_into_a_new_empty_or_earlier_export_folder_and_only_inside_it(tmp_path, capsys):
+    store = Store(tmp_path / "s")
+    store.put("a" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "target_class": "boat"})
+    (tmp_path / "data" / "boat").mkdir(parents=True)
+    Image.new("RGB", (4, 4), "blue").save(tmp_path / "data" / "boat" / "real.png")
+    code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "data")  # a dataset folder
+    assert code == 2 and "is not empty and was not written by `genie export`" in err
+    assert sorted(p.name for p in (tmp_path / "data").rglob("*")) == ["boat", "real.png"]
+    (tmp_path / "a-file").write_text("x")
+    assert run(capsys, "export", tmp_path / "s", tmp_path / "a-file")[0] == 2
+    for _ in range(2):  # a new folder, then the same folder again (an earlier export)
+        code, out, err = run(capsys, "export", tmp_path / "s", tmp_path / "tree")
+        assert code == 0, err
+    assert (tmp_path / "tree" / "boat" / f"{'a' * 20}.png").is_file()
+
+    store.put("b" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "target_class": "../.."})
+    code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "other")
+    assert code == 2 and f"row {'b' * 20}" in err and "target class '../..', which is not a folder name" in err
+    store._row_path("b" * 20).unlink()
+    (tmp_path / "secret.txt").write_text("not an image")
+    store.put_row("c" * 20, {"method": "genie", "target_class": "boat", "file": str(tmp_path / "secret.txt")})
+    code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "other")
+    assert code == 2 and "secret.txt', outside the store" in err
+    assert not (tmp_path / "other").exists()  # refused before anything was written
+
+
+def test_a_store_refuses_a_second_model_or_recipe_before_any_image(folders, tiny_model_dir, tmp_path, capsys):
+    store = tmp_path / "store"
+    code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "boat"))
+    assert code == 0, err
+    made = len(Store(store).manifest())
+    for extra, said in ((["--steps", 5], "num_inference_steps 4 there, 5 now"), (["--seed", 1], "base_seed 0 there, 1 now")):
+        code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "apple", *extra))
+        assert code == 2 and "holds images of another version" in err and said in err and "another --store" in err
+    assert len(Store(store).manifest()) == made  # nothing was added
+    code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "apple"))
+    assert code == 0, err  # the same version: more images into the same store

@@ -207,3 +207,66 @@ def test_a_style_download_with_another_digest_or_no_registry_keeps_nothing(tmp_p
         data.fetch_emoji_style("fake", tmp_path / "styles", progress=False)
     with pytest.raises(ValueError, match=r"unknown emoji style 'apple'; use one of \['fake', 'google', 'twitter'\]"):
         data.fetch_emoji_style("apple", tmp_path / "styles")
+
+
+def test_tiff_and_gif_are_read_and_other_files_and_nested_folders_are_named(tmp_path):
+    make_folders(tmp_path / "root", {"cat": 1, "dog": 1})
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "root" / "cat" / "scan.tif")
+    Image.new("P", (8, 8)).save(tmp_path / "root" / "dog" / "anim.gif")
+    (tmp_path / "root" / "dog" / "labels.csv").write_text("a,b\n")
+    (tmp_path / "root" / "cat" / "more").mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "root" / "cat" / "more" / "deep.png")
+    with pytest.warns(UserWarning) as caught:
+        table = data.load_class_folders(tmp_path / "root")
+    said = " | ".join(str(w.message) for w in caught)
+    assert sorted(table.image_id) == ["cat/img0.jpg", "cat/scan.tif", "dog/anim.gif", "dog/img0.jpg"]
+    assert "skipped 1 files under" in said and "labels.csv" in said and ".tif" in said
+    assert "skipped 1 folders inside class folders" in said and "cat/more" in said and "move their images up" in said
+
+
+def test_a_huge_image_and_a_name_that_is_not_utf8_are_errors_naming_the_file(tmp_path):
+    import os
+    import struct
+    import zlib
+
+    make_folders(tmp_path / "root", {"cat": 1, "dog": 1})
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # 400 megapixels, by its header
+    (tmp_path / "root" / "cat" / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(data.ImageReadError, match=r"huge.png \(too large to decode safely"):
+        data.load_class_folders(tmp_path / "root")
+    (tmp_path / "root" / "cat" / "huge.png").unlink()
+    with open(os.path.join(os.fsencode(tmp_path / "root" / "dog"), b"caf\xe9.png"), "wb") as f:
+        Image.new("RGB", (8, 8)).save(f, format="PNG")
+    with pytest.raises(data.ImageReadError, match=r"dog/caf\\xe9.png \(file name not UTF-8: rename it\)"):
+        data.load_class_folders(tmp_path / "root")
+
+
+def test_a_class_name_file_that_cannot_be_meant_is_an_error_naming_it(tmp_path):
+    cases = {"empty.txt": (b"\n\n", r"empty.txt names no class"),
+             "twice.txt": (b"cat a cat\ndog a dog\ncat a kitten\n", r"twice.txt:3: folder 'cat' is named a second time"),
+             "latin1.txt": ("cat a caf\u00e9 cat\n".encode("latin-1"), r"latin1.txt is not UTF-8 .*save it as UTF-8"),
+             "broken.json": (b'{"cat": "a cat",}', r"broken.json is not valid JSON"),
+             "list.json": (b'["cat", "dog"]', r"list.json must hold one JSON object of non-empty strings.*not list"),
+             "blank.json": (b'{"cat": ""}', r"blank.json must hold one JSON object")}
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=message):
+            data.read_class_names(tmp_path / name)
+    (tmp_path / "good.json").write_text('{"cat": " a cat "}')
+    assert data.read_class_names(tmp_path / "good.json") == {"cat": "a cat"}
+
+
+def test_a_truncated_jpeg_or_png_is_found_when_the_dataset_loads(tmp_path):
+    make_folders(tmp_path / "root", {"cat": 2, "dog": 2})
+    noise = Image.effect_noise((64, 64), 50).convert("RGB")
+    for name, kind in (("cut.jpg", "JPEG"), ("cut.png", "PNG")):
+        noise.save(tmp_path / "root" / "cat" / name, format=kind)
+        whole = (tmp_path / "root" / "cat" / name).read_bytes()
+        (tmp_path / "root" / "cat" / name).write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(data.ImageReadError, match=r"2 files .*cut.jpg \(truncated \(no JPEG end marker\)\).*cut.png "
+                                                   r"\(truncated or damaged"):
+        data.load_class_folders(tmp_path / "root")

@@ -488,3 +488,22 @@ def test_old_attention_parameter_names_still_load(broken_copy):
     save_file(weights, file)
     pipe, _ = generate.load_pipeline(broken_copy, device="cpu")
     assert pipe.vae.encoder.mid_block.attentions[0].to_q.weight.device.type == "cpu"
+
+
+def test_a_worker_waiting_on_another_s_claims_says_so_then_takes_over_a_stale_one(tmp_path, monkeypatch, capsys):
+    import json
+    import os
+
+    from genie_utils.store import Store
+    store = Store(tmp_path)
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / ("a" * 20)).write_text(json.dumps({"pid": 1234, "host": "elsewhere", "time": 0}))
+
+    def sleep(seconds):  # while this worker waits, the other host goes away: its claim is not refreshed
+        os.utime(tmp_path / "claims" / ("a" * 20), (0, 0))
+
+    monkeypatch.setattr(generate.time, "sleep", sleep)
+    batches = list(generate.claimed_batches(store, ["a" * 20, "b" * 20], lambda item: item, 1))
+    assert batches == [["b" * 20], ["a" * 20]]
+    assert "waiting for 1 image that other workers are making (the first held by process 1234 on elsewhere)" \
+        in capsys.readouterr().err

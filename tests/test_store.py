@@ -289,3 +289,70 @@ def test_a_damaged_key_is_named_and_made_again(tmp_path):
     with pytest.warns(UserWarning, match="damaged"):
         assert not store.has("c" * 20)
     assert len(store.manifest()) == 2
+
+
+def test_a_row_removed_by_another_worker_during_has_is_absent_not_an_error(tmp_path, monkeypatch):
+    import warnings
+
+    from PIL import Image
+    store = Store(tmp_path)
+    key = "e" * 20
+    store.put(key, Image.new("RGB", (4, 4), "red"), {"method": "genie"})
+    read = Store.row
+
+    def row_after_another_worker_removed_it(self, k):  # the other worker acts between `has`'s two reads
+        self._row_path(k).unlink(missing_ok=True)
+        return read(self, k)
+
+    monkeypatch.setattr(Store, "row", row_after_another_worker_removed_it)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # absent: no damage warning either
+        assert store.has(key) is False
+
+
+def test_a_claim_is_stale_when_its_pid_was_reused_or_its_holder_stopped_refreshing_it(tmp_path, monkeypatch):
+    import json
+    import os
+    import time
+
+    from genie_utils import store as store_module
+    store = Store(tmp_path)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    here, parent = os.uname().nodename, os.getppid()  # the parent: a live process of this host
+
+    def hold(key, **holder):
+        (claims / key).write_text(json.dumps({"time": 0, **holder}))
+
+    hold("a" * 20, pid=parent, host=here, started=store_module.process_start(parent))
+    assert not store.claim("a" * 20)  # alive, and the same process
+    hold("b" * 20, pid=parent, host=here, started=store_module.process_start(parent) - 1)
+    assert store.claim("b" * 20)  # the pid now belongs to another process
+    hold("c" * 20, pid=1234, host="elsewhere")
+    assert not store.claim("c" * 20)  # another host's claim, refreshed just now
+    old = time.time() - store_module.CLAIM_STALE_SECONDS - 1
+    os.utime(claims / ("c" * 20), (old, old))
+    assert store.claim("c" * 20)  # not refreshed for CLAIM_STALE_SECONDS: its host stopped
+    hold("d" * 20, pid=1234, host="elsewhere")
+    monkeypatch.setenv("GENIE_CLAIM_STALE_SECONDS", "0.05")
+    time.sleep(0.1)
+    assert store.claim("d" * 20)  # the bound is the user's
+    monkeypatch.setenv("GENIE_CLAIM_STALE_SECONDS", "soon")
+    hold("e" * 20, pid=1234, host="elsewhere")
+    with pytest.raises(ValueError, match="GENIE_CLAIM_STALE_SECONDS='soon' is not a time"):
+        store.claim("e" * 20)
+
+
+def test_held_claims_are_refreshed_while_their_images_are_made(tmp_path):
+    import os
+    import time
+    store = Store(tmp_path)
+    assert store.claim("f" * 20)
+    claim = tmp_path / "claims" / ("f" * 20)
+    os.utime(claim, (0, 0))
+    with store.heartbeat(["f" * 20], every=0.02):
+        time.sleep(0.2)
+    assert time.time() - claim.stat().st_mtime < 5
+    os.utime(claim, (0, 0))
+    time.sleep(0.1)
+    assert claim.stat().st_mtime == 0  # the heartbeat stopped with its block
