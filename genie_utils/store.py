@@ -16,6 +16,7 @@ so that the next run makes the image again, and reading it names the file and th
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -106,6 +107,12 @@ def atomic_write(path: Path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):  # the raw message names no file
+            raise OSError(error.errno, f"{error.strerror} while writing {path}: free space on that disk (or quota), "
+                                       "or write somewhere else; nothing half-written was kept") from error
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

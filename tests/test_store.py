@@ -356,3 +356,17 @@ def test_held_claims_are_refreshed_while_their_images_are_made(tmp_path):
     os.utime(claim, (0, 0))
     time.sleep(0.1)
     assert claim.stat().st_mtime == 0  # the heartbeat stopped with its block
+
+
+def test_a_full_disk_is_named_with_the_file_and_the_fix_and_keeps_nothing(tmp_path):
+    import errno
+
+    class Full:
+        def save(self, f, format):
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = Store(tmp_path)
+    with pytest.raises(OSError, match=r"No space left on device while writing .*images/genie/k+\.png: free space"):
+        store.put("k" * 20, Full(), {"method": "genie"})
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
