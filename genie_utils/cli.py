@@ -142,7 +142,7 @@ def speed_setting(args, device, benchmark: Path) -> tuple[str, str]:
 
 def generate_command(args) -> int:
     from . import data, generate
-    from .store import Store
+    from .store import Store, claim_stale_seconds
 
     if args.method != "genie" and args.noise_ratio is not None:
         raise UsageError(f"--noise-ratio is GeNIe's; {args.method} uses its own ratio ({METHOD_HELP[args.method]})")
@@ -168,6 +168,7 @@ def generate_command(args) -> int:
     if args.method == "genie_ada" and args.backbone != "efficientnet-lite0" and not args.backbone_checkpoint:
         raise UsageError(f"--backbone {args.backbone} needs --backbone-checkpoint FILE (a UniSiam checkpoint)")
     benchmark = check_benchmark(Path(args.benchmark)) if args.benchmark else default_benchmark()
+    claim_stale_seconds()  # a bad GENIE_CLAIM_STALE_SECONDS is named now, not when a claim is first met
     state = None if args.dry_run else generate.process_state()
     device = (generate.check_device(args.device) if args.device  # one GPU a process
               else state.device if state else generate.default_device())

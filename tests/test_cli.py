@@ -252,3 +252,9 @@ def test_a_store_refuses_a_second_model_or_recipe_before_any_image(folders, tiny
     assert len(Store(store).manifest()) == made  # nothing was added
     code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "apple"))
     assert code == 0, err  # the same version: more images into the same store
+
+
+def test_a_bad_claim_bound_is_named_before_any_work(folders, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENIE_CLAIM_STALE_SECONDS", "-5")
+    code, _, err = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run")
+    assert code == 2 and "GENIE_CLAIM_STALE_SECONDS='-5' is not a time" in err and not (tmp_path / "s").exists()
