@@ -45,7 +45,7 @@ from PIL import Image
 
 from . import speed as speed_settings
 from .data import file_sha256, load_image, to_rgb
-from .profiles import project_root, resolve
+from .profiles import project_root, resolve, seconds_setting
 from .store import Store, claim_stale_seconds, spec_key
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -53,16 +53,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def hub_timeout_seconds(text: str | None) -> float:
     """The value of GENIE_HUB_TIMEOUT_SECONDS: a positive number of seconds, 20 when unset or empty."""
-    if text is None or not text.strip():
-        return 20.0
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"GENIE_HUB_TIMEOUT_SECONDS={text!r} is not a timeout: set it to a positive number of "
-                         "seconds (20 when unset), e.g. GENIE_HUB_TIMEOUT_SECONDS=60, or unset it.")
-    return seconds
+    return seconds_setting("GENIE_HUB_TIMEOUT_SECONDS", text, 20.0)
 
 
 # A hub that accepts the connection but does not answer fails after this many seconds.

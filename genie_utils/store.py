@@ -30,6 +30,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from .profiles import seconds_setting
+
 TEMPORARY_PREFIX = ".tmp-"
 HALF_WRITTEN_CLAIM_SECONDS = 10.0  # a claim file still empty after this long lost its writer
 CLAIM_HEARTBEAT_SECONDS = 30.0  # how often a worker refreshes the claims it holds (their modification time)
@@ -38,18 +40,9 @@ _METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
 def claim_stale_seconds() -> float:
-    """GENIE_CLAIM_STALE_SECONDS, or CLAIM_STALE_SECONDS when unset: a positive number of seconds."""
-    text = os.environ.get("GENIE_CLAIM_STALE_SECONDS", "").strip()
-    if not text:
-        return CLAIM_STALE_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"GENIE_CLAIM_STALE_SECONDS={text!r} is not a time: set it to a positive number of seconds "
-                         f"({CLAIM_STALE_SECONDS:g} when unset), longer than {CLAIM_HEARTBEAT_SECONDS:g} s, or unset it")
-    return value
+    """GENIE_CLAIM_STALE_SECONDS, or CLAIM_STALE_SECONDS when unset: a positive number of seconds (more than
+    CLAIM_HEARTBEAT_SECONDS, or live workers' claims are taken over)."""
+    return seconds_setting("GENIE_CLAIM_STALE_SECONDS", os.environ.get("GENIE_CLAIM_STALE_SECONDS"), CLAIM_STALE_SECONDS)
 
 
 def process_start(pid: int) -> int | None:
