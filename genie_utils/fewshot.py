@@ -16,6 +16,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from PIL import Image
 from sklearn.decomposition import PCA
+from sklearn.metrics import balanced_accuracy_score
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -38,13 +39,13 @@ def eligible_classes(tables: dict[str, pd.DataFrame], shots: int) -> list[str]:
 
 
 def episodes_table(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways: int, shots: int, queries: int,
-                   episodes: Sequence[int]) -> pd.DataFrame:
+                   episodes: Sequence[int], all_queries: bool = False) -> pd.DataFrame:
     """Episodes as data: one row per (episode, role, image) with the class, episode i drawn with seed i.
 
     Written to a file (`write_episodes`), it lets any run repeat exactly the same episodes."""
     rows = []
     for episode in episodes:
-        support, query = sample_episode(dataset, tables, ways, shots, queries, int(episode))
+        support, query = sample_episode(dataset, tables, ways, shots, queries, int(episode), all_queries)
         for role, part in (("support", support), ("query", query)):
             rows.append(pd.DataFrame({"episode": int(episode), "ways": ways, "shots": shots, "role": role,
                                       "image_id": part.image_id, "class_name": part.class_name}))
@@ -76,9 +77,13 @@ def episode_sets(table: pd.DataFrame, episode: int) -> tuple[pd.DataFrame, pd.Da
 
 
 def sample_episode(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways: int, shots: int,
-                   queries: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   queries: int, seed: int, all_queries: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(support, query) of one episode: `ways` eligible classes, `shots` support images of distinct
-    identities per class, `queries` query images per class from the class's other identities."""
+    identities per class, `queries` query images per class from the class's other identities.
+
+    `all_queries`: every image of the class's other identities is a query instead (at least `queries` of them,
+    by eligibility), which removes the noise of the query draw. The classes and support images are the same as
+    with the draw (the same random numbers are consumed), so both protocols share their generated images."""
     classes = eligible_classes(tables, shots)
     if len(classes) < ways:
         raise ValueError(f"only {len(classes)} classes are eligible for {shots}-shot episodes; ways = {ways} "
@@ -97,7 +102,8 @@ def sample_episode(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways:
         rest = images[~images.identity.isin(chosen)]
         if len(rest) < queries:
             raise ValueError(f"class {class_name} has {len(rest)} query candidates, fewer than {queries}")
-        query.append(rest.iloc[np.sort(rng.choice(len(rest), size=queries, replace=False))])
+        drawn = np.sort(rng.choice(len(rest), size=queries, replace=False))
+        query.append(rest if all_queries else rest.iloc[drawn])
     return pd.concat(support, ignore_index=True), pd.concat(query, ignore_index=True)
 
 
@@ -240,7 +246,8 @@ def episode_features(backbone, support: pd.DataFrame, query: pd.DataFrame, augme
 
 def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd.DataFrame,
              ada_ratios: Sequence[float] | None = None):
-    """Accuracy of every row on one episode's queries. Returns (results, class probabilities, Ada choices,
+    """Accuracy of every row on one episode's queries, class-balanced (the mean of the per-class accuracies, plain
+    accuracy when every class has as many queries). Returns (results, class probabilities, Ada choices,
     query outcomes: whether each row got each query right, for `results.noise_sources`).
 
     Every row trains on the weak views of the support images (strong views for `strong`); the generative rows
@@ -255,8 +262,9 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
     def run(row, fit):
         began = time.perf_counter()
         model = fit()
-        correct[row] = model.predict(features.queries) == np.asarray(features.query_labels)
-        results[row] = float(correct[row].mean())
+        predicted = model.predict(features.queries)
+        correct[row] = predicted == np.asarray(features.query_labels)
+        results[row] = float(balanced_accuracy_score(features.query_labels, predicted))
         timings[row] = time.perf_counter() - began
         return model
 
@@ -350,10 +358,11 @@ def run_folder(profile: dict) -> Path:
 
 
 def draw_episodes(profile: dict, dataset: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The profile's episodes (`[fewshot]` shots and counts, `[splits]` queries per class) written to
+    """The profile's episodes (`[fewshot]` shots, counts and `all_queries`, `[splits]` queries per class) written to
     `episodes.csv` and returned joined with the dataset."""
     spec = profile["fewshot"]
-    parts = [episodes_table(dataset, tables, spec["ways"], shots, profile["splits"]["queries_per_class"], range(count))
+    parts = [episodes_table(dataset, tables, spec["ways"], shots, profile["splits"]["queries_per_class"], range(count),
+                            spec.get("all_queries", False))
              for shots, count in zip(spec["shots"], spec["episodes"])]
     path = write_episodes(pd.concat(parts, ignore_index=True), run_folder(profile) / "episodes.csv")
     return read_episodes(path, dataset)

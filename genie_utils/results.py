@@ -86,10 +86,10 @@ def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence
     """How much of a paired difference's spread over episodes comes from the draw of the queries.
 
     `outcomes`: one row per (episode, method, query) with `correct` and `query_class` (`fewshot.evaluate`'s
-    `query_outcomes`). Per episode, the difference `reference` minus another row is the mean over queries of
-    their per-query differences; with the queries drawn per class (stratified), the draw alone gives that mean a
-    variance of sum_c s_c^2 / n_c / C^2 (s_c^2: the sample variance of the differences on class c's n_c queries,
-    C classes). `query_share` is its mean over episodes divided by the variance of the episode differences (the
+    `query_outcomes`). Per episode, the difference `reference` minus another row is the class-balanced mean of
+    the per-query differences (the mean over classes of each class's mean, as episode accuracy is); with the
+    queries drawn per class (stratified), the draw alone gives it a variance of sum_c s_c^2 / n_c / C^2 (s_c^2:
+    the sample variance of the differences on class c's n_c queries, C classes). `query_share` is its mean over episodes divided by the variance of the episode differences (the
     rest is the support set's and the classes'; a share can exceed 1 by chance with few episodes).
     `half_width_without_queries` is the 95% half-width left if the query draw added nothing, as with very many
     queries per episode (scoring on n' > n queries per class divides the query part by about n' / n). Half-widths
@@ -99,15 +99,15 @@ def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence
         wide = group.pivot_table(index=["episode", "query", "query_class"], columns="method", values="correct")
         for a, b in comparison_pairs(wide.columns, reference, extra, order):
             diff = (wide[a].astype(float) - wide[b].astype(float)).rename("d").reset_index()
-            per_class = diff.groupby(["episode", "query_class"]).d.agg(["var", "count"])
+            per_class = diff.groupby(["episode", "query_class"]).d.agg(["mean", "var", "count"])
             classes = per_class.groupby("episode").size()
             draw = (per_class["var"].fillna(0.0) / per_class["count"]).groupby("episode").sum() / classes ** 2
-            episode = diff.groupby("episode").d.mean()
+            episode = per_class["mean"].groupby("episode").mean()
             n = len(episode)
             total = float(episode.var(ddof=1)) if n > 1 else float("nan")
             query = float(draw.mean())
             rows.append({**dict(zip(by, keys)), "comparison": f"{a} - {b}", "episodes": n,
-                         "queries_per_episode": int(diff.groupby("episode").size().iloc[0]),
+                         "queries_per_episode": float(diff.groupby("episode").size().mean()),
                          "mean": float(episode.mean()) * scale,
                          "half_width": 1.96 * np.sqrt(total / n) * scale if n > 1 else float("nan"),
                          "query_share": query / total if total > 0 else float("nan"),

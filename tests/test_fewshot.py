@@ -45,6 +45,22 @@ def test_episode_i_uses_seed_i_and_the_file_repeats_it(openmoji, tables, tmp_pat
     assert sorted(fewshot.sample_episode(openmoji, tables, 5, 1, 6, seed=3)[0].class_name) == expected
 
 
+@pytest.mark.parametrize("shots", [1, 5])
+def test_all_queries_keep_the_drawn_support_and_score_every_other_identity(openmoji, tables, shots):
+    pool = tables["splits.csv"].set_index("image_id").pool
+    evaluation = openmoji[openmoji.image_id.map(pool) == splits.EVALUATION]
+    for seed in range(4):
+        support, drawn = fewshot.sample_episode(openmoji, tables, 5, shots, 6, seed)
+        same_support, every = fewshot.sample_episode(openmoji, tables, 5, shots, 6, seed, all_queries=True)
+        assert list(same_support.image_id) == list(support.image_id)  # the same generated images serve both
+        for class_name, part in evaluation[evaluation.class_name.isin(support.class_name)].groupby("class_name"):
+            expected = part[~part.identity.isin(support.identity)]
+            assert sorted(every[every.class_name == class_name].image_id) == sorted(expected.image_id)
+        assert set(drawn.image_id) < set(every.image_id) and every.class_name.value_counts().ge(6).all()
+    table = fewshot.episodes_table(openmoji, tables, 5, shots, 6, [3], all_queries=True)
+    assert sorted(table[table.role == "query"].image_id) == sorted(every.image_id)
+
+
 def test_too_many_ways_and_foreign_episode_files_are_refused(openmoji, tables, tmp_path):
     eligible = len(fewshot.eligible_classes(tables, 5))
     with pytest.raises(ValueError, match=rf"only {eligible} classes are eligible for 5-shot episodes; ways = {eligible + 1}"):
@@ -102,7 +118,7 @@ def test_augmentations_have_equal_counts_per_class_and_shared_pairs_are_made_onc
     assert generator.counts.vae_decodes == decodes and again.equals(table)  # a rerun generates nothing
 
 
-def test_every_row_is_evaluated_and_evaluation_never_generates(generated, tmp_path):
+def test_every_row_is_evaluated_and_evaluation_never_generates(generated, openmoji, tmp_path):
     from tests.test_ada import CountingBackbone
     episodes, table, store, _ = generated
     out = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False, labels={"profile": "test"})
@@ -122,6 +138,20 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(generated, tmp_pa
     paired = result_tables.paired_differences(results).set_index("comparison")
     assert np.allclose(noise.loc[paired.index, "mean"], paired["mean"])
     assert np.allclose(noise.loc[paired.index, "half_width"], paired["half_width"])
+    # unequal query counts (3, 7 and 3 per class): an episode's accuracy weighs its classes equally
+    extra = episodes[(episodes.episode == 0) & (episodes.role == "query") & (episodes.class_name == "heart")]
+    hearts = openmoji[openmoji.class_name == "heart"].sort_values("image_id").iloc[8:12]
+    uneven = pd.concat([episodes, hearts.assign(**extra.iloc[0][["episode", "role", "ways", "shots"]])],
+                       ignore_index=True)
+    out = fewshot.evaluate(CountingBackbone(), uneven, table, store, progress=False)
+    hits = out["query_outcomes"]
+    assert hits[(hits.episode == 0) & (hits.method == "weak")].query_class.value_counts().to_dict() == {
+        "heart": 7, "animal-mammal": 3, "face-smiling": 3}
+    balanced = hits.groupby(["episode", "method", "query_class"]).correct.mean().groupby(["episode", "method"]).mean()
+    assert np.allclose(balanced.loc[list(zip(out["results"].episode, out["results"].method))], out["results"].accuracy)
+    noise = result_tables.noise_sources(hits).set_index("comparison")
+    paired = result_tables.paired_differences(out["results"]).set_index("comparison")
+    assert np.allclose(noise.loc[paired.index, "mean"], paired["mean"]) and noise.queries_per_episode.eq(11).all()
     moved = store.root / table.file.iloc[0]
     moved.rename(tmp_path / "away.png")
     try:

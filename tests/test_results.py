@@ -43,7 +43,7 @@ def test_noise_sources_split_an_episode_difference_into_the_query_draw_and_the_r
     row = table.loc["genie - weak"]
     episode_means = np.array([0.75, 0.0])
     draw = np.array([(0.5 / 2 + 0.0 / 2) / 2**2, 0.0])  # sum_c s_c^2 / n_c / C^2 per episode
-    assert row["episodes"] == 2 and row["queries_per_episode"] == 4
+    assert row["episodes"] == 2 and row["queries_per_episode"] == 4.0
     assert row["mean"] == pytest.approx(37.5)
     assert row["half_width"] == pytest.approx(1.96 * episode_means.std(ddof=1) / np.sqrt(2) * 100)
     assert row["query_share"] == pytest.approx(draw.mean() / episode_means.var(ddof=1))
