@@ -40,15 +40,17 @@ def eligible_classes(tables: dict[str, pd.DataFrame], shots: int) -> list[str]:
 
 def episodes_table(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways: int, shots: int, queries: int,
                    episodes: Sequence[int], all_queries: bool = False) -> pd.DataFrame:
-    """Episodes as data: one row per (episode, role, image) with the class, episode i drawn with seed i.
+    """Episodes as data: one row per (episode, role, image) with the class, episode i drawn with seed i;
+    `drawn_query` marks the queries that `queries` drawn per class would be (all of them unless `all_queries`).
 
     Written to a file (`write_episodes`), it lets any run repeat exactly the same episodes."""
     rows = []
     for episode in episodes:
         support, query = sample_episode(dataset, tables, ways, shots, queries, int(episode), all_queries)
-        for role, part in (("support", support), ("query", query)):
+        for role, part in (("support", support.assign(drawn_query=False)), ("query", query)):
             rows.append(pd.DataFrame({"episode": int(episode), "ways": ways, "shots": shots, "role": role,
-                                      "image_id": part.image_id, "class_name": part.class_name}))
+                                      "image_id": part.image_id, "class_name": part.class_name,
+                                      "drawn_query": part.drawn_query}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -83,7 +85,8 @@ def sample_episode(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways:
 
     `all_queries`: every image of the class's other identities is a query instead (at least `queries` of them,
     by eligibility), which removes the noise of the query draw. The classes and support images are the same as
-    with the draw (the same random numbers are consumed), so both protocols share their generated images."""
+    with the draw (the same random numbers are consumed), so both protocols share their generated images, and
+    the query column `drawn_query` marks the queries the draw takes."""
     classes = eligible_classes(tables, shots)
     if len(classes) < ways:
         raise ValueError(f"only {len(classes)} classes are eligible for {shots}-shot episodes; ways = {ways} "
@@ -103,7 +106,10 @@ def sample_episode(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways:
         if len(rest) < queries:
             raise ValueError(f"class {class_name} has {len(rest)} query candidates, fewer than {queries}")
         drawn = np.sort(rng.choice(len(rest), size=queries, replace=False))
-        query.append(rest if all_queries else rest.iloc[drawn])
+        if all_queries:
+            query.append(rest.assign(drawn_query=np.isin(np.arange(len(rest)), drawn)))
+        else:
+            query.append(rest.iloc[drawn].assign(drawn_query=True))
     return pd.concat(support, ignore_index=True), pd.concat(query, ignore_index=True)
 
 
@@ -179,6 +185,9 @@ def augmentation_table(generator, episodes: pd.DataFrame, store, class_names: di
 # --------------------------------------------------------------------------------------------------
 # Evaluation: a logistic regression per episode and row, on frozen features
 
+# The paper's claims about GeNIe, as the paired differences that test them (the targets of their intervals:
+# `[fewshot] target_half_widths`).
+CLAIMS = ("genie - img2img_low", "genie - img2img_high", "genie - txt2img", "genie_ada - genie")
 ROWS = ("weak", "strong", "mixup", "cutmix", "img2img_low", "img2img_high", "txt2img", "genie", "genie_ada")
 MIX_METHODS = ("mixup", "cutmix")
 
@@ -400,6 +409,21 @@ def evaluate_profile(profile: dict, episodes: pd.DataFrame, store, progress: boo
     return {key: write_table(pd.concat(parts, ignore_index=True), folder / f"{key}.csv") for key, parts in out.items()}
 
 
+def drawn_query_differences(folder: Path, outcomes: pd.DataFrame) -> pd.DataFrame | None:
+    """The paired differences had each episode been scored on its drawn queries only (`[splits] queries_per_class`
+    per class), from the same fits: its hits on the queries `episodes.csv` marks `drawn_query`. None when every
+    query is a drawn one."""
+    episodes = pd.read_csv(folder / "episodes.csv", keep_default_na=False)
+    queries = episodes[episodes.role == "query"]
+    if "drawn_query" not in queries or queries.drawn_query.astype(bool).all():
+        return None
+    marks = queries.assign(query=queries.groupby(["shots", "episode"]).cumcount())  # the order `evaluate` scores in
+    hits = outcomes.merge(marks[["shots", "episode", "query", "drawn_query"]], on=["shots", "episode", "query"],
+                          how="left", validate="many_to_one")
+    drawn = hits[hits.drawn_query.astype(bool)]
+    return result_tables.paired_differences(result_tables.episode_accuracy(drawn), order=table_rows())
+
+
 def table_rows(noise_ratios: Sequence[float] | None = None) -> list[str]:
     """The rows of the few-shot tables in the paper's order, then GeNIe at each fixed r."""
     return list(ROWS) + [fixed_ratio_row(r) for r in (noise_ratios or ADA_RATIOS) if r != 0.8]
@@ -408,7 +432,8 @@ def table_rows(noise_ratios: Sequence[float] | None = None) -> list[str]:
 def write_tables(profile: dict) -> dict[str, Path]:
     """From `results.csv`: the few-shot table (mean ± 95% interval, percent) and the paired differences
     (GeNIe minus each row, GeNIe-Ada minus GeNIe), each as Markdown and LaTeX; from `query_outcomes.csv`, how much
-    of each difference's spread the query draw makes (`noise_sources.csv`)."""
+    of each difference's spread the query draw makes (`noise_sources.csv`); the claims' half-widths against the
+    profile's `target_half_widths` (`precision.csv` and `.md`)."""
     folder = run_folder(profile)
     results = pd.read_csv(folder / "results.csv")
     summary = result_tables.summarise(results, ["backbone", "shots", "method"])
@@ -424,7 +449,10 @@ def write_tables(profile: dict) -> dict[str, Path]:
     paths.update({f"differences_{k}": v for k, v in result_tables.write_tables(
         folder / "differences", f"{profile['name']}: paired differences (percentage points), mean $\\pm$ 95\\% "
         "interval over episodes", *diff).items()})
-    return {**paths, "noise_sources": noise}
+    targets = dict(zip(profile["fewshot"]["shots"], profile["fewshot"].get("target_half_widths", [])))
+    precision = result_tables.precision_against_targets(differences, targets, CLAIMS,
+                                                        drawn_query_differences(folder, outcomes))
+    return {**paths, **result_tables.write_precision(precision, folder / "precision"), "noise_sources": noise}
 
 
 # --------------------------------------------------------------------------------------------------

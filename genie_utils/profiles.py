@@ -39,7 +39,7 @@ SCHEMA: dict = {
                    "batch_size": int, "seed": int, "guidance_timesteps": [int]},
     "features": {"backbone": str, "checkpoint": str, "checkpoints": dict, "cache_dir": str},
     "fewshot": {"shots": [int], "episodes": [int], "ways": int, "views_per_image": int, "backbones": [str],
-                "figure_episode": int, "all_queries": bool},
+                "figure_episode": int, "all_queries": bool, "target_half_widths": [float]},
     "longtail": {"top_up_below": int, "images_per_class": int, "seeds": int, "backbone": str, "root": str,
                  "train_list": str, "test_list": str,
                  "training": {"epochs": int, "batch_size": int, "learning_rate": float, "momentum": float,

@@ -116,6 +116,59 @@ def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence
     return pd.DataFrame(rows)
 
 
+def episode_accuracy(outcomes: pd.DataFrame, by: Sequence[str] = ("backbone", "shots", "episode", "method")
+                     ) -> pd.DataFrame:
+    """Per-query hits (`query_outcomes`) to each episode's class-balanced accuracy, as `results.csv` has it."""
+    per_class = outcomes.groupby([*by, "query_class"]).correct.mean()
+    return per_class.groupby(list(by)).mean().rename("accuracy").reset_index()
+
+
+def precision_against_targets(differences: pd.DataFrame, targets: dict, comparisons: Sequence[str],
+                              drawn: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each of `comparisons` (e.g. "genie - txt2img") from `paired_differences`, per backbone and shot count, against
+    the 95% half-width asked of it (`targets`: shots -> points). `episodes_needed` is the number of episodes that
+    would reach the target at the same spread: the half-width is 1.96 std / sqrt(n), so n (half_width / target)^2,
+    rounded up. `drawn`: the same differences on fewer queries (`fewshot.drawn_query_differences`), whose
+    half-widths go in `half_width_drawn_queries`."""
+    other = drawn.set_index(["backbone", "shots", "comparison"]).half_width if drawn is not None else None
+    rows = []
+    for row in differences[differences.comparison.isin(comparisons)].itertuples():
+        if row.shots not in targets:
+            continue
+        target = float(targets[row.shots])
+        rows.append({"backbone": row.backbone, "shots": row.shots, "comparison": row.comparison, "episodes": row.n,
+                     "half_width": row.half_width, "target": target, "met": bool(row.half_width <= target),
+                     "episodes_needed": int(np.ceil(row.n * (row.half_width / target) ** 2 - 1e-9)),
+                     "half_width_drawn_queries": float("nan") if other is None
+                     else float(other.loc[(row.backbone, row.shots, row.comparison)])})
+    frame = pd.DataFrame(rows, columns=["backbone", "shots", "comparison", "episodes", "half_width", "target", "met",
+                                        "episodes_needed", "half_width_drawn_queries"])
+    rank = frame.comparison.map({c: i for i, c in enumerate(comparisons)})
+    return frame.assign(rank=rank).sort_values(["backbone", "shots", "rank"]).drop(columns="rank") \
+        .reset_index(drop=True)
+
+
+def write_precision(precision: pd.DataFrame, stem) -> dict[str, Path]:
+    """`precision_against_targets` as `stem`.csv and as Markdown, `stem`.md."""
+    md = Path(stem).with_suffix(".md")
+    atomic_write(md, lambda f: f.write(precision_table(precision).encode()))
+    return {"precision": write_table(precision, Path(stem).with_suffix(".csv")), "precision_md": md}
+
+
+def precision_table(precision: pd.DataFrame) -> str:
+    """`precision_against_targets` as Markdown: one line per comparison and shot count."""
+    drawn = precision.half_width_drawn_queries.notna().any()
+    lines = ["| backbone | shots | comparison | episodes | 95% half-width | asked | met | episodes for the asked half-width |"
+             + (" half-width on the drawn queries only |" if drawn else ""),
+             "| --- | ---: | --- | ---: | ---: | ---: | --- | ---: |" + (" ---: |" if drawn else "")]
+    for row in precision.itertuples():
+        label = " - ".join(method_label(m) for m in row.comparison.split(" - "))
+        lines.append(f"| {row.backbone} | {row.shots} | {label} | {row.episodes} | {row.half_width:.1f} | "
+                     f"{row.target:.1f} | {'yes' if row.met else 'no'} | {row.episodes_needed} |"
+                     + (f" {row.half_width_drawn_queries:.1f} |" if drawn else ""))
+    return "\n".join(lines) + "\n"
+
+
 def bootstrap_differences(outcomes: pd.DataFrame, groups: dict[str, Sequence[str]], reference: str,
                           draws: int = 2000, seed: int = 0, scale: float = 100.0) -> pd.DataFrame:
     """Each method's accuracy minus `reference`'s, per group of classes, with a 95% interval over the test set.

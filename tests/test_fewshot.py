@@ -31,7 +31,9 @@ def test_episode_i_uses_seed_i_and_the_file_repeats_it(openmoji, tables, tmp_pat
     table = fewshot.episodes_table(openmoji, tables, 5, 1, 6, [0, 1, 2, 7])
     path = fewshot.write_episodes(table, tmp_path / "episodes.csv")
     loaded = fewshot.read_episodes(path, openmoji)
-    assert list(pd.read_csv(path).columns) == ["episode", "ways", "shots", "role", "image_id", "class_name"]
+    assert list(pd.read_csv(path).columns) == ["episode", "ways", "shots", "role", "image_id", "class_name",
+                                               "drawn_query"]
+    assert loaded[loaded.role == "query"].drawn_query.all() and not loaded[loaded.role == "support"].drawn_query.any()
     for episode in (0, 1, 2, 7):
         support, query = fewshot.episode_sets(loaded, episode)
         drawn_support, drawn_query = fewshot.sample_episode(openmoji, tables, 5, 1, 6, seed=episode)
@@ -57,6 +59,7 @@ def test_all_queries_keep_the_drawn_support_and_score_every_other_identity(openm
             expected = part[~part.identity.isin(support.identity)]
             assert sorted(every[every.class_name == class_name].image_id) == sorted(expected.image_id)
         assert set(drawn.image_id) < set(every.image_id) and every.class_name.value_counts().ge(6).all()
+        assert list(every[every.drawn_query].image_id) == list(drawn.image_id)  # the draw's queries, marked
     table = fewshot.episodes_table(openmoji, tables, 5, shots, 6, [3], all_queries=True)
     assert sorted(table[table.role == "query"].image_id) == sorted(every.image_id)
 
@@ -152,6 +155,15 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(generated, openmo
     noise = result_tables.noise_sources(hits).set_index("comparison")
     paired = result_tables.paired_differences(out["results"]).set_index("comparison")
     assert np.allclose(noise.loc[paired.index, "mean"], paired["mean"]) and noise.queries_per_episode.eq(11).all()
+    # the differences on the drawn queries only, from these hits, are those of an evaluation on them alone
+    uneven["drawn_query"] = uneven.index < len(episodes)
+    uneven[["episode", "ways", "shots", "role", "image_id", "class_name", "drawn_query"]].to_csv(
+        tmp_path / "episodes.csv", index=False)
+    drawn = fewshot.drawn_query_differences(tmp_path, hits.assign(backbone="b"))
+    alone = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False)["results"]
+    expected = result_tables.paired_differences(alone.assign(backbone="b"), order=fewshot.table_rows())
+    assert np.allclose(drawn["mean"], expected["mean"]) and np.allclose(drawn.half_width, expected.half_width)
+    assert not np.allclose(drawn["mean"], result_tables.paired_differences(out["results"], order=fewshot.table_rows())["mean"])
     moved = store.root / table.file.iloc[0]
     moved.rename(tmp_path / "away.png")
     try:

@@ -51,6 +51,22 @@ def test_noise_sources_split_an_episode_difference_into_the_query_draw_and_the_r
         1.96 * np.sqrt((episode_means.var(ddof=1) - draw.mean()) / 2) * 100)
 
 
+def test_precision_against_targets_keeps_the_claims_and_scales_episodes_by_the_squared_ratio():
+    differences = pd.DataFrame([
+        {"backbone": "b", "shots": 1, "comparison": "genie - weak", "half_width": 9.0, "n": 12},
+        {"backbone": "b", "shots": 1, "comparison": "genie_ada - genie", "half_width": 2.0, "n": 12},
+        {"backbone": "b", "shots": 1, "comparison": "genie - txt2img", "half_width": 4.0, "n": 12},
+        {"backbone": "b", "shots": 5, "comparison": "genie - txt2img", "half_width": 1.0, "n": 3},
+        {"backbone": "b", "shots": 10, "comparison": "genie - txt2img", "half_width": 5.0, "n": 3}])
+    table = results.precision_against_targets(differences, {1: 2.0, 5: 2.5}, ["genie - txt2img", "genie_ada - genie"])
+    assert list(zip(table.shots, table.comparison)) == [(1, "genie - txt2img"), (1, "genie_ada - genie"),
+                                                        (5, "genie - txt2img")]  # claims only, in their order
+    assert list(table.met) == [False, True, True]  # a half-width equal to the target meets it
+    assert list(table.episodes_needed) == [48, 12, 1]  # 12 (4 / 2)^2, 12 (2 / 2)^2, ceil(3 (1 / 2.5)^2)
+    lines = results.precision_table(table).splitlines()
+    assert lines[2] == "| b | 1 | GeNIe (r = 0.8) - Txt2Img | 12 | 4.0 | 2.0 | no | 48 |"
+
+
 def test_bootstrap_differences_resample_test_images_within_each_class():
     # class a: the method beats the reference on both images, class b: they tie; two seeds agree
     rows = [{"method": m, "seed": seed, "image_id": f"{c}{i}", "class_name": c, "correct": ok}
