@@ -170,13 +170,16 @@ def own_class_jobs(train: pd.DataFrame, plan: pd.DataFrame, method: str) -> list
     return jobs
 
 
+BASELINES = ("txt2img", "img2img_low", "img2img_high")
+
+
 def augmentation_table(generator, train: pd.DataFrame, plan: pd.DataFrame, store, class_names: dict[str, str],
-                       seed: int = 0, progress: bool = True) -> pd.DataFrame:
+                       seed: int = 0, progress: bool = True, baselines: Sequence[str] = BASELINES) -> pd.DataFrame:
     """Generate every method's images for the rare classes into the store (GeNIe's pairs at r = 0.5 ... 0.9,
-    as in the few-shot experiment; the baselines at their r) and list them: method, noise_ratio, source and
-    target class, key, file."""
+    as in the few-shot experiment; the `baselines` at their r) and list them: method, noise_ratio, source and
+    target class, key, file. `seed` draws GeNIe's sources (`hard_negative_pairs`)."""
     pairs = hard_negative_pairs(train, plan, seed)
-    baselines = [job for method in ("txt2img", "img2img_low", "img2img_high") for job in own_class_jobs(train, plan, method)]
+    baselines = [job for method in baselines for job in own_class_jobs(train, plan, method)]
     columns = ["method", "noise_ratio", "variant", "source_id", "source_class", "target_class", "key", "file"]
     parts = []
     if pairs:
@@ -194,7 +197,7 @@ def chosen_augmentations(method: str, augmentations: pd.DataFrame, features: dic
     """The augmentation rows one generative method trains with: its own rows; for GeNIe the r = 0.8
     candidates; for GeNIe-Ada, per pair, the candidate after the largest jump of the projection on the line
     from the source (`features[source_path]`) to the target's prototype (its training images' features)."""
-    if method in ("txt2img", "img2img_low", "img2img_high"):
+    if method in BASELINES:
         return augmentations[augmentations.method == method]
     candidates = augmentations[augmentations.method == "genie"]
     if method == "genie":
@@ -368,8 +371,7 @@ def write_tables(profile: dict) -> dict[str, Path]:
     paths = result_tables.write_tables(folder / "table", f"{profile['name']}: long-tail top-1 (\\\\%), mean $\\\\pm$ 95\\\\% "
                                "interval over training seeds", *frames)
     outcomes = pd.read_csv(folder / "test_outcomes.csv", keep_default_na=False, dtype={"image_id": str})
-    groups = {**{b: list(plan[plan.bin == b].class_name) for b in ("many", "medium", "few") if (plan.bin == b).any()},
-              "overall": list(plan.class_name)}
+    groups = bin_groups(plan)
     paths.update(_test_set_differences(
         outcomes, groups, "plain", [m for m in ROWS if m != "plain"], folder / "differences",
         f"{profile['name']}: long-tail top-1 minus plain cross-entropy (points), 95\\\\% interval over the test images"))
@@ -380,6 +382,44 @@ def write_tables(profile: dict) -> dict[str, Path]:
             f"{profile['name']}: each generative row with logit adjustment minus logit adjustment alone (points), "
             "95\\\\% interval over the test images"))
     return paths
+
+
+BUDGET_ROWS = ("plain", "genie", "genie_ada", "txt2img")
+
+
+def budget_curve(profile: dict, generator, backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame,
+                 store, class_names: dict[str, str], budgets: Sequence[int], cache=None,
+                 rows: Sequence[str] = BUDGET_ROWS, progress: bool = True) -> pd.DataFrame:
+    """The gain of the generative `rows` against the generation budget: for each of `budgets` (images per class
+    with fewer than `[longtail] top_up_below` training images), the images made as in `generate_augmentations` and
+    the rows trained as in `evaluate_profile` (linear head, the profile's training seeds); each row minus plain
+    cross-entropy per bin and overall (`bin_groups`), with a 95% interval over the test images
+    (`results.bootstrap_differences`). The generator's seed (`generator.recipe.seed`, the generation seed) seeds
+    every image and draws GeNIe's sources, so the profile's own images are those of its `[generation] seed`, and a
+    budget's images are the first ones of every larger budget. Generates into `store` (what is there is reused)."""
+    if "plain" not in rows:
+        raise ValueError(f"rows {list(rows)} lack 'plain', the reference every gain is measured against")
+    spec = profile["longtail"]
+    seed = generator.recipe.seed
+    paths = dict(zip(train.image_id, train.path))
+    parts = []
+    for images in sorted(budgets):
+        plan = budget(classes, spec["top_up_below"], images)
+        augmentations = augmentation_table(generator, train, plan[plan.generated > 0], store, class_names, seed,
+                                           progress, [r for r in rows if r in BASELINES])
+        augmentations["source_path"] = augmentations.source_id.map(paths)
+        outcomes = evaluate(backbone, train, test, classes, plan, augmentations, store, cache, range(spec["seeds"]),
+                            spec.get("training"), rows, progress)
+        parts.append(result_tables.bootstrap_differences(outcomes, bin_groups(classes), "plain").assign(
+            budget=images, generation_seed=seed))
+    return pd.concat(parts, ignore_index=True)
+
+
+def bin_groups(classes: pd.DataFrame) -> dict[str, list[str]]:
+    """The classes of each bin present (many, medium, few, in that order) and of all: the groups the tables'
+    intervals over test images are drawn for (`results.bootstrap_differences` draws them in this order)."""
+    return {**{b: list(classes[classes.bin == b].class_name) for b in ("many", "medium", "few") if (classes.bin == b).any()},
+            "overall": list(classes.class_name)}
 
 
 def _test_set_differences(outcomes: pd.DataFrame, groups: dict[str, list[str]], reference: str, rows: list[str],

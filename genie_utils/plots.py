@@ -439,6 +439,33 @@ def longtail_gain(gain_csv: str | os.PathLike, reference_label: str = "cross-ent
     return figure
 
 
+def longtail_budget(budget_csv: str | os.PathLike, group: str = "few"):
+    """Each generative row's top-1 gain over plain cross-entropy on `group` against the images generated per rare
+    class, with its 95% interval over the test images; other generation seeds as open markers beside seed 0."""
+    table = pd.read_csv(budget_csv)
+    table = table[table.group == group]
+    figure, axis = plt.subplots(figsize=(COLUMN_INCHES, 2.6))
+    offsets = {m: 1 + 0.04 * (i - 1) for i, m in enumerate(table.method.unique())}  # keep the intervals apart
+    for method, part in table.groupby("method", sort=False):
+        colour = METHOD_COLOURS.get(method)
+        for seed, runs in part.groupby("generation_seed"):
+            runs = runs.sort_values("budget")
+            x = runs.budget * offsets[method] * (1.06 if seed else 1)
+            axis.errorbar(x, runs["mean"], yerr=[runs["mean"] - runs.low, runs.high - runs["mean"]], color=colour,
+                          marker="o", markerfacecolor="white" if seed else colour, capsize=2, linewidth=1,
+                          linestyle="-" if seed == part.generation_seed.min() else "none",
+                          label=method_label(method, latex=True) if seed == part.generation_seed.min()
+                          else f"{method_label(method, latex=True)}, generation seed {seed}")
+    axis.axhline(0, color=GREY, linewidth=0.8)
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(sorted(table.budget.unique()), [str(b) for b in sorted(table.budget.unique())])
+    axis.set_xlabel("images generated per rare class")
+    axis.set_ylabel(f"top-1 gain on {group}\nover cross-entropy (points)")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
 def curves_by_steps(steps_csv: str | os.PathLike):
     """The oracle's mean P(target) and P(source) of GeNIe outputs against r, one line style per step count."""
     table = pd.read_csv(steps_csv)

@@ -91,6 +91,44 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
         100 * (top1["few", "genie+logit_adjusted"] - top1["few", "logit_adjusted"]))
 
 
+def test_the_budget_curve_grows_one_set_of_images_and_repeats_the_table_rows(tiny_pipeline, openmoji, class_names,
+                                                                          tmp_path):
+    from genie_utils import generate
+    from genie_utils.store import Store
+    from tests.test_ada import CountingBackbone
+    pipe, info = tiny_pipeline
+    train, test, classes = small_split(openmoji)
+    profile = {"longtail": {"top_up_below": 5, "seeds": 2, "training": {"epochs": 3, "batch_size": 8}}}
+    store = Store(tmp_path / "store")
+
+    def generator(seed):
+        return generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=5, seed=seed), info, batch_size=8)
+
+    curve = longtail.budget_curve(profile, generator(0), CountingBackbone(), train, test, classes, store, class_names,
+                                  [2, 1], progress=False)
+    assert list(curve.budget.unique()) == [1, 2] and set(curve.generation_seed) == {0}
+    assert set(curve.method) == {"genie", "genie_ada", "txt2img"} and set(curve.group) == {"many", "medium", "few", "overall"}
+    made = set(store.manifest().key)  # budget 2 made 2 images per rare class and method; budget 1 reused its first
+    two = longtail.augmentation_table(generator(0), train, longtail.budget(classes, 5, 2).query("generated > 0"), store,
+                                      class_names, progress=False, baselines=("txt2img",))
+    assert set(two.key) == made and len(made) == 2 * 2 * (5 + 1)  # 2 classes x 2 images x (5 GeNIe r + Txt2Img)
+    # the curve's budget-2 rows are what notebook 06's steps give for that budget
+    plan = longtail.budget(classes, 5, 2)
+    two["source_path"] = two.source_id.map(dict(zip(train.image_id, train.path)))
+    outcomes = longtail.evaluate(CountingBackbone(), train, test, classes, plan, two, store, seeds=(0, 1),
+                                 training=profile["longtail"]["training"], methods=longtail.BUDGET_ROWS, progress=False)
+    expected = result_tables.bootstrap_differences(outcomes, longtail.bin_groups(classes), "plain")
+    got = curve[curve.budget == 2].drop(columns=["budget", "generation_seed"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)
+    # another generation seed: other sources and other noise
+    other = longtail.budget_curve(profile, generator(1), CountingBackbone(), train, test, classes, store, class_names,
+                                  [2], progress=False)
+    assert set(other.generation_seed) == {1} and len(store.manifest()) > len(made)
+    with pytest.raises(ValueError, match="lack 'plain'"):
+        longtail.budget_curve(profile, generator(0), CountingBackbone(), train, test, classes, store, class_names, [1],
+                              rows=("genie",), progress=False)
+
+
 def imagenet_lt_fixture(root):
     lines = {"train": [], "test": []}
     for label, wnid in enumerate(["n01440764", "n01443537", "n01484850"]):
