@@ -454,8 +454,8 @@ def longtail_budget(budget_csv: str | os.PathLike, group: str = "few"):
             axis.errorbar(x, runs["mean"], yerr=[runs["mean"] - runs.low, runs.high - runs["mean"]], color=colour,
                           marker="o", markerfacecolor="white" if seed else colour, capsize=2, linewidth=1,
                           linestyle="-" if seed == part.generation_seed.min() else "none",
-                          label=method_label(method, latex=True) if seed == part.generation_seed.min()
-                          else f"{method_label(method, latex=True)}, generation seed {seed}")
+                          label=f"{method_label(method, latex=True)}, generation seed {seed}"
+                          if part.generation_seed.nunique() > 1 else method_label(method, latex=True))
     axis.axhline(0, color=GREY, linewidth=0.8)
     axis.set_xscale("log", base=2)
     axis.set_xticks(sorted(table.budget.unique()), [str(b) for b in sorted(table.budget.unique())])
