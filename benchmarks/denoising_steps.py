@@ -13,7 +13,7 @@ import time
 
 import pandas as pd
 
-from genie_utils import data, fewshot, generate, oracle, plots, profiles, splits
+from genie_utils import data, generate, oracle, pairing, plots, profiles, splits
 from genie_utils.store import Store
 
 
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     dataset = data.load_dataset(settings, progress=False)
     tables, names = splits.load_splits(settings, dataset), data.class_display_names(dataset)
     pairs = oracle.random_pairs(splits.pool_images(settings, dataset, splits.EVALUATION),
-                                fewshot.eligible_classes(tables, 1), args.pairs, seed=11)
+                                pairing.eligible_classes(tables, 1), args.pairs, seed=11)
     judge = oracle.load_oracle(profiles.resolve(settings, settings["oracle"]["path"]))
     folder = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
     store = Store(folder / "denoising-steps-store")

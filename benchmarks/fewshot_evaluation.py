@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from genie_utils import data, features, fewshot, plots, profiles
+from genie_utils import data, features, fewshot, pairing, plots, profiles
 from genie_utils.ada import ADA_RATIOS
 from genie_utils.store import Store
 
@@ -41,11 +41,11 @@ def synthetic_episode(ways: int, shots: int, queries: int, views: int, dims: int
     support = pd.DataFrame({"image_id": [f"{c}-{k}" for c in classes for k in range(shots)],
                             "class_name": [c for c in classes for _ in range(shots)], "path": ""})
     rows = []
-    for job in fewshot.episode_jobs(support, "genie"):
+    for job in pairing.episode_jobs(support, "genie"):
         rows += [("genie", r, job.source_id, job.source_class, job.target_class) for r in ADA_RATIOS]
     for method in fewshot.BASELINES:
         rows += [(method, j.noise_ratio, j.source_id, j.source_class, j.target_class)
-                 for j in fewshot.episode_jobs(support, method)]
+                 for j in pairing.episode_jobs(support, method)]
     augmentations = pd.DataFrame(rows, columns=["method", "noise_ratio", "source_id", "source_class", "target_class"])
     augmentations["key"] = [f"k{i}" for i in range(len(augmentations))]
     labels = np.repeat(support.class_name.to_numpy(), views)
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     folder = fewshot.run_folder(settings)
     if (folder / "augmentations.csv").is_file():
         dataset = data.load_dataset(settings, progress=False)
-        episodes = fewshot.read_episodes(folder / "episodes.csv", dataset)
+        episodes = pairing.read_episodes(folder / "episodes.csv", dataset)
         augmentations = pd.read_csv(folder / "augmentations.csv", keep_default_na=False, dtype={"key": str})
         store = Store(profiles.resolve(settings, settings["paths"]["results"]) / "store")
         cache = features.FeatureCache(profiles.resolve(settings, settings["features"]["cache_dir"]))
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             mine = augmentations[augmentations.shots == shots]
             began, count = time.perf_counter(), 0
             for episode in sorted(group.episode.unique()):
-                support, query = fewshot.episode_sets(group, episode)
+                support, query = pairing.episode_sets(group, episode)
                 fewshot.episode_features(backbone, support, query, mine[mine.episode == episode], store, cache,
                                          spec["views_per_image"])
                 count += 1

@@ -15,10 +15,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
+from .data import load_image
+from .pairing import episode_jobs, sample_episode
 from .features import Backbone, FeatureCache, embed
 from .generate import (GenieGenerator, Job, check_batch_size, check_noise_ratio, claimed_batches, keyed_jobs,
-                       in_shard, kept_steps, manifest_row)
+                       in_shard, kept_steps, manifest_row, run_jobs)
 from .store import Store, spec_key
 
 ADA_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -112,10 +115,6 @@ def generate_candidates(generator: GenieGenerator, pairs: Sequence[Job], store: 
     workers claim pairs. Returns the manifest rows, pair by pair (`batch_size`: pairs per batch, default
     the generator's). With `shard` = (index, count) a process takes only the pairs whose first candidate's key
     is `in_shard`, and returns their rows."""
-    from tqdm.auto import tqdm
-
-    from .data import load_image
-
     ratios = [check_noise_ratio(r) for r in ratios]
     batch_size = check_batch_size(batch_size if batch_size is not None else generator.batch_size)
     pairs = list(pairs)
@@ -203,8 +202,6 @@ def run_episodes(generator: GenieGenerator, backbone: Backbone, dataset: pd.Data
                  class_names: dict[str, str], episodes: Sequence[int], ways: int, shots: int,
                  cache: FeatureCache | None = None, batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
     """GeNIe-Ada on the GeNIe pairs of several few-shot episodes: one row per pair, with the episode."""
-    from .fewshot import episode_jobs, sample_episode
-
     tables_out = []
     for episode in episodes:
         support, _ = sample_episode(dataset, tables, ways, shots, 1, episode)
@@ -218,8 +215,6 @@ def measure_cost(generator: GenieGenerator, pairs: Sequence[Job], class_names: d
                  ratios: Sequence[float] = ADA_RATIOS, batch_size: int | None = None) -> pd.DataFrame:
     """Generate the same pairs with GeNIe and with GeNIe-Ada into two fresh stores under `root`, counting UNet
     steps, VAE calls and wall time per kept image (one image per pair for both methods)."""
-    from .generate import run_jobs
-
     rows = []
     for method in ("genie", "genie_ada"):
         store = Store(Path(root) / method)

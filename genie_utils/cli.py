@@ -8,6 +8,9 @@
 DATA holds one folder per class (`DATA/<class>/*.jpg|png`). Images go into the store (`STORE/images/...`, one
 JSON row per image, `STORE/manifest.csv`), keyed by everything that determines them: a rerun makes only what is
 missing, and processes launched together share the work by key without duplicating it.
+
+The library's heavy modules (torch, diffusers) are imported inside the commands, so that `genie --help` and the
+usage errors answer at once.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ def plan_jobs(dataset: pd.DataFrame, method: str, sources: list[str], targets: l
     """The jobs of one method, paired as in the few-shot episodes: for GeNIe (and GeNIe-Ada's pairs) every
     image of each source class with each target class other than its own; for the baselines `variants` images
     per image of each target class."""
-    from .fewshot import hard_negative_jobs, own_class_jobs
+    from .pairing import hard_negative_jobs, own_class_jobs
 
     if method in ("genie", "genie_ada"):
         jobs = hard_negative_jobs(dataset[dataset.class_name.isin(sources)], noise_ratio, "genie", targets)

@@ -1,7 +1,5 @@
-"""Few-shot episodes: N-way K-shot support sets and query sets drawn from the evaluation pool.
-
-Support and query never share an image or an identity (the official sampler can overlap them; this one
-does not). Episode i uses seed i, so an episode is the same on every machine.
+"""The few-shot experiment: every episode's augmentations generated once, a classifier per episode and row on
+frozen features, the tables and the analyses, each written as a result file. Episodes and pairing: `episodes`.
 """
 from __future__ import annotations
 
@@ -27,124 +25,10 @@ from .classifier import fit_linear_sgd, fit_logistic, one_hot
 from .data import load_image
 from .features import FeatureCache, embed, image_hash, load_backbone
 from .features import mixed_features as features_of_mixes
-from .generate import METHODS, Job, run_jobs
+from .pairing import episode_jobs, episode_sets, episodes_table, read_episodes, write_episodes
+from .generate import run_jobs
 from .profiles import resolve
 from .results import summarise, write_table
-from .splits import EVALUATION
-
-
-def eligible_classes(tables: dict[str, pd.DataFrame], shots: int) -> list[str]:
-    table = tables["fewshot_classes.csv"]
-    return sorted(table[table[f"eligible_{shots}shot"].astype(bool)].class_name)
-
-
-def episodes_table(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways: int, shots: int, queries: int,
-                   episodes: Sequence[int], all_queries: bool = False) -> pd.DataFrame:
-    """Episodes as data: one row per (episode, role, image) with the class, episode i drawn with seed i;
-    `drawn_query` marks the queries that `queries` drawn per class would be (all of them unless `all_queries`).
-
-    Written to a file (`write_episodes`), it lets any run repeat exactly the same episodes."""
-    rows = []
-    for episode in episodes:
-        support, query = sample_episode(dataset, tables, ways, shots, queries, int(episode), all_queries)
-        for role, part in (("support", support.assign(drawn_query=False)), ("query", query)):
-            rows.append(pd.DataFrame({"episode": int(episode), "ways": ways, "shots": shots, "role": role,
-                                      "image_id": part.image_id, "class_name": part.class_name,
-                                      "drawn_query": part.drawn_query}))
-    return pd.concat(rows, ignore_index=True)
-
-
-def write_episodes(table: pd.DataFrame, path) -> Path:
-    """Save an episodes table as CSV, atomically."""
-    return write_table(table, path)
-
-
-def read_episodes(path, dataset: pd.DataFrame) -> pd.DataFrame:
-    """An episodes table joined with the dataset's rows (path, identity, display name); every image must exist."""
-    table = pd.read_csv(path, dtype={"image_id": str, "class_name": str}, keep_default_na=False)
-    joined = table.merge(dataset.drop(columns=["class_name"]), on="image_id", how="left", validate="many_to_one")
-    missing = joined[joined.path.isna()].image_id.unique()
-    if len(missing):
-        raise KeyError(f"{path} names {len(missing)} images the dataset lacks (e.g. {list(missing[:3])}): "
-                       "it was written for another dataset. Delete it to draw the episodes again.")
-    return joined
-
-
-def episode_sets(table: pd.DataFrame, episode: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(support, query) of one episode of a table from `read_episodes`."""
-    rows = table[table.episode == episode]
-    if rows.empty:
-        raise KeyError(f"no episode {episode} in the table (episodes {sorted(table.episode.unique())[:5]}...)")
-    return (rows[rows.role == "support"].reset_index(drop=True), rows[rows.role == "query"].reset_index(drop=True))
-
-
-def sample_episode(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame], ways: int, shots: int,
-                   queries: int, seed: int, all_queries: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(support, query) of one episode: `ways` eligible classes, `shots` support images of distinct
-    identities per class, `queries` query images per class from the class's other identities.
-
-    `all_queries`: every image of the class's other identities is a query instead (at least `queries` of them,
-    by eligibility), which removes the noise of the query draw. The classes and support images are the same as
-    with the draw (the same random numbers are consumed), so both protocols share their generated images, and
-    the query column `drawn_query` marks the queries the draw takes."""
-    classes = eligible_classes(tables, shots)
-    if len(classes) < ways:
-        raise ValueError(f"only {len(classes)} classes are eligible for {shots}-shot episodes; ways = {ways} "
-                         "is too many (see fewshot_classes.csv)")
-    pool = tables["splits.csv"].set_index("image_id").pool
-    evaluation = dataset[dataset.image_id.map(pool) == EVALUATION]
-    rng = np.random.default_rng(seed)
-    support, query = [], []
-    for class_name in sorted(rng.choice(classes, size=ways, replace=False)):
-        images = evaluation[evaluation.class_name == class_name].sort_values("image_id")
-        identities = sorted(images.identity.unique())
-        chosen = set(rng.choice(identities, size=shots, replace=False))
-        for identity in sorted(chosen):
-            same = images[images.identity == identity]
-            support.append(same.iloc[[rng.integers(len(same))]])
-        rest = images[~images.identity.isin(chosen)]
-        if len(rest) < queries:
-            raise ValueError(f"class {class_name} has {len(rest)} query candidates, fewer than {queries}")
-        drawn = np.sort(rng.choice(len(rest), size=queries, replace=False))
-        if all_queries:
-            query.append(rest.assign(drawn_query=np.isin(np.arange(len(rest)), drawn)))
-        else:
-            query.append(rest.iloc[drawn].assign(drawn_query=True))
-    return pd.concat(support, ignore_index=True), pd.concat(query, ignore_index=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Pairing: which images each augmentation method makes for an episode's support set
-
-
-def hard_negative_jobs(support: pd.DataFrame, noise_ratio: float = METHODS["genie"].noise_ratio,
-                       method: str = "genie", targets: Sequence[str] | None = None) -> list[Job]:
-    """GeNIe's pairing in an N-way K-shot episode: every support image of the other N-1 classes is a
-    source for each target class, giving (N-1)*K images per class. `targets` (default: the support's classes)
-    may name classes with no image among the sources."""
-    jobs = []
-    for target in (targets if targets is not None else sorted(support.class_name.unique())):
-        for row in support[support.class_name != target].itertuples():
-            jobs.append(Job(method, row.image_id, row.path, row.class_name, target, noise_ratio))
-    return jobs
-
-
-def own_class_jobs(support: pd.DataFrame, method: str, variants: int | None = None) -> list[Job]:
-    """The baselines' pairing: `variants` (default N-1) images of every support image, prompted with its own
-    class, so each class gets as many images as GeNIe gives it."""
-    spec = METHODS[method]
-    variants = support.class_name.nunique() - 1 if variants is None else variants
-    return [Job(method, row.image_id, row.path, row.class_name, row.class_name, spec.noise_ratio, v)
-            for row in support.sort_values(["class_name", "image_id"]).itertuples() for v in range(variants)]
-
-
-def episode_jobs(support: pd.DataFrame, method: str) -> list[Job]:
-    """The jobs of one augmentation method for an episode's support set."""
-    if method not in METHODS:
-        raise KeyError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
-    if METHODS[method].prompt_class == "target":
-        return hard_negative_jobs(support, METHODS[method].noise_ratio, method)
-    return own_class_jobs(support, method)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from genie_utils import ada, features, fewshot, generate
+from genie_utils import ada, features, generate, pairing
 from genie_utils.store import Store
 
 RATIOS = list(ada.ADA_RATIOS)
@@ -143,7 +143,7 @@ def one_shot_support(openmoji):
 
 def test_candidates_share_noise_and_encodes_and_reuse_the_genie_image(fast_generator, openmoji, class_names, tmp_path):
     support = one_shot_support(openmoji)
-    pairs = fewshot.episode_jobs(support, "genie")  # 6 pairs
+    pairs = pairing.episode_jobs(support, "genie")  # 6 pairs
     store = Store(tmp_path)
     genie_rows = generate.run_jobs(fast_generator, pairs[:2], store, class_names, progress=False)
     before = generate.GenerationCounts(**vars(fast_generator.counts))
@@ -163,7 +163,7 @@ def test_candidates_share_noise_and_encodes_and_reuse_the_genie_image(fast_gener
 
 def test_ada_choices_keep_one_image_per_pair(fast_generator, openmoji, class_names, tmp_path):
     support = one_shot_support(openmoji)
-    pairs = fewshot.episode_jobs(support, "genie")
+    pairs = pairing.episode_jobs(support, "genie")
     store = Store(tmp_path)
     candidates = ada.generate_candidates(fast_generator, pairs, store, class_names, progress=False)
     choices = ada.ada_choices(CountingBackbone(), candidates, support, store)
@@ -209,7 +209,7 @@ def test_ada_choices_use_the_target_prototype_and_the_source_embedding(fast_gene
     classes = list(support.class_name)
     axis = {c: np.eye(8)[i] for i, c in enumerate(classes)}
     store = Store(tmp_path)
-    pairs = fewshot.episode_jobs(support, "genie")
+    pairs = pairing.episode_jobs(support, "genie")
     candidates = ada.generate_candidates(fast_generator, pairs, store, class_names, progress=False)
     table = {pixels_key(load_image(p)): axis[c] for p, c in zip(support.path, support.class_name)}
     expected, wrong = {}, {}

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genie_utils import fewshot, generate
+from genie_utils import generate, pairing
 from genie_utils.store import TEMPORARY_PREFIX, Store, spec_key
 
 
@@ -15,7 +15,7 @@ def episode(openmoji, ways=5, shots=1):
 @pytest.mark.parametrize("shots, per_class", [(1, 4), (5, 20)])
 def test_genie_pairs_every_other_class_support_image_with_each_target(openmoji, shots, per_class):
     support = episode(openmoji, 5, shots)
-    jobs = fewshot.episode_jobs(support, "genie")
+    jobs = pairing.episode_jobs(support, "genie")
     counts = pd.Series([j.target_class for j in jobs]).value_counts()
     assert set(counts) == {per_class} and len(counts) == 5
     assert all(j.source_class != j.target_class and j.noise_ratio == 0.8 for j in jobs)
@@ -25,8 +25,8 @@ def test_genie_pairs_every_other_class_support_image_with_each_target(openmoji, 
 @pytest.mark.parametrize("method, ratio", [("img2img_low", 0.3), ("img2img_high", 0.7), ("txt2img", 1.0)])
 def test_baselines_get_the_same_count_per_class_with_own_class_prompts(openmoji, method, ratio):
     support = episode(openmoji, 5, 5)
-    jobs = fewshot.episode_jobs(support, method)
-    genie_counts = pd.Series([j.target_class for j in fewshot.episode_jobs(support, "genie")]).value_counts()
+    jobs = pairing.episode_jobs(support, method)
+    genie_counts = pd.Series([j.target_class for j in pairing.episode_jobs(support, "genie")]).value_counts()
     counts = pd.Series([j.target_class for j in jobs]).value_counts()
     assert counts.sort_index().equals(genie_counts.sort_index())
     assert all(j.source_class == j.target_class and j.noise_ratio == ratio for j in jobs)
@@ -35,7 +35,7 @@ def test_baselines_get_the_same_count_per_class_with_own_class_prompts(openmoji,
 
 def test_unknown_method_and_shards(openmoji):
     with pytest.raises(KeyError, match="unknown method 'mixup'"):
-        fewshot.episode_jobs(episode(openmoji), "mixup")
+        pairing.episode_jobs(episode(openmoji), "mixup")
     keys = [spec_key({"job": i}) for i in range(300)]
     owners = [[k for k in keys if generate.in_shard(k, (i, 3))] for i in range(3)]
     assert sorted(sum(owners, [])) == sorted(keys) and min(map(len, owners)) > 60  # each key once, spread
@@ -63,7 +63,7 @@ def test_shards_together_make_exactly_the_single_process_images(fast_generator, 
 
 def small_jobs(openmoji):
     support = episode(openmoji, 3, 1)
-    return fewshot.episode_jobs(support, "genie") + fewshot.episode_jobs(support, "txt2img")
+    return pairing.episode_jobs(support, "genie") + pairing.episode_jobs(support, "txt2img")
 
 
 def test_manifest_rows_describe_each_image(generator, openmoji, class_names, tmp_path):
@@ -189,7 +189,7 @@ def test_keys_do_not_depend_on_where_the_model_folder_lies(generator, openmoji):
 
 WORKER = """
 import json, sys
-from genie_utils import data, fewshot, generate
+from genie_utils import data, generate, pairing
 from genie_utils.store import Store
 model, cache, store = sys.argv[1:4]
 openmoji = data.load_openmoji(cache, 64, progress=False)
@@ -197,7 +197,7 @@ classes = ["animal-mammal", "heart", "face-smiling", "transport-ground"]
 support = data.pd.concat([openmoji[openmoji.class_name == c].head(2) for c in classes], ignore_index=True)
 pipe, info = generate.load_pipeline(model, device="cpu")
 generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=4), info, batch_size=2)
-jobs = fewshot.episode_jobs(support, "genie")
+jobs = pairing.episode_jobs(support, "genie")
 generate.run_jobs(generator, jobs, Store(store), data.class_display_names(openmoji), progress=False)
 print(json.dumps({"made": generator.counts.vae_decodes}))
 """
