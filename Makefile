@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= embedded
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test reproduce lab companion clean-results
+.PHONY: setup test browser reproduce site lab companion clean-results
 
 setup: $(STAMP)
 
@@ -16,13 +16,26 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-test: setup
+test: setup browser
 	GENIE_PROFILE=smoke GENIE_HEADLESS=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-kernel-name python3 \
 		--nbval-cell-timeout 600 --nbval-sanitize-with notebooks/nbval_sanitize.cfg -p no:cacheprovider
+
+# Debian's chromium for the site's browser test (tests/test_site.py): installed where this runs as root with apt-get
+# (as in CI); elsewhere, without it, that one test is skipped with a message.
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the site's browser test"; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+		apt-get install -y -q chromium >/dev/null 2>&1; } || echo "could not install chromium: its test is skipped"; }
 
 # Skips every notebook whose inputs (itself, the library, the profile, the models, earlier notebooks) are unchanged.
 reproduce: setup
 	GENIE_HEADLESS=1 $(PY) -m genie_utils.reproduce --profile $(PROFILE)
+	$(PY) -m genie_utils.site --profile $(PROFILE)
+
+# The offline site (results/<profile>/site/README.html) from the notebooks make reproduce executed; runs nothing.
+site: setup
+	$(PY) -m genie_utils.site --profile $(PROFILE)
 
 # One notebook again, e.g. `make notebook-05`: the analyses re-rendered from the result files and caches.
 notebook-%: setup

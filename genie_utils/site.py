@@ -1,0 +1,172 @@
+"""The companion as a static site that opens offline: README, docs/, the model cards and the executed notebooks.
+
+`make site` (or `python -m genie_utils.site --profile embedded`) stages, under `results/<profile>/site-source/`, the
+files the site shows in the places the repository has them, except that `notebooks/` holds the copies `make
+reproduce` executed (`results/<profile>/notebooks/`), so README's links to the notebooks open them with their
+outputs. Sphinx with myst-nb (`docs/site/conf.py`) then builds `results/<profile>/site/` without running anything,
+and `check_offline` refuses a page that loads anything from outside the site or links to a page that is not there;
+with `--browser`, `check_in_browser` opens every page in headless Chromium. Open `results/<profile>/site/README.html`.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from .profiles import load_profile, profile_argument, project_root, resolve
+
+SHOWN = ("README.md", "docs/*.md", "docs/*.png", "models/*/README.md", "models/*/*.png", "figures/**/*.png",
+         "genie_utils/**/*.py", "genie_utils/**/*.toml", "benchmarks/*.py", "notebooks/*.cfg")
+
+
+def stage(profile: dict, root: Path | None = None, notebooks: Path | None = None) -> Path:
+    """Copy what the site shows into `results/<profile>/site-source/` (emptied first); the notebooks from
+    `notebooks` (default: the profile's executed copies). Returns the folder."""
+    root = root or project_root()
+    executed = notebooks or resolve(profile, profile["paths"]["results"]) / "notebooks"
+    found = sorted(executed.glob("[0-9][0-9]_*.ipynb")) if executed.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no executed notebooks in {executed}: run `make reproduce` first (it executes "
+                                "them there), or pass the folder of executed notebooks")
+    target = resolve(profile, profile["paths"]["results"]) / "site-source"
+    shutil.rmtree(target, ignore_errors=True)
+    for pattern in SHOWN:
+        for path in root.glob(pattern):
+            if path.is_file() and "site-source" not in path.parts:
+                copy = target / path.relative_to(root)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy)
+    (target / "notebooks").mkdir(parents=True, exist_ok=True)
+    for notebook in found:
+        shutil.copy2(notebook, target / "notebooks" / notebook.name)
+    return target
+
+
+def build(profile: dict, notebooks: Path | None = None, quiet: bool = True) -> Path:
+    """Stage and build the site into `results/<profile>/site/`, then check it (`check_offline`). Returns the
+    folder; a page that would need the network or a link that leads nowhere is a RuntimeError naming them."""
+    from sphinx.cmd.build import build_main  # here: Sphinx is needed for the site only (extra `site`)
+
+    source = stage(profile, notebooks=notebooks)
+    output = resolve(profile, profile["paths"]["results"]) / "site"
+    shutil.rmtree(output, ignore_errors=True)
+    arguments = ["-b", "html", "-W", "--keep-going", "-c", str(project_root() / "docs" / "site"), "-d", str(source.parent / "site-doctrees"),
+                 str(source), str(output)] + (["-q"] if quiet else [])
+    if build_main(arguments) != 0:  # -W: a warning, e.g. a link to a file the site lacks, fails the build
+        raise RuntimeError(f"sphinx could not build the site from {source}: its messages above name the pages")
+    problems = check_offline(output)
+    if problems:
+        raise RuntimeError(f"{len(problems)} problems in the site {output}:\n" + "\n".join(problems[:20]))
+    return output
+
+
+class _References(HTMLParser):
+    """Every reference of a page: (tag, attribute, value), and whether the tag loads it with the page."""
+    LOADED = {("script", "src"), ("img", "src"), ("iframe", "src"), ("source", "src"), ("video", "src"),
+              ("audio", "src"), ("embed", "src"), ("object", "data")}
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[tuple[str, str, str, bool]] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        for name in ("src", "href", "data"):
+            value = attributes.get(name)
+            if value is None:
+                continue
+            loaded = (tag, name) in self.LOADED or (tag == "link" and name == "href")
+            self.found.append((tag, name, value, loaded))
+
+
+def check_offline(site: Path) -> list[str]:
+    """Problems of a built site, one line each: a page that loads a resource from outside the site (a CDN
+    script, font or stylesheet), or a link or resource inside the site that does not exist."""
+    site = Path(site)
+    problems = []
+    for page in sorted(site.rglob("*.html")):
+        parser = _References()
+        parser.feed(page.read_text(errors="replace"))
+        for tag, name, value, loaded in parser.found:
+            parts = urlsplit(value)
+            if parts.scheme in ("mailto", "data", "javascript") or value.startswith("#"):
+                continue
+            if parts.scheme or parts.netloc:
+                if loaded:
+                    problems.append(f"{page.relative_to(site)}: <{tag} {name}={value!r}> loads from the network")
+                continue
+            path = unquote(parts.path)
+            if not path:
+                continue
+            resolved = (page.parent / path).resolve()
+            if not resolved.exists() or site.resolve() not in (resolved, *resolved.parents):
+                problems.append(f"{page.relative_to(site)}: <{tag} {name}={value!r}> leads to nothing in the site")
+    return problems
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def check_in_browser(site: Path, chromium: str | None = None) -> list[str]:
+    """Open every page of a built site in headless Chromium (Debian's `chromium`, driven by Playwright): problems,
+    one line each, for a request that leaves the site's folder and an image that does not render. None is a
+    RuntimeError: without Chromium, install it (`apt-get install chromium`)."""
+    from playwright.sync_api import sync_playwright  # here: the browser check is the site's only use of it
+
+    chromium = chromium or shutil.which("chromium")
+    if not chromium:
+        raise RuntimeError("no chromium on PATH: install Debian's package (apt-get install chromium) to check the "
+                           "site in a browser")
+    site = Path(site).resolve()
+    problems = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS))
+        try:
+            page = browser.new_page()
+            current = {"page": ""}
+
+            def on_request(request):
+                url = urlsplit(request.url)
+                inside = url.scheme == "file" and site in Path(unquote(url.path)).resolve().parents
+                if not inside and url.scheme not in ("data", "about", "blob"):
+                    problems.append(f"{current['page']}: requests {request.url}")
+
+            page.on("request", on_request)
+            for html in sorted(site.rglob("*.html")):
+                current["page"] = str(html.relative_to(site))
+                page.goto(html.as_uri(), wait_until="load")
+                broken = page.evaluate("Array.from(document.images)"
+                                       ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+                problems += [f"{current['page']}: image {src} does not render" for src in broken]
+        finally:
+            browser.close()
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="embedded", type=profile_argument,
+                        help="a profile name (genie_utils/profiles) or .toml file")
+    parser.add_argument("--browser", action="store_true",
+                        help="also open every page in headless Chromium (Debian's chromium) and check it offline")
+    args = parser.parse_args(argv)
+    try:
+        output = build(load_profile(args.profile))
+        problems = check_in_browser(output) if args.browser else []
+    except (FileNotFoundError, RuntimeError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    if problems:
+        print(f"{len(problems)} problems in headless Chromium:\n" + "\n".join(problems[:20]), file=sys.stderr)
+        return 1
+    checked = "every page opened offline in headless Chromium" if args.browser else "checked offline (no browser)"
+    print(f"site: {output / 'README.html'} ({checked})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
