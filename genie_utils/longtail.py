@@ -19,11 +19,11 @@ from tqdm.auto import tqdm
 
 from . import results as result_tables
 from .ada import ADA_RATIOS, choose_candidates, generate_candidates
-from .augment import view_seed
 from .classifier import fit_linear_sgd, one_hot
 from .data import COLUMNS, load_image, read_class_names
 from .features import FeatureCache, embed, load_backbone, mixed_features
-from .generate import METHODS, Job, run_jobs
+from .generate import METHODS, run_jobs
+from .pairing import budget_hard_negative_jobs, budget_own_class_jobs
 from .profiles import resolve
 from .results import write_table
 
@@ -137,39 +137,6 @@ def budget(classes: pd.DataFrame, top_up_below: int, images_per_class: int) -> p
     return classes.assign(generated=np.where(classes.train_images < top_up_below, images_per_class, 0))
 
 
-def hard_negative_pairs(train: pd.DataFrame, plan: pd.DataFrame, seed: int = 0) -> list[Job]:
-    """GeNIe's sources for the rare classes: for the i-th image of target class T, a class other than T is
-    drawn uniformly, then one of its training images uniformly (so the large classes do not supply every
-    source), each draw seeded by (seed, T, i)."""
-    by_class = {c: group.sort_values("image_id") for c, group in train.groupby("class_name")}
-    jobs = []
-    for target, count in zip(plan.class_name, plan.generated):
-        others = sorted(c for c in by_class if c != target)
-        chosen: set[str] = set()
-        for i in range(count):
-            rng = np.random.default_rng(view_seed(seed, "longtail-source", target, i))
-            row = None
-            while row is None or row.image_id in chosen:  # one image per pair: draw again on a repeat
-                source = by_class[others[rng.integers(len(others))]]
-                row = source.iloc[rng.integers(len(source))]
-            chosen.add(row.image_id)
-            jobs.append(Job("genie", row.image_id, row.path, row.class_name, target, METHODS["genie"].noise_ratio))
-    return jobs
-
-
-def own_class_jobs(train: pd.DataFrame, plan: pd.DataFrame, method: str) -> list[Job]:
-    """Img2Img^L/^H and Txt2Img for the rare classes: the class's own training images in turn as sources
-    (seeds for Txt2Img), with a new variant each time round."""
-    jobs = []
-    for target, count in zip(plan.class_name, plan.generated):
-        own = train[train.class_name == target].sort_values("image_id")
-        for i in range(count):
-            row = own.iloc[i % len(own)]
-            jobs.append(Job(method, row.image_id, row.path, target, target, METHODS[method].noise_ratio,
-                            i // len(own)))
-    return jobs
-
-
 BASELINES = ("txt2img", "img2img_low", "img2img_high")
 
 
@@ -177,9 +144,9 @@ def augmentation_table(generator, train: pd.DataFrame, plan: pd.DataFrame, store
                        seed: int = 0, progress: bool = True, baselines: Sequence[str] = BASELINES) -> pd.DataFrame:
     """Generate every method's images for the rare classes into the store (GeNIe's pairs at r = 0.5 ... 0.9,
     as in the few-shot experiment; the `baselines` at their r) and list them: method, noise_ratio, source and
-    target class, key, file. `seed` draws GeNIe's sources (`hard_negative_pairs`)."""
-    pairs = hard_negative_pairs(train, plan, seed)
-    baselines = [job for method in baselines for job in own_class_jobs(train, plan, method)]
+    target class, key, file. `seed` draws GeNIe's sources (`pairing.budget_hard_negative_jobs`)."""
+    pairs = budget_hard_negative_jobs(train, plan, seed)
+    baselines = [job for method in baselines for job in budget_own_class_jobs(train, plan, method)]
     columns = ["method", "noise_ratio", "variant", "source_id", "source_class", "target_class", "key", "file"]
     parts = []
     if pairs:
@@ -227,7 +194,7 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
                                                   progress=progress))) if len(augmentations) else {}
     features = {**generated, **dict(zip(train.path, train_features))}
     prototypes = {c: train_features[(train.class_name == c).to_numpy()] for c in names}
-    pairs = hard_negative_pairs(train, plan)
+    pairs = budget_hard_negative_jobs(train, plan)
     own = {c: group.sort_values("image_id").path.tolist() for c, group in train.groupby("class_name")}
     counts = train.class_name.value_counts()
     prior = np.array([counts[c] for c in names], float) / len(train)

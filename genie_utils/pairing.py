@@ -3,8 +3,8 @@ augmentation method makes for a set of support images.
 
 Episodes are drawn from the evaluation pool. Support and query never share an image or an identity (the official
 sampler can overlap them; this one does not). Episode i uses seed i, so an episode is the same on every machine.
-The few-shot experiment (`fewshot`), GeNIe-Ada's runs (`ada`) and the `genie` command take their episodes and
-pairs from here.
+The few-shot experiment (`fewshot`), GeNIe-Ada's runs (`ada`), the long tail (`longtail`) and the `genie` command
+take their episodes and pairs from here.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .augment import view_seed
 from .generate import METHODS, Job
 from .results import write_table
 from .splits import EVALUATION
@@ -131,3 +132,40 @@ def episode_jobs(support: pd.DataFrame, method: str) -> list[Job]:
     if METHODS[method].prompt_class == "target":
         return hard_negative_jobs(support, METHODS[method].noise_ratio, method)
     return own_class_jobs(support, method)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pairing for a budget of images per class (the long tail)
+
+
+def budget_hard_negative_jobs(train: pd.DataFrame, plan: pd.DataFrame, seed: int = 0) -> list[Job]:
+    """GeNIe's pairing for a budget of images per class (`plan`: class_name, generated), as the long tail uses
+    it: for the i-th image of target class T, a class other than T is drawn uniformly, then one of its training
+    images uniformly (so the large classes do not supply every source), each draw seeded by (seed, T, i)."""
+    by_class = {c: group.sort_values("image_id") for c, group in train.groupby("class_name")}
+    jobs = []
+    for target, count in zip(plan.class_name, plan.generated):
+        others = sorted(c for c in by_class if c != target)
+        chosen: set[str] = set()
+        for i in range(count):
+            rng = np.random.default_rng(view_seed(seed, "longtail-source", target, i))
+            row = None
+            while row is None or row.image_id in chosen:  # one image per pair: draw again on a repeat
+                source = by_class[others[rng.integers(len(others))]]
+                row = source.iloc[rng.integers(len(source))]
+            chosen.add(row.image_id)
+            jobs.append(Job("genie", row.image_id, row.path, row.class_name, target, METHODS["genie"].noise_ratio))
+    return jobs
+
+
+def budget_own_class_jobs(train: pd.DataFrame, plan: pd.DataFrame, method: str) -> list[Job]:
+    """The baselines' pairing for a budget of images per class (Img2Img^L/^H, Txt2Img): the class's own
+    training images in turn as sources (seeds for Txt2Img), with a new variant each time round."""
+    jobs = []
+    for target, count in zip(plan.class_name, plan.generated):
+        own = train[train.class_name == target].sort_values("image_id")
+        for i in range(count):
+            row = own.iloc[i % len(own)]
+            jobs.append(Job(method, row.image_id, row.path, target, target, METHODS[method].noise_ratio,
+                            i // len(own)))
+    return jobs

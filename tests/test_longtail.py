@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genie_utils import longtail
+from genie_utils import longtail, pairing
 from genie_utils import results as result_tables
 
 
@@ -29,12 +29,12 @@ def test_the_budget_tops_up_only_the_rare_classes_and_pairs_draw_other_classes(o
     assert dict(zip(plan.class_name, plan.generated)) == {"face-smiling": 0, "heart": 0, "animal-mammal": 3,
                                                           "food-fruit": 3}
     rare = plan[plan.generated > 0]
-    pairs = longtail.hard_negative_pairs(train, rare, seed=0)
+    pairs = pairing.budget_hard_negative_jobs(train, rare, seed=0)
     assert len(pairs) == 6 and all(j.source_class != j.target_class for j in pairs)
     assert len({(j.source_id, j.target_class) for j in pairs}) == 6  # one image per pair
-    assert [j.source_id for j in pairs] == [j.source_id for j in longtail.hard_negative_pairs(train, rare, seed=0)]
-    assert [j.source_id for j in pairs] != [j.source_id for j in longtail.hard_negative_pairs(train, rare, seed=1)]
-    own = longtail.own_class_jobs(train, rare, "img2img_high")
+    assert [j.source_id for j in pairs] == [j.source_id for j in pairing.budget_hard_negative_jobs(train, rare, seed=0)]
+    assert [j.source_id for j in pairs] != [j.source_id for j in pairing.budget_hard_negative_jobs(train, rare, seed=1)]
+    own = pairing.budget_own_class_jobs(train, rare, "img2img_high")
     assert [(j.target_class, j.variant) for j in own] == [("animal-mammal", 0)] * 3 + [("food-fruit", 0)] * 2 + \
         [("food-fruit", 1)]
     assert all(j.source_class == j.target_class for j in own)
