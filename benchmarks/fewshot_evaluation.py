@@ -43,7 +43,7 @@ def synthetic_episode(ways: int, shots: int, queries: int, views: int, dims: int
     rows = []
     for job in pairing.episode_jobs(support, "genie"):
         rows += [("genie", r, job.source_id, job.source_class, job.target_class) for r in ADA_RATIOS]
-    for method in fewshot.BASELINES:
+    for method in pairing.BASELINES:
         rows += [(method, j.noise_ratio, j.source_id, j.source_class, j.target_class)
                  for j in pairing.episode_jobs(support, method)]
     augmentations = pd.DataFrame(rows, columns=["method", "noise_ratio", "source_id", "source_class", "target_class"])

@@ -1,5 +1,5 @@
 """The few-shot experiment: every episode's augmentations generated once, a classifier per episode and row on
-frozen features, the tables and the analyses, each written as a result file. Episodes and pairing: `episodes`.
+frozen features, the tables and the analyses, each written as a result file. Episodes and pairing: `pairing`.
 """
 from __future__ import annotations
 
@@ -25,16 +25,14 @@ from .classifier import fit_linear_sgd, fit_logistic, one_hot
 from .data import load_image
 from .features import FeatureCache, embed, image_hash, load_backbone
 from .features import mixed_features as features_of_mixes
-from .pairing import episode_jobs, episode_sets, episodes_table, read_episodes, write_episodes
 from .generate import run_jobs
+from .pairing import BASELINES, episode_jobs, episode_sets, episodes_table, read_episodes, write_episodes
 from .profiles import resolve
 from .results import summarise, write_table
 
 
 # --------------------------------------------------------------------------------------------------
 # Augmentations of every episode, generated once into the store
-
-BASELINES = ("img2img_low", "img2img_high", "txt2img")   # own-class prompts, as many images per class as GeNIe
 
 
 def augmentation_table(generator, episodes: pd.DataFrame, store, class_names: dict[str, str],

@@ -23,7 +23,7 @@ from .classifier import fit_linear_sgd, one_hot
 from .data import COLUMNS, load_image, read_class_names
 from .features import FeatureCache, embed, load_backbone, mixed_features
 from .generate import METHODS, run_jobs
-from .pairing import budget_hard_negative_jobs, budget_own_class_jobs
+from .pairing import BASELINES, budget_hard_negative_jobs, budget_own_class_jobs
 from .profiles import resolve
 from .results import write_table
 
@@ -135,9 +135,6 @@ def budget(classes: pd.DataFrame, top_up_below: int, images_per_class: int) -> p
     """How many images every method adds per class: `images_per_class` for each class with fewer than
     `top_up_below` training images, none for the others."""
     return classes.assign(generated=np.where(classes.train_images < top_up_below, images_per_class, 0))
-
-
-BASELINES = ("txt2img", "img2img_low", "img2img_high")
 
 
 def augmentation_table(generator, train: pd.DataFrame, plan: pd.DataFrame, store, class_names: dict[str, str],

@@ -19,6 +19,8 @@ from .generate import METHODS, Job
 from .results import write_table
 from .splits import EVALUATION
 
+BASELINES = ("img2img_low", "img2img_high", "txt2img")  # the generative baselines: own-class prompts, GeNIe's budget
+
 
 def eligible_classes(tables: dict[str, pd.DataFrame], shots: int) -> list[str]:
     table = tables["fewshot_classes.csv"]

@@ -169,6 +169,10 @@ def _check_values(profile: dict) -> list[str]:
     if len(fewshot.get("episodes", [])) != len(fewshot.get("shots", [])):
         problems.append(f"fewshot.episodes {fewshot.get('episodes')} needs one count per entry of fewshot.shots "
                         f"{fewshot.get('shots')}")
+    targets = fewshot.get("target_half_widths")
+    if targets is not None and (len(targets) != len(fewshot.get("shots", [])) or min(targets, default=1) <= 0):
+        problems.append(f"fewshot.target_half_widths {targets} needs one positive half-width (points) per entry of "
+                        f"fewshot.shots {fewshot.get('shots')}")
     kind = profile.get("dataset", {}).get("kind")
     if kind is not None and kind not in DATASET_KINDS:
         problems.append(f"unknown dataset.kind = {kind!r}; use one of {list(DATASET_KINDS)}")

@@ -57,6 +57,9 @@ def write(tmp_path, text, name="mine.toml"):
     ('extends = "smoke"\n[generation\nbatch_size = 2\n', r"mine.toml: TOML syntax error"),
     ('extends = "smoke"\n[dataset]\nkind = "folder"\n', r"unknown dataset.kind = 'folder'"),
     ('extends = "smoke"\n[generation]\nbatch_size = 0\n', r"generation.batch_size = 0 must be at least 1"),
+    ('extends = "smoke"\n[fewshot]\ntarget_half_widths = [2.0]\n',
+     r"fewshot.target_half_widths \[2.0\] needs one positive half-width \(points\) per entry of fewshot.shots \[1, 5\]"),
+    ('extends = "smoke"\n[fewshot]\ntarget_half_widths = [2.0, 0]\n', r"needs one positive half-width"),
 ])
 def test_bad_profiles_name_the_file_the_key_and_the_fix(tmp_path, text, message):
     with pytest.raises(profiles.ProfileError, match=message):
