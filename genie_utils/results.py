@@ -89,11 +89,11 @@ def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence
     `query_outcomes`). Per episode, the difference `reference` minus another row is the class-balanced mean of
     the per-query differences (the mean over classes of each class's mean, as episode accuracy is); with the
     queries drawn per class (stratified), the draw alone gives it a variance of sum_c s_c^2 / n_c / C^2 (s_c^2:
-    the sample variance of the differences on class c's n_c queries, C classes). `query_share` is its mean over episodes divided by the variance of the episode differences (the
-    rest is the support set's and the classes'; a share can exceed 1 by chance with few episodes).
-    `half_width_without_queries` is the 95% half-width left if the query draw added nothing, as with very many
-    queries per episode (scoring on n' > n queries per class divides the query part by about n' / n). Half-widths
-    in the units of `scale` (percentage points)."""
+    the sample variance of the differences on class c's n_c queries, C classes). `query_share` is its mean over
+    episodes divided by the variance of the episode differences (the rest is the support set's and the classes';
+    a share can exceed 1 by chance with few episodes). `half_width_without_queries` is the 95% half-width left
+    if the query draw added nothing, as with very many queries per episode (scoring on n' > n queries per class
+    divides the query part by about n' / n). Half-widths in the units of `scale` (percentage points)."""
     rows = []
     for keys, group in outcomes.groupby(list(by), sort=False):
         wide = group.pivot_table(index=["episode", "query", "query_class"], columns="method", values="correct")
