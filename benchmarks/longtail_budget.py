@@ -20,7 +20,7 @@ import time
 
 import pandas as pd
 
-from genie_utils import data, features, generate, longtail, plots, profiles, splits
+from genie_utils import data, generate, longtail, plots, profiles, splits
 from genie_utils.results import write_table
 from genie_utils.store import Store
 
@@ -51,9 +51,7 @@ def main(argv=None) -> int:
     store = Store(profiles.resolve(settings, settings["paths"]["results"]) / "store")
     seeded = {**settings, "generation": {**settings["generation"], "seed": args.seed}}
     generator = generate.GenieGenerator.from_profile(seeded)
-    spec = settings["longtail"]
-    backbone = features.load_backbone(settings, spec.get("backbone") or settings["features"]["backbone"])
-    cache = features.FeatureCache(profiles.resolve(settings, settings["features"]["cache_dir"]))
+    backbone, cache = longtail.frozen_backbone(settings)
     for images in sorted(set(args.budgets)):
         began = time.perf_counter()
         rows = longtail.budget_curve(settings, generator, backbone, train, test, classes, store, names, [images], cache)

@@ -258,6 +258,12 @@ def generate_augmentations(profile: dict, generator, train: pd.DataFrame, classe
     return table
 
 
+def frozen_backbone(profile: dict):
+    """The long tail's frozen backbone (`[longtail] backbone`, else `[features] backbone`) and the feature cache."""
+    name = profile["longtail"].get("backbone") or profile["features"]["backbone"]
+    return load_backbone(profile, name), FeatureCache(resolve(profile, profile["features"]["cache_dir"]))
+
+
 def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, store, progress: bool = True) -> Path:
     """Every row and seed of the profile's long-tail experiment from `plan.csv` and `augmentations.csv`;
     writes the per-image `test_outcomes.csv` and the per-class `results.csv` and returns the latter's path.
@@ -275,8 +281,7 @@ def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, sto
         raise FileNotFoundError(f"{len(missing)} augmentation images are not in {store.root} (e.g. {missing[0]}): "
                                 "generate them first; evaluation never generates.")
     spec = profile["longtail"]
-    backbone = load_backbone(profile, spec.get("backbone") or profile["features"]["backbone"])
-    cache = FeatureCache(resolve(profile, profile["features"]["cache_dir"]))
+    backbone, cache = frozen_backbone(profile)
     classes = plan[["class_name", "train_images", "bin"]]
     if spec.get("finetune"):
         outcomes = finetune_rows(profile, train, test, classes, augmentations, store, backbone, cache, progress)
