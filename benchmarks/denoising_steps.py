@@ -14,6 +14,7 @@ import time
 import pandas as pd
 
 from genie_utils import data, generate, oracle, pairing, plots, profiles, splits
+from genie_utils.recipe import Recipe
 from genie_utils.store import Store
 
 
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     generator = generate.GenieGenerator.from_profile(settings)
     rows = []
     for steps in args.steps:
-        generator.recipe = generate.Recipe(**{**generator.recipe.__dict__, "num_inference_steps": steps})
+        generator.recipe = Recipe(**{**generator.recipe.__dict__, "num_inference_steps": steps})
         began = time.perf_counter()
         table = oracle.label_consistency(generator, judge, pairs, args.ratios, store, names, progress=False)
         seconds = time.perf_counter() - began

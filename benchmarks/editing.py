@@ -12,12 +12,15 @@ Writes results/<profile>/benchmarks/<name>.csv (per setting, group of target cla
 P(target) of a generator whose outputs are as new as those), and the figure figures/<profile>/benchmark_<name>.png.
 With --card the summary also goes into the model folder as editing.csv, and the model card is rewritten from it
 (`make companion` does the same for a new model).
+When the profile's recipe is among the settings, <name>_agreement.csv compares each other setting with it, cell by
+cell (`editing.agreement`): a cheaper setting is taken only when every cell lies within the recipe's 95% half-width.
 """
 from __future__ import annotations
 
 import argparse
 
-from genie_utils import editing, generate, plots, profiles
+from genie_utils import editing, plots, profiles
+from genie_utils.recipe import Recipe
 
 
 def parse_setting(text: str) -> editing.Setting:
@@ -34,7 +37,7 @@ def parse_setting(text: str) -> editing.Setting:
         raise argparse.ArgumentTypeError(f"setting {text!r} is not STEPS:GUIDANCE[:LOW-HIGH], e.g. 20:7.5 or "
                                          "20:7.5:0-500") from None
     try:  # before any loading
-        generate.Recipe(setting.steps, setting.guidance_scale, guidance_timesteps=interval)
+        Recipe(setting.steps, setting.guidance_scale, guidance_timesteps=interval)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"setting {text!r}: {error}") from None
     return setting
@@ -68,6 +71,14 @@ def main(argv=None) -> int:
     folder = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
     folder.mkdir(parents=True, exist_ok=True)
     summary.to_csv(folder / f"{args.name}.csv", index=False)
+    reference = editing.profile_settings(settings)[-1].label
+    if reference in set(summary.setting) and summary.setting.nunique() > 1:
+        cells = editing.agreement(summary, reference)
+        cells.to_csv(folder / f"{args.name}_agreement.csv", index=False)
+        print(f"\nagainst the profile's recipe ({reference}): cells outside its 95% half-width, of "
+              f"{len(editing.AGREEMENT_MEASURES)} measures x {summary.noise_ratio.nunique()} ratios")
+        for setting, part in cells.groupby("setting", sort=False):
+            print(f"  {setting}: {int((~part.within).sum())} of {len(part)}")
     images.to_csv(folder / f"{args.name}_images.csv", index=False)
     print(folder / f"{args.name}.csv")
     reference = editing.oracle_reference(settings)  # what real images of unseen identities get from the same judge

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from genie_utils import data, features, fewshot, pairing, plots, profiles
+from genie_utils import augment, data, features, fewshot, pairing, plots, profiles
 from genie_utils.ada import ADA_RATIOS
 from genie_utils.store import Store
 
@@ -50,7 +50,7 @@ def synthetic_episode(ways: int, shots: int, queries: int, views: int, dims: int
     augmentations["key"] = [f"k{i}" for i in range(len(augmentations))]
     labels = np.repeat(support.class_name.to_numpy(), views)
     mixed = {}
-    for method in fewshot.MIX_METHODS:
+    for method in augment.MIX_METHODS:
         count = ways * (ways - 1) * shots
         weights = rng.beta(0.8, 0.8, size=(count, 1))
         first, second = rng.integers(ways, size=count), rng.integers(ways, size=count)

@@ -53,7 +53,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from genie_utils import ada, companion, generate, profiles, speed
+from genie_utils import ada, companion, generate, pipeline, profiles, speed
+from genie_utils.recipe import profile_recipe
 from genie_utils.store import atomic_write
 
 NAMES = ["heart", "animal mammal", "food fruit", "transport ground", "face smiling", "sky & weather"]
@@ -121,7 +122,7 @@ def load_base(model: str, settings: dict):
     if model == "profile":
         generator = generate.GenieGenerator.from_profile(settings, device="cpu", dtype=torch.float32)
         return generator.pipe, generator.model_info
-    return generate.load_pipeline(model, device="cpu", dtype=torch.float32)
+    return pipeline.load_pipeline(model, device="cpu", dtype=torch.float32)
 
 
 def oracle_agreement(settings: dict, plain: torch.Tensor, fast: torch.Tensor) -> float | None:
@@ -141,7 +142,7 @@ def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], im
     """Every setting checked against plain, then timed `repeats` times per batch size, the settings taking turns
     (a machine's speed drifts over minutes: interleaving keeps the comparison fair); the median is reported."""
     base, info = load_base(model, settings)
-    recipe = generate.profile_recipe(settings)
+    recipe = profile_recipe(settings)
     check = min(batch_sizes)
     generators, checks, plain = {}, {}, None
     for name in names:
@@ -212,12 +213,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     settings = profiles.load_profile(args.profile)
-    device = torch.device(args.device) if args.device else generate.default_device()
+    device = torch.device(args.device) if args.device else pipeline.default_device()
     names = args.settings or default_settings(device)
     names = ["plain"] + [n for n in names if n != "plain"]
     record = run(settings, args.model, names, args.batch_sizes, args.images, args.noise_ratio, device, args.repeats,
                  args.ada)
-    out = Path(args.out) if args.out else generate.benchmarks_folder(settings)
+    out = Path(args.out) if args.out else speed.benchmarks_folder(settings)
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(record["rows"])
     csv = out / "throughput.csv"  # earlier runs' rows kept; columns they lack stay empty

@@ -18,11 +18,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import load_image
-from .pairing import episode_jobs, sample_episode
 from .features import Backbone, FeatureCache, embed
-from .generate import (GenieGenerator, Job, check_batch_size, check_noise_ratio, claimed_batches, keyed_jobs,
-                       in_shard, kept_steps, manifest_row, run_jobs)
-from .store import Store, spec_key
+from .generate import GenieGenerator
+from .jobs import Job, in_shard, keyed_jobs, manifest_row, run_jobs
+from .pairing import episode_jobs, sample_episode
+from .recipe import kept_steps
+from .store import Store, claimed_batches, spec_key
+from .validation import check_batch_size, check_noise_ratio
 
 ADA_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -61,6 +63,15 @@ def select_noise_ratio(source: np.ndarray, target_support: np.ndarray, candidate
     projections = _unit(candidates) @ direction / length
     jumps = np.abs(np.diff(projections))
     return AdaChoice(float(ratios[int(np.argmax(jumps)) + 1]), projections, jumps)
+
+
+def class_prototypes(features: np.ndarray, labels: Sequence[str]) -> dict[str, np.ndarray]:
+    """Each class's embeddings (K, D): the rows of `features` labelled with it, in order (`select_noise_ratio` takes
+    their normalised mean as the class's prototype)."""
+    labels = np.asarray(labels)
+    if len(labels) != len(features):
+        raise ValueError(f"{len(features)} embeddings but {len(labels)} labels")
+    return {c: features[labels == c] for c in dict.fromkeys(labels)}
 
 
 def choose_candidates(candidates: pd.DataFrame, source_embedding, prototypes, embedding,
@@ -151,7 +162,7 @@ def ada_choices(backbone: Backbone, candidates: pd.DataFrame, support: pd.DataFr
     Returns one row per pair with the candidates' keys, projections, jumps, r* and the chosen key."""
     ratios = list(ratios)
     support_features = embed(backbone, list(support.path), cache)
-    prototypes = {c: support_features[(support.class_name == c).to_numpy()] for c in support.class_name.unique()}
+    prototypes = class_prototypes(support_features, support.class_name)
     feature_of = dict(zip(candidates.key, embed(backbone, [store.root / f for f in candidates.file], cache)))
     sources = list(dict.fromkeys(candidates.source_path))
     source_feature_of = dict(zip(sources, embed(backbone, sources, cache)))

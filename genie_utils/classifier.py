@@ -132,3 +132,10 @@ def one_hot(labels: Sequence, classes: Sequence) -> np.ndarray:
     out = np.zeros((len(labels), len(classes)))
     out[np.arange(len(labels)), [index[label] for label in labels]] = 1.0
     return out
+
+
+def soft_labels(weights: np.ndarray, firsts: Sequence, seconds: Sequence, classes: Sequence) -> np.ndarray:
+    """The soft labels of mixed samples (MixUp, CutMix): weight w on the first image's class, 1 - w on the
+    second's, (M, classes)."""
+    weights = np.asarray(weights, dtype=float)[:, None]
+    return weights * one_hot(firsts, classes) + (1 - weights) * one_hot(seconds, classes)

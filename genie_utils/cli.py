@@ -71,7 +71,7 @@ def plan_jobs(dataset: pd.DataFrame, method: str, sources: list[str], targets: l
 def image_steps(jobs: list, method: str, steps: int) -> int:
     """UNet evaluations (guidance batched) the jobs need: GeNIe-Ada runs every candidate ratio of each pair."""
     from .ada import ADA_RATIOS
-    from .generate import kept_steps
+    from .recipe import kept_steps
 
     if method == "genie_ada":
         return len(jobs) * sum(kept_steps(steps, r) for r in ADA_RATIOS)
@@ -118,7 +118,7 @@ def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size
         return None
     same = on_device[on_device.batch_size == batch_size]
     row = (same if len(same) else on_device).sort_values("images_per_second").iloc[-1]
-    from .generate import kept_steps
+    from .recipe import kept_steps
 
     per_second = row.images_per_second * kept_steps(int(row.steps), float(row.noise_ratio))
     measured = row.get("model") if isinstance(row.get("model"), str) else "an unnamed model"
@@ -128,7 +128,7 @@ def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size
 
 
 def default_benchmark() -> Path:
-    from .generate import benchmarks_folder
+    from .speed import benchmarks_folder
     from .profiles import load_profile
 
     return benchmarks_folder(load_profile("embedded")) / "throughput.csv"
@@ -144,14 +144,19 @@ def speed_setting(args, device, benchmark: Path) -> tuple[str, str]:
 
 
 def generate_command(args) -> int:
-    from . import data, generate
+    from . import data
+    from .generate import GenieGenerator
+    from .jobs import process_state, run_jobs, version_spec
+    from .pipeline import default_device
+    from .recipe import Recipe
+    from .validation import check_device, check_noise_ratio
     from .store import Store, claim_stale_seconds
 
     if args.method != "genie" and args.noise_ratio is not None:
         raise UsageError(f"--noise-ratio is GeNIe's; {args.method} uses its own ratio ({METHOD_HELP[args.method]})")
-    noise_ratio = generate.check_noise_ratio(0.8 if args.noise_ratio is None else args.noise_ratio)
+    noise_ratio = check_noise_ratio(0.8 if args.noise_ratio is None else args.noise_ratio)
     # --steps, --guidance and --prompt-template checked by the recipe, before any dataset is read
-    recipe = generate.Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+    recipe = Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                              prompt_template=args.prompt_template)
     hard_negatives = args.method in ("genie", "genie_ada")
     # an option the method does not use is an error, not ignored
@@ -172,9 +177,9 @@ def generate_command(args) -> int:
         raise UsageError(f"--backbone {args.backbone} needs --backbone-checkpoint FILE (a UniSiam checkpoint)")
     benchmark = check_benchmark(Path(args.benchmark)) if args.benchmark else default_benchmark()
     claim_stale_seconds()  # a bad GENIE_CLAIM_STALE_SECONDS is named now, not when a claim is first met
-    state = None if args.dry_run else generate.process_state()
-    device = (generate.check_device(args.device) if args.device  # one GPU a process
-              else state.device if state else generate.default_device())
+    state = None if args.dry_run else process_state()
+    device = (check_device(args.device) if args.device  # one GPU a process
+              else state.device if state else default_device())
     dataset = data.load_class_folders(args.data, args.class_names)
     sources = _classes(dataset, args.source_classes, "source")
     targets = _classes(dataset, args.target_classes, "target")
@@ -200,10 +205,10 @@ def generate_command(args) -> int:
 
         backbone = (features.efficientnet_lite0() if args.backbone == "efficientnet-lite0"
                     else features.resnet(args.backbone, args.backbone_checkpoint))
-    generator = generate.GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size,
+    generator = GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size,
                                                         speed=setting)
     store = Store(args.store)
-    check_one_version(store, generate.version_spec(generator))
+    check_one_version(store, version_spec(generator))
     names = data.class_display_names(dataset)
     progress = not args.no_progress
     if args.method == "genie_ada":
@@ -213,7 +218,7 @@ def generate_command(args) -> int:
         support = dataset[dataset.class_name.isin(targets)]  # each target's prototype: all its images
         rows = ada.ada_choices(backbone, candidates, support, store) if len(candidates) else candidates
     else:
-        rows = generate.run_jobs(generator, jobs, store, names, progress=progress, shard=shard)
+        rows = run_jobs(generator, jobs, store, names, progress=progress, shard=shard)
     if state:
         state.wait_for_everyone()  # the manifest lists every process's images
     manifest = store.export_manifest() if shard[0] == 0 else None
@@ -224,7 +229,7 @@ def generate_command(args) -> int:
 
 
 def check_one_version(store, version: dict) -> None:
-    """A store holds one version of its images (`generate.version_spec`: model, recipe, size, dtype, base seed);
+    """A store holds one version of its images (`jobs.version_spec`: model, recipe, size, dtype, base seed);
     a run that would add a second is refused before any image is made, so that export never ships a pair twice."""
     import math
 

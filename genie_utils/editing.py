@@ -15,10 +15,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import images_tensor, load_image
-from .generate import check_noise_ratio
-from .oracle import crossover, label_consistency
+from .data import class_display_names, images_tensor, load_dataset, load_image, mirror_keeps_meaning
+from .generate import GenieGenerator
+from .longtail import bin_of
+from .oracle import crossover, label_consistency, load_oracle, pairs_per_target
+from .profiles import resolve
+from .recipe import profile_recipe
 from .results import interval
+from .splits import EVALUATION, GENERATOR, pool_images
+from .store import Store
+from .validation import check_noise_ratio
 
 # Gu et al. 2023 ("On memorization in diffusion models"): a copy when the nearest training image is under a third
 # as far as the second nearest. Here the second nearest is the nearest of *another identity*: skin-tone variants
@@ -51,9 +57,9 @@ def training_images(profile: dict) -> TrainingImages:
     fine-tuning adds (`companion_renderings`), and the mirror image of each image whose meaning mirroring keeps
     (`data.mirror_keeps_meaning`; a fine-tuning with `flip` trains on those too), with the identity of its
     original. A mirrored copy is a copy whether or not the model saw the mirror image."""
-    from .companion.train import companion_renderings
-    from .companion.train import training_images as pool
-    from .data import mirror_keeps_meaning
+    # imported here, not at the top: the companion package's model card imports this module (it writes the editing
+    # benchmark into the card), and this is the one place that reads the companion's training pool
+    from .companion.train import companion_renderings, training_images as pool
 
     images, _, rows = pool(profile, companion_renderings(profile))
     mirrored = torch.tensor([mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name, rows.name)])
@@ -136,9 +142,6 @@ def editing_images(generator, oracle, pairs: pd.DataFrame, noise_ratios: Sequenc
 def target_groups(profile: dict, dataset: pd.DataFrame) -> dict[str, list[str]]:
     """All classes, then the long-tail bins of the target class by its generator-pool images (ImageNet-LT's: many
     above `many_shot_threshold`, few below `few_shot_threshold`)."""
-    from .longtail import bin_of
-    from .splits import GENERATOR, pool_images
-
     classes = sorted(dataset.class_name.unique())
     sizes = pool_images(profile, dataset, GENERATOR).class_name.value_counts()
     splits = profile["splits"]
@@ -234,6 +237,40 @@ def target_check(summary: pd.DataFrame, few_group: str = "few (generator pool)")
     return pd.DataFrame(rows, columns=["target", "asked", "reached", "met"])
 
 
+# The measures a cheaper setting must keep: a saving (fewer steps, less guidance) is taken only when each of them, at
+# every r, lies within the reference setting's 95% half-width (all classes).
+AGREEMENT_MEASURES = ("p_target", "p_source", "copy_rate", "keep", "hard_negative_rate")
+
+
+def agreement(summary: pd.DataFrame, reference: str, group: str = "all classes",
+              measures: Sequence[str] = AGREEMENT_MEASURES) -> pd.DataFrame:
+    """Every other setting of `summary` against the setting labelled `reference`, cell by cell: per setting, r and
+    measure, its value, the reference's value and half-width, and whether it lies `within` that half-width. A
+    setting agrees with the reference when all its cells do (`agreeing_settings`)."""
+    rows = summary[summary.group == group]
+    if reference not in set(rows.setting):
+        raise ValueError(f"no setting {reference!r} in the summary; it has {sorted(set(rows.setting))}")
+    base = rows[rows.setting == reference].set_index("noise_ratio")
+    cells = []
+    for setting, part in rows[rows.setting != reference].groupby("setting", sort=False):
+        part = part.set_index("noise_ratio")
+        missing = sorted(set(base.index) - set(part.index))
+        if missing:
+            raise ValueError(f"setting {setting!r} lacks r = {missing}, which the reference has")
+        for measure in measures:
+            for ratio in base.index:
+                value, target, half = part.at[ratio, measure], base.at[ratio, measure], base.at[ratio, f"{measure}_half_width"]
+                cells.append({"setting": setting, "noise_ratio": ratio, "measure": measure, "value": value,
+                              "reference": target, "half_width": half, "within": abs(value - target) <= half + 1e-12})
+    return pd.DataFrame(cells, columns=["setting", "noise_ratio", "measure", "value", "reference", "half_width",
+                                        "within"])
+
+
+def agreeing_settings(cells: pd.DataFrame) -> list[str]:
+    """The settings of an `agreement` table whose every cell lies within the reference's half-width."""
+    return [setting for setting, part in cells.groupby("setting", sort=False) if part.within.all()]
+
+
 # --------------------------------------------------------------------------------------------------
 # The benchmark over a profile's dataset
 
@@ -256,8 +293,6 @@ class Setting:
 
 def profile_settings(profile: dict) -> list[Setting]:
     """The paper's recipe (50 steps, guidance 7.5) and the profile's own, once if they are the same."""
-    from .generate import profile_recipe
-
     recipe = profile_recipe(profile)
     own = Setting(recipe.num_inference_steps, recipe.guidance_scale, recipe.guidance_timesteps)
     return list(dict.fromkeys([Setting(50, 7.5), own]))
@@ -274,12 +309,6 @@ def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2, ra
     import dataclasses
     import time
 
-    from .data import class_display_names, load_dataset
-    from .generate import GenieGenerator, profile_recipe
-    from .oracle import load_oracle, pairs_per_target
-    from .profiles import resolve
-    from .splits import EVALUATION, pool_images
-    from .store import Store
 
     if profile["dataset"]["kind"] != "openmoji":
         raise ValueError(f"profile {profile['name']!r}: the editing benchmark measures the companion model against the "
@@ -313,11 +342,6 @@ def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2, ra
 
 def oracle_reference(profile: dict) -> pd.DataFrame:
     """`real_image_reference` of the profile's oracle on its evaluation pool, by the editing benchmark's groups."""
-    from .data import load_dataset
-    from .oracle import load_oracle
-    from .profiles import resolve
-    from .splits import EVALUATION, pool_images
-
     dataset = load_dataset(profile, progress=False)
     judge = load_oracle(resolve(profile, profile["oracle"]["path"]))
     return real_image_reference(judge, pool_images(profile, dataset, EVALUATION), target_groups(profile, dataset))

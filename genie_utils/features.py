@@ -22,8 +22,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .augment import mix_weight, mixed_sample
 from .data import file_sha256, load_image, to_rgb
+from .profiles import resolve
 from .store import atomic_write
+from .validation import check_batch_size
 
 UNISIAM_PREFIXES = ("module.", "encoder.", "backbone.")
 HEAD_PREFIXES = ("fc.", "projector", "predictor", "proj", "pred", "head", "classifier")
@@ -162,7 +165,6 @@ def resnet(arch: str, checkpoint: str | os.PathLike) -> Backbone:
 def load_backbone(profile: dict, name: str | None = None) -> Backbone:
     """A backbone of the profile: `name` (default `[features] backbone`), its checkpoint from
     `[features.checkpoints]` (or `[features] checkpoint` for the default one)."""
-    from .profiles import resolve
     spec = profile["features"]
     name = name or spec["backbone"]
     if name == "efficientnet-lite0":
@@ -196,7 +198,6 @@ class FeatureCache:
     """One file of raw float32 values per (backbone key, image or view digest) under `root/<backbone key>/`,
     written atomically (never half a file). Raw values rather than .npy: reading the 1,300 features of a
     5-shot episode takes half the time (no header to parse)."""
-
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
@@ -229,7 +230,6 @@ def embed_lazy(backbone: Backbone, digests: Sequence[str], make_input, cache: Fe
     only when neither the cache nor an earlier item with the same digest has it."""
     from tqdm.auto import tqdm
 
-    from .generate import check_batch_size
 
     batch_size = check_batch_size(batch_size)
     if not len(digests):
@@ -251,8 +251,6 @@ def embed(backbone: Backbone, images: Sequence, cache: FeatureCache | None = Non
 
     `views`: None (each image resized and centre-cropped, as queries are) or one `augment.View` per image
     (a seeded random view, cached under the image's hash and the view's name)."""
-    from .generate import check_batch_size
-
     check_batch_size(batch_size)
     if isinstance(images, (str, os.PathLike, Image.Image)) or not len(images):
         raise ValueError("embed needs a non-empty list of images (PIL images or paths)")
@@ -276,8 +274,6 @@ def mixed_features(backbone: Backbone, firsts: Sequence, seconds: Sequence, meth
                    cache: FeatureCache | None = None, views_per_image: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Features (M, D) of MixUp or CutMix samples of image pairs (paths), and each sample's lambda (M,): the
     weight of the first image's class in its soft label. Cached by the two images' hashes and the method."""
-    from .augment import mix_weight, mixed_sample
-
     if len(firsts) != len(seconds):
         raise ValueError(f"need one second image per first image, got {len(firsts)} and {len(seconds)}")
     first_hashes, second_hashes = [image_hash(p) for p in firsts], [image_hash(p) for p in seconds]

@@ -19,16 +19,17 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import results as result_tables
-from .ada import ADA_RATIOS, choose_candidates, generate_candidates
-from .augment import View, mixed_sample, view_seed
-from .classifier import fit_linear_sgd, fit_logistic, one_hot
+from .ada import ADA_RATIOS, choose_candidates, class_prototypes, generate_candidates
+from .augment import MIX_METHODS, View, mixed_sample, view_seed
+from .classifier import fit_linear_sgd, fit_logistic, one_hot, soft_labels
 from .data import load_image
 from .features import FeatureCache, embed, image_hash, load_backbone
 from .features import mixed_features as features_of_mixes
-from .generate import run_jobs
+from .jobs import run_jobs
 from .pairing import BASELINES, episode_jobs, episode_sets, episodes_table, read_episodes, write_episodes
 from .profiles import resolve
-from .results import summarise, write_table
+from .recipe import METHODS
+from .results import read_augmentations, row_name, summarise, write_table
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,11 +72,6 @@ def augmentation_table(generator, episodes: pd.DataFrame, store, class_names: di
 # `[fewshot] target_half_widths`).
 CLAIMS = ("genie - img2img_low", "genie - img2img_high", "genie - txt2img", "genie_ada - genie")
 ROWS = ("weak", "strong", "mixup", "cutmix", "img2img_low", "img2img_high", "txt2img", "genie", "genie_ada")
-MIX_METHODS = ("mixup", "cutmix")
-
-
-def fixed_ratio_row(noise_ratio: float) -> str:
-    return f"genie_r{noise_ratio:g}"
 
 
 def mixing_pairs(support: pd.DataFrame) -> list[tuple[str, str]]:
@@ -97,8 +93,7 @@ def mixed_features(backbone, support: pd.DataFrame, method: str, views_per_image
     features, weights = features_of_mixes(backbone, [paths[a] for a, _ in pairs], [paths[b] for _, b in pairs],
                                           method, cache, views_per_image)
     classes = sorted(support.class_name.unique())
-    soft = weights[:, None] * one_hot([labels[a] for a, _ in pairs], classes) \
-        + (1 - weights[:, None]) * one_hot([labels[b] for _, b in pairs], classes)
+    soft = soft_labels(weights, [labels[a] for a, _ in pairs], [labels[b] for _, b in pairs], classes)
     return features, soft, pairs
 
 
@@ -173,9 +168,9 @@ def fit_rows(features: EpisodeFeatures, support: pd.DataFrame, augmentations: pd
         run(method, lambda: with_generated(augmentations[augmentations.method == method]))
     candidates = augmentations[augmentations.method == "genie"]
     for r in ratios:
-        run("genie" if r == 0.8 else fixed_ratio_row(r), lambda: with_generated(candidates[candidates.noise_ratio == r]))
+        run(row_name("genie", r), lambda: with_generated(candidates[candidates.noise_ratio == r]))
 
-    prototypes = {c: np.stack([features.centre[i] for i in support.image_id[support.class_name == c]]) for c in classes}
+    prototypes = class_prototypes(np.stack([features.centre[i] for i in support.image_id]), support.class_name)
     choices = choose_candidates(candidates, features.centre, prototypes, generated, ratios)[
         ["source_id", "source_class", "target_class", "noise_ratio", "key"]]
     run("genie_ada", lambda: with_generated(choices))
@@ -277,7 +272,7 @@ def evaluate_profile(profile: dict, episodes: pd.DataFrame, store, progress: boo
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run notebook 02_augmentations (or "
                                 "fewshot.generate_augmentations) first; evaluation never generates.")
-    augmentations = pd.read_csv(path, dtype={"source_id": str, "key": str}, keep_default_na=False)
+    augmentations = read_augmentations(path)
     cache = FeatureCache(resolve(profile, profile["features"]["cache_dir"]))
     out: dict[str, list] = {}
     for name in profile["fewshot"]["backbones"]:
@@ -308,7 +303,8 @@ def drawn_query_differences(folder: Path, outcomes: pd.DataFrame) -> pd.DataFram
 
 def table_rows(noise_ratios: Sequence[float] | None = None) -> list[str]:
     """The rows of the few-shot tables in the paper's order, then GeNIe at each fixed r."""
-    return list(ROWS) + [fixed_ratio_row(r) for r in (noise_ratios or ADA_RATIOS) if r != 0.8]
+    fixed = [row_name("genie", r) for r in (noise_ratios or ADA_RATIOS)]
+    return list(ROWS) + [row for row in fixed if row != "genie"]
 
 
 def write_tables(profile: dict) -> dict[str, Path]:
@@ -370,7 +366,7 @@ def label_consistency(profile: dict, episodes: pd.DataFrame, store, judge, progr
     CutMix samples, labelled with their majority class. Writes `label_consistency.csv` (one row per method
     and noise ratio)."""
     folder = run_folder(profile)
-    augmentations = pd.read_csv(folder / "augmentations.csv", keep_default_na=False, dtype={"key": str})
+    augmentations = read_augmentations(folder / "augmentations.csv")
     unique = augmentations.drop_duplicates("key")
     judged = [(m, r, store.root / f, c) for m, r, f, c in zip(unique.method, unique.noise_ratio, unique.file,
                                                              unique.target_class)]
@@ -393,8 +389,7 @@ def label_consistency(profile: dict, episodes: pd.DataFrame, store, judge, progr
     rows["oracle_agrees"] = rows.oracle_class == rows.label
     summary = rows.groupby(["method", "noise_ratio"], dropna=False).agg(
         images=("label", "size"), p_label=("p_label", "mean"), oracle_agrees=("oracle_agrees", "mean")).reset_index()
-    summary["row"] = [m if m != "genie" else ("genie" if r == 0.8 else fixed_ratio_row(r))
-                      for m, r in zip(summary.method, summary.noise_ratio)]
+    summary["row"] = [row_name(m, r) for m, r in zip(summary.method, summary.noise_ratio)]
     return write_table(summary, folder / "label_consistency.csv")
 
 
@@ -408,10 +403,10 @@ def embedding_view(profile: dict, episodes: pd.DataFrame, store, backbone, episo
     episode = spec["figure_episode"] if episode is None else episode
     cache = FeatureCache(resolve(profile, profile["features"]["cache_dir"]))
     support, query = episode_sets(episodes[episodes.shots == shots], episode)
-    augmentations = pd.read_csv(run_folder(profile) / "augmentations.csv", keep_default_na=False, dtype={"key": str})
+    augmentations = read_augmentations(run_folder(profile) / "augmentations.csv")
     chosen = augmentations[(augmentations.shots == shots) & (augmentations.episode == episode)
                            & augmentations.method.isin(methods)
-                           & ((augmentations.method != "genie") | (augmentations.noise_ratio == 0.8))]
+                           & ((augmentations.method != "genie") | (augmentations.noise_ratio == METHODS["genie"].noise_ratio))]
     points = pd.concat([
         pd.DataFrame({"role": "support", "method": "real", "class_name": support.class_name, "path": support.path}),
         pd.DataFrame({"role": "query", "method": "real", "class_name": query.class_name, "path": query.path}),
@@ -432,8 +427,7 @@ def method_comparison(profile: dict, episodes: pd.DataFrame, sources: int = 3, e
     spec = profile["fewshot"]
     shots = shots or max(spec["shots"])
     episode = spec["figure_episode"] if episode is None else episode
-    augmentations = pd.read_csv(run_folder(profile) / "augmentations.csv", keep_default_na=False, dtype={"key": str,
-                                                                                                         "source_id": str})
+    augmentations = read_augmentations(run_folder(profile) / "augmentations.csv")
     mine = augmentations[(augmentations.shots == shots) & (augmentations.episode == episode)]
     support, _ = episode_sets(episodes[episodes.shots == shots], episode)
     rows = []

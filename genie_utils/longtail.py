@@ -18,21 +18,22 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import results as result_tables
-from .ada import ADA_RATIOS, choose_candidates, generate_candidates
-from .classifier import fit_linear_sgd, one_hot
+from .ada import ADA_RATIOS, choose_candidates, class_prototypes, generate_candidates
+from .augment import MIX_METHODS
+from .classifier import fit_linear_sgd, one_hot, soft_labels
 from .data import COLUMNS, load_image, read_class_names
 from .features import FeatureCache, embed, load_backbone, mixed_features
-from .generate import METHODS, run_jobs
+from .jobs import run_jobs
 from .pairing import BASELINES, budget_hard_negative_jobs, budget_own_class_jobs
 from .profiles import resolve
-from .results import write_table
+from .recipe import METHODS
+from .results import read_augmentations, write_table
 
 BINS = ("many", "medium", "few")
 GENERATIVE = ("genie", "genie_ada", "txt2img", "img2img_low", "img2img_high")
-MIXING = ("mixup", "cutmix")
 LOSSES = ("plain", "balanced", "logit_adjusted")      # the standard long-tail baselines, no augmentation
 COMBINED = tuple(f"{m}+logit_adjusted" for m in GENERATIVE)  # each generative row on top of the best correction
-ROWS = LOSSES + GENERATIVE + MIXING + COMBINED
+ROWS = LOSSES + GENERATIVE + MIX_METHODS + COMBINED
 
 
 def row_parts(method: str) -> tuple[str | None, str]:
@@ -41,7 +42,7 @@ def row_parts(method: str) -> tuple[str | None, str]:
     augmentation, _, loss = method.partition("+")
     if augmentation in LOSSES and not loss:
         return None, augmentation
-    if augmentation not in GENERATIVE + MIXING or (loss and loss not in LOSSES):
+    if augmentation not in GENERATIVE + MIX_METHODS or (loss and loss not in LOSSES):
         raise ValueError(f"unknown long-tail row {method!r}; rows: {', '.join(ROWS)}")
     return augmentation, loss or "plain"
 
@@ -190,7 +191,7 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
     generated = dict(zip(augmentations.key, embed(backbone, [store.root / f for f in augmentations.file], cache,
                                                   progress=progress))) if len(augmentations) else {}
     features = {**generated, **dict(zip(train.path, train_features))}
-    prototypes = {c: train_features[(train.class_name == c).to_numpy()] for c in names}
+    prototypes = class_prototypes(train_features, train.class_name)
     pairs = budget_hard_negative_jobs(train, plan)
     own = {c: group.sort_values("image_id").path.tolist() for c, group in train.groupby("class_name")}
     counts = train.class_name.value_counts()
@@ -203,11 +204,10 @@ def evaluate(backbone, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Data
         if augmentation in GENERATIVE:
             used = chosen_augmentations(augmentation, augmentations, features, prototypes)
             extra, soft = np.stack([features[k] for k in used.key]), one_hot(used.target_class, names)
-        elif augmentation in MIXING:  # GeNIe's source mixed with one of the target's images, in turn
+        elif augmentation in MIX_METHODS:  # GeNIe's source mixed with one of the target's images, in turn
             partners = [own[job.target_class][i % len(own[job.target_class])] for i, job in enumerate(pairs)]
             extra, weights = mixed_features(backbone, [job.source_path for job in pairs], partners, augmentation, cache)
-            soft = weights[:, None] * one_hot([job.source_class for job in pairs], names) \
-                + (1 - weights[:, None]) * one_hot([job.target_class for job in pairs], names)
+            soft = soft_labels(weights, [job.source_class for job in pairs], [job.target_class for job in pairs], names)
         targets = np.vstack([base_targets, soft])
         x = np.vstack([train_features, extra])
         y_major = targets.argmax(1)
@@ -274,7 +274,7 @@ def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, sto
             raise FileNotFoundError(f"{folder / name} not found: generate the augmentations first "
                                     "(longtail.generate_augmentations, notebook 06); evaluation never generates.")
     plan = pd.read_csv(folder / "plan.csv")
-    augmentations = pd.read_csv(folder / "augmentations.csv", keep_default_na=False, dtype={"key": str, "source_id": str})
+    augmentations = read_augmentations(folder / "augmentations.csv")
     augmentations["source_path"] = augmentations.source_id.map(dict(zip(train.image_id, train.path)))
     missing = [f for f in augmentations.file if not (store.root / f).is_file()]
     if missing:
@@ -302,7 +302,7 @@ def finetune_rows(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classe
     features = dict(zip(augmentations.key, embed(backbone, [store.root / f for f in augmentations.file], cache)))
     features.update(zip(sources, embed(backbone, sources, cache)))
     train_features = dict(zip(train.path, embed(backbone, list(train.path), cache)))
-    prototypes = {c: np.stack([train_features[p] for p in group.path]) for c, group in train.groupby("class_name")}
+    prototypes = class_prototypes(np.stack([train_features[p] for p in train.path]), train.class_name)
     parts = []
     for method in LOSSES + GENERATIVE:
         extra = pd.DataFrame(columns=["path", "target_class"])

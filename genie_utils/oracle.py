@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .data import images_tensor, load_dataset
+from .jobs import Job, run_jobs
 from .splits import EVALUATION, GENERATOR, pool_images
 from .store import atomic_write
 from .training import fit, step_generator, tensor_digest
@@ -61,7 +62,6 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 class Oracle:
     """A trained oracle: class probabilities for images."""
-
     def __init__(self, network: nn.Module, classes: Sequence[str], record: dict | None = None):
         self.network = network.eval()
         self.classes = list(classes)
@@ -189,8 +189,6 @@ def label_consistency(generator, oracle: Oracle, pairs: pd.DataFrame, noise_rati
     """GeNIe outputs of every pair at every r (one noise draw per pair), judged by the oracle.
 
     Returns one row per image: source and target class, r, P(target), P(source), the oracle's class."""
-    from .generate import Job, run_jobs
-
     jobs = [Job("genie", row.image_id, row.path, row.class_name, row.target_class, float(r))
             for r in noise_ratios for row in pairs.itertuples()]
     rows = run_jobs(generator, jobs, store, class_names, batch_size, progress)

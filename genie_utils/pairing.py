@@ -3,8 +3,8 @@ augmentation method makes for a set of support images.
 
 Episodes are drawn from the evaluation pool. Support and query never share an image or an identity (the official
 sampler can overlap them; this one does not). Episode i uses seed i, so an episode is the same on every machine.
-The few-shot experiment (`fewshot`), GeNIe-Ada's runs (`ada`), the long tail (`longtail`) and the `genie` command
-take their episodes and pairs from here.
+The few-shot experiment (`fewshot`), GeNIe-Ada's runs (`ada`), the long tail (`longtail`), the `genie` command and
+the sweeps of r (figure 2, the model card) take their episodes and pairs from here.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .augment import view_seed
-from .generate import METHODS, Job
+from .jobs import Job
+from .recipe import METHODS
 from .results import write_table
 from .splits import EVALUATION
 
@@ -171,3 +172,19 @@ def budget_own_class_jobs(train: pd.DataFrame, plan: pd.DataFrame, method: str) 
             jobs.append(Job(method, row.image_id, row.path, target, target, METHODS[method].noise_ratio,
                             i // len(own)))
     return jobs
+
+
+# --------------------------------------------------------------------------------------------------
+# Pairing for a sweep of r: every source towards every target class (figure 2, the model card)
+
+
+def pairs_with_targets(sources: pd.DataFrame, targets: Sequence[str]) -> pd.DataFrame:
+    """Every source row paired with every target class (a `target_class` column added)."""
+    return sources.merge(pd.DataFrame({"target_class": list(targets)}), how="cross")
+
+
+def sweep_jobs(pairs: pd.DataFrame, noise_ratios: Sequence[float], method: str = "genie") -> list[Job]:
+    """Every (source, target) pair of `pairs` (dataset rows plus a `target_class` column) at every r: the
+    same noise per pair at each r, as in the paper's figure 2."""
+    return [Job(method, row.image_id, row.path, row.class_name, row.target_class, r)
+            for row in pairs.itertuples() for r in noise_ratios]

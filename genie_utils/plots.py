@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,8 +15,9 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
+from .ada import ADA_RATIOS
 from .profiles import resolve
-from .results import method_label
+from .results import method_label, row_name
 
 COLUMN_INCHES = 3.4  # one column of a two-column paper
 PAGE_INCHES = 7.0  # both columns
@@ -215,7 +217,7 @@ def noise_ratio_explorer(store, rows: pd.DataFrame, interactive: bool = True, si
                                                                    description="noise ratio"))
 
 
-def ada_projection(choice: pd.Series, store, ratios=(0.5, 0.6, 0.7, 0.8, 0.9)):
+def ada_projection(choice: pd.Series, store, ratios=ADA_RATIOS):
     """Paper figure 3 for one pair: candidates' projections on the source-to-target line, the largest jump
     marked, the candidate images below with the chosen one framed."""
     projections = [choice[f"s_{r:g}"] for r in ratios]
@@ -244,7 +246,7 @@ def ada_projection(choice: pd.Series, store, ratios=(0.5, 0.6, 0.7, 0.8, 0.9)):
     return figure
 
 
-def ada_ratio_histogram(choices_csv: str | os.PathLike, ratios=(0.5, 0.6, 0.7, 0.8, 0.9)):
+def ada_ratio_histogram(choices_csv: str | os.PathLike, ratios=ADA_RATIOS):
     """How often GeNIe-Ada chose each r (0.5 never can be)."""
     table = pd.read_csv(choices_csv)
     counts = table.noise_ratio.value_counts().reindex(ratios, fill_value=0)
@@ -270,9 +272,6 @@ def latent_images(latents, size: int = 64) -> list[Image.Image]:
 # --------------------------------------------------------------------------------------------------
 # Few-shot analyses (notebook 05), each from one result file
 
-RATIO_ROWS = {0.5: "genie_r0.5", 0.6: "genie_r0.6", 0.7: "genie_r0.7", 0.8: "genie", 0.9: "genie_r0.9"}
-
-
 def accuracy_against_ratio(summary_csv: str | os.PathLike):
     """Few-shot accuracy (mean and 95% interval over episodes) of GeNIe at each fixed r, with GeNIe-Ada and
     the weak-augmentation baseline as horizontal references; one panel per backbone and shots."""
@@ -282,9 +281,9 @@ def accuracy_against_ratio(summary_csv: str | os.PathLike):
                              squeeze=False)
     for axis, ((backbone, shots), group) in zip(axes[0], groups):
         group = group.set_index("method")
-        ratios = [r for r, m in RATIO_ROWS.items() if m in group.index]
-        means = [group.loc[RATIO_ROWS[r], "mean"] for r in ratios]
-        halves = [group.loc[RATIO_ROWS[r], "half_width"] for r in ratios]
+        ratios = [r for r in ADA_RATIOS if row_name("genie", r) in group.index]
+        means = [group.loc[row_name("genie", r), "mean"] for r in ratios]
+        halves = [group.loc[row_name("genie", r), "half_width"] for r in ratios]
         axis.errorbar(ratios, means, yerr=halves, fmt="o-", color=METHOD_COLOURS["genie"], capsize=3,
                       label="GeNIe (fixed r)")
         for method, style in (("genie_ada", "--"), ("txt2img", "-."), ("weak", ":")):
@@ -417,9 +416,10 @@ def evaluation_benchmark(record_json: str | os.PathLike):
 # Long tail (notebook 06)
 
 
-def longtail_gain(gain_csv: str | os.PathLike, reference_label: str = "cross-entropy without augmentation"):
+def longtail_gain(gain_csv: str | os.PathLike, thresholds: Sequence[int],
+                  reference_label: str = "cross-entropy without augmentation"):
     """Per-class top-1 gain over the reference against the class's training images (log scale), one marker
-    per method; the bins' thresholds as vertical lines."""
+    per method; the bins' `thresholds` (the profile's few- and many-shot thresholds) as vertical lines."""
     table = pd.read_csv(gain_csv)
     figure, axis = plt.subplots(figsize=(PAGE_INCHES * 0.6, 2.8))
     rng = np.random.default_rng(0)
@@ -429,7 +429,7 @@ def longtail_gain(gain_csv: str | os.PathLike, reference_label: str = "cross-ent
                      label=f"{method_label(method, latex=True)}, mean gain on few: "
                            f"{part[part.bin == 'few'].gain.mean() * 100:+.1f} points")
     axis.axhline(0, color=GREY, linewidth=0.8)
-    for threshold in (20, 100):
+    for threshold in thresholds:
         axis.axvline(threshold, color=GREY, linestyle=":", linewidth=1)
     axis.set_xscale("log")
     axis.set_xlabel("training images of the class (log scale)")

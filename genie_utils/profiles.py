@@ -66,20 +66,6 @@ class ProfileError(ValueError):
     """A profile file that cannot be used: syntax, unknown keys, wrong types, missing keys or values."""
 
 
-def seconds_setting(name: str, text: str | None, default: float) -> float:
-    """A time bound from the environment variable `name` (whose value is `text`): `default` when unset or empty,
-    else a positive, finite number of seconds, or a ValueError naming the variable and the values it takes."""
-    if text is None or not text.strip():
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not (0 < seconds < float("inf")):
-        raise ValueError(f"{name}={text!r} is not a timeout: set it to a positive number of seconds ({default:g} "
-                         f"when unset), e.g. {name}=60, or unset it.")
-    return seconds
-
 
 def project_root() -> Path:
     """The folder holding the project's pyproject.toml (a clone), else the current directory.

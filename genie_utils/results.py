@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .recipe import METHODS
 from .store import atomic_write
 
 # Method names as the paper writes them: (Markdown, LaTeX).
@@ -229,6 +230,20 @@ def wide_table(summary: pd.DataFrame, rows: Sequence[str], columns: Sequence[str
 
 def _column_name(column: str, key) -> str:
     return f"{key}-shot" if column == "shots" else str(key)
+
+
+def row_name(method: str, noise_ratio: float | None = None) -> str:
+    """The table row of a method's generated images: GeNIe at another r than its own (0.8) is the row `genie_r<r>`
+    (the fixed-r rows of the ablation); every other method, and GeNIe at its own r, is its own name."""
+    if method == "genie" and noise_ratio is not None and round(float(noise_ratio), 6) != METHODS["genie"].noise_ratio:
+        return f"genie_r{float(noise_ratio):g}"
+    return method
+
+
+def read_augmentations(path) -> pd.DataFrame:
+    """An `augmentations.csv` (few-shot or long tail: one row per generated image) as written: store keys and
+    source ids as strings, empty cells as empty strings."""
+    return pd.read_csv(path, dtype={"key": str, "source_id": str}, keep_default_na=False)
 
 
 def write_table(table: pd.DataFrame, path) -> Path:

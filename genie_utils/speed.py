@@ -15,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .profiles import resolve
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -150,3 +152,8 @@ def device_default(device: torch.device, benchmarks: str | os.PathLike | None = 
         if record.get("device") == here and model in {row.get("model") for row in record.get("rows", [])}:
             return setting, f"measured: {path.name}"
     return builtin_default(device), f"built-in default on {device.type}: no benchmark of {model or 'this model'} here"
+
+
+def benchmarks_folder(profile: dict) -> Path:
+    """Where `benchmarks/throughput.py` writes a profile's records (throughput.csv, throughput-*.json)."""
+    return resolve(profile, profile["paths"]["results"]) / "benchmarks"

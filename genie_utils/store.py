@@ -22,6 +22,7 @@ import json
 import os
 import re
 import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -30,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from .profiles import seconds_setting
+from .validation import seconds_setting
 
 TEMPORARY_PREFIX = ".tmp-"
 HALF_WRITTEN_CLAIM_SECONDS = 10.0  # a claim file still empty after this long lost its writer
@@ -287,3 +288,44 @@ class Store:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+WAIT_MESSAGE_SECONDS = 60.0  # how often a worker waiting on others' claims says so
+
+
+def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=None, poll_seconds: float = 1.0):
+    """Yield batches of `items` not yet done (default: `key_of(item)` in the store), each claimed first.
+
+    Items another live worker has claimed are skipped, then waited for (polling the store), and taken over
+    if that worker's claim goes stale: parallel workers on one store share the work and never duplicate it.
+    The caller writes each item into the store; claims are released after each batch."""
+    done = done or (lambda item: store.has(key_of(item)))
+    pending = [item for item in items if not done(item)]
+    said = float("-inf")
+    while pending:
+        waiting, batch = [], []
+        for item in pending:
+            if done(item):
+                continue
+            if len(batch) < batch_size and store.claim(key_of(item)):
+                if done(item):  # finished by another worker between the check above and the claim
+                    store.release(key_of(item))
+                    continue
+                batch.append(item)
+            else:
+                waiting.append(item)
+        if batch:
+            try:
+                with store.heartbeat([key_of(item) for item in batch]):  # so that no worker takes them over
+                    yield batch
+            finally:
+                for item in batch:
+                    store.release(key_of(item))
+        elif waiting:  # every remaining job is being made by another worker
+            if time.monotonic() - said > WAIT_MESSAGE_SECONDS:
+                said = time.monotonic()
+                print(f"waiting for {len(waiting)} image{'s' * (len(waiting) != 1)} that other workers are making (the first held by "
+                      f"{store.claim_holder(key_of(waiting[0]))}); a claim not refreshed for {claim_stale_seconds():g} s "
+                      "is taken over (GENIE_CLAIM_STALE_SECONDS)", file=sys.stderr, flush=True)
+            time.sleep(poll_seconds)
+        pending = waiting

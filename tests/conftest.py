@@ -8,7 +8,8 @@ import tarfile
 import pytest
 from PIL import Image
 
-from genie_utils import companion, data, generate
+from genie_utils import companion, data, generate, pipeline
+from genie_utils.recipe import Recipe
 
 
 @pytest.fixture(scope="session")
@@ -21,14 +22,14 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tiny_model_dir):
-    return generate.load_pipeline(tiny_model_dir, device="cpu")
+    return pipeline.load_pipeline(tiny_model_dir, device="cpu")
 
 
 @pytest.fixture
 def generator(tiny_pipeline):
     """A fresh generator (own counters and prompt cache) on the shared pipeline, 64 px, 50 steps."""
     pipe, info = tiny_pipeline
-    return generate.GenieGenerator(pipe, generate.Recipe(), info)
+    return generate.GenieGenerator(pipe, Recipe(), info)
 
 
 @pytest.fixture(scope="session")
@@ -70,4 +71,4 @@ def class_names(openmoji):
 def fast_generator(tiny_pipeline):
     """10 denoising steps: for tests of bookkeeping rather than of the schedule."""
     pipe, info = tiny_pipeline
-    return generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=10), info)
+    return generate.GenieGenerator(pipe, Recipe(num_inference_steps=10), info)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from genie_utils import ada, features, generate, pairing
+from genie_utils.jobs import Job, run_jobs
 from genie_utils.store import Store
 
 RATIOS = list(ada.ADA_RATIOS)
@@ -145,7 +146,7 @@ def test_candidates_share_noise_and_encodes_and_reuse_the_genie_image(fast_gener
     support = one_shot_support(openmoji)
     pairs = pairing.episode_jobs(support, "genie")  # 6 pairs
     store = Store(tmp_path)
-    genie_rows = generate.run_jobs(fast_generator, pairs[:2], store, class_names, progress=False)
+    genie_rows = run_jobs(fast_generator, pairs[:2], store, class_names, progress=False)
     before = generate.GenerationCounts(**vars(fast_generator.counts))
     rows = ada.generate_candidates(fast_generator, pairs, store, class_names, batch_size=4, progress=False)
     counts = fast_generator.counts
@@ -258,7 +259,7 @@ def test_embed_and_candidates_refuse_empty_inputs_and_bad_batch_sizes(fast_gener
         features.embed(CountingBackbone(), ["x.png"], batch_size=0)
     with pytest.raises(ValueError, match="no \\(source, target\\) pairs given"):
         ada.generate_candidates(fast_generator, [], Store(tmp_path), class_names, progress=False)
-    job = generate.Job("genie", "a", "x.png", "heart", "face-smiling", 0.8)
+    job = Job("genie", "a", "x.png", "heart", "face-smiling", 0.8)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 1.5"):
         ada.generate_candidates(fast_generator, [job], Store(tmp_path), class_names, batch_size=1.5, progress=False)
 
@@ -280,3 +281,39 @@ def test_figure_three_shows_the_largest_rise_not_a_larger_fall():
                             "s_0.8": [-0.1, 0.36, 0.5], "s_0.9": [-0.1, 0.36, 0.5], "pair": ["fall", "rise", "late"]})
     assert ada.sharpest_rise(choices).pair == "late"  # rise 0.38 beats rise 0.30; the fall of 0.5 is not drawn
     assert ada.sharpest_rise(choices.iloc[:1]).pair == "fall"  # nothing rises: the largest jump anyway
+
+
+def test_class_prototypes_group_rows_by_label_in_order():
+    features = np.arange(12.0).reshape(6, 2)
+    prototypes = ada.class_prototypes(features, ["b", "a", "b", "c", "a", "b"])
+    assert list(prototypes) == ["b", "a", "c"]
+    assert prototypes["b"].tolist() == [[0, 1], [4, 5], [10, 11]] and prototypes["c"].tolist() == [[6, 7]]
+    with pytest.raises(ValueError, match="6 embeddings but 5 labels"):
+        ada.class_prototypes(features, list("abcab"))
+
+
+def test_choose_candidates_takes_the_candidate_after_the_largest_jump_of_each_pair():
+    """Two pairs towards one target on hand-made 2-d embeddings: the source at (1, 0), the target's prototype at
+    (0, 1), so each candidate's projection on the line is (y - x) / sqrt(2) for a unit candidate (x, y)."""
+    ratios = [0.5, 0.6, 0.7, 0.8, 0.9]
+    angles = {"s1": [0.0, 0.1, 0.2, 1.3, 1.4],    # the largest jump between 0.7 and 0.8: r* = 0.8
+              "s2": [0.0, 1.0, 1.1, 1.2, 1.5]}    # between 0.5 and 0.6: r* = 0.6
+    rows, embedding = [], {}
+    for source, turns in angles.items():
+        for r, angle in zip(ratios, turns):
+            key = f"{source}-{r}"
+            embedding[key] = np.array([np.cos(angle), np.sin(angle)])
+            rows.append({"source_id": source, "target_class": "t", "noise_ratio": r, "key": key})
+    candidates = pd.DataFrame(rows).sample(frac=1, random_state=0)  # order plays no part
+    sources = {"s1": np.array([1.0, 0.0]), "s2": np.array([2.0, 0.0])}  # normalised before use
+    prototypes = ada.class_prototypes(np.array([[0.0, 1.0], [0.0, 3.0]]), ["t", "t"])
+    chosen = ada.choose_candidates(candidates, sources, prototypes, embedding, ratios)
+    by_hand = {}
+    for source, turns in angles.items():
+        projections = [(np.sin(a) - np.cos(a)) / np.sqrt(2) for a in turns]
+        by_hand[source] = ratios[int(np.argmax(np.abs(np.diff(projections)))) + 1]
+    assert by_hand == {"s1": 0.8, "s2": 0.6}
+    assert dict(zip(chosen.source_id, chosen.noise_ratio)) == by_hand
+    assert chosen.key.tolist() == ["s1-0.8", "s2-0.6"] and list(chosen.columns) == list(candidates.columns)
+    with pytest.raises(ValueError, match="needs one candidate at each of"):
+        ada.choose_candidates(candidates[candidates.key != "s2-0.7"], sources, prototypes, embedding, ratios)

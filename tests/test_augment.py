@@ -95,3 +95,8 @@ def test_sgd_head_resampling_and_logit_adjustment():
         assert (model.logits(x)[:, 2] - plain.logits(x)[:, 2]).mean() > 0
     with pytest.raises(ValueError, match="targets must be"):
         classifier.fit_linear_sgd(x, targets[:, :2], [0, 1, 2], seed=0)
+
+
+def test_soft_labels_weigh_the_first_class_by_w_and_the_second_by_one_minus_w():
+    soft = classifier.soft_labels(np.array([0.7, 1.0, 0.25]), ["b", "a", "c"], ["a", "c", "c"], ["a", "b", "c"])
+    np.testing.assert_allclose(soft, [[0.3, 0.7, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], atol=1e-12)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from genie_utils import companion, data, generate, oracle, profiles, training
+from genie_utils import companion, data, generate, oracle, pipeline, profiles, training
+from genie_utils.recipe import Recipe
 
 
 def test_tokenizer_gives_sd15_ids():
@@ -36,7 +37,7 @@ def test_smoke_training_through_a_pack_writes_a_loadable_half_precision_pipeline
     assert record["training_images"] == 2321 and record["pool"] == "generator"
     assert record["settings"]["unet_steps"] == 4 and record["vae_scaling_factor"] > 0
     assert sorted(pd.read_csv(folder / "training_loss_denoiser.csv").step) == [1, 2, 3, 4]
-    pipe, info = generate.load_pipeline(folder, device="cpu")
+    pipe, info = pipeline.load_pipeline(folder, device="cpu")
     assert pipe.unet.dtype == torch.float32  # half on disk, upcast on CPU
     assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size == 16
@@ -205,7 +206,7 @@ def test_smoke_finetuning_changes_the_schedule_keeps_the_vae_and_loads_in_stock_
     pipe = StableDiffusionImg2ImgPipeline.from_pretrained(folder)  # stock diffusers, no project code
     assert pipe.scheduler.config.prediction_type == "v_prediction" and pipe.unet.config.dropout == 0.1
     # the project's loop reads the schedule from the folder: r = 1 starts from pure noise at t = 999
-    generator = generate.GenieGenerator.from_pretrained(folder, generate.Recipe(num_inference_steps=5), device="cpu")
+    generator = generate.GenieGenerator.from_pretrained(folder, Recipe(num_inference_steps=5), device="cpu")
     scheduler = generator.scheduler()
     assert scheduler.config.prediction_type == "v_prediction" and scheduler.alphas_cumprod[-1] < 1e-6
     reread = companion.train.read_model(folder)
@@ -241,7 +242,7 @@ def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_targ
         return pd.DataFrame({"group": ["all classes"], "noise_ratio": [0.8], "copy_rate": [copy_rate],
                              "p_target": [p_target], "hard_negative_rate": [0.0]}), None
 
-    monkeypatch.setattr(companion.train, "assemble_companion", fake_assemble)
+    monkeypatch.setattr(card, "assemble_companion", fake_assemble)
     monkeypatch.setattr(editing, "benchmark", fake_benchmark)
     profile = profiles.load_profile("smoke")
     chosen = card.choose_snapshot(profile, trained, tmp_path, progress=False)

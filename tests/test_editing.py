@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from genie_utils import data, editing, generate, oracle
+from genie_utils.jobs import Job, job_spec
+from genie_utils.recipe import Recipe
 from genie_utils.store import Store, spec_key
 
 
@@ -182,7 +184,7 @@ def test_guidance_only_in_its_interval(fast_generator, openmoji, class_names):
     """Steps outside `guidance_timesteps` run the conditional branch alone (one row per image, not two)."""
     from test_generate import unet_calls
 
-    fast_generator.recipe = generate.Recipe(num_inference_steps=10, guidance_timesteps=(0, 500))
+    fast_generator.recipe = Recipe(num_inference_steps=10, guidance_timesteps=(0, 500))
     paths = openmoji.path.iloc[:2].tolist()
     with unet_calls(fast_generator.pipe) as calls:
         generate.genie(fast_generator, paths, "animal-mammal", 0.8, class_names)
@@ -190,15 +192,15 @@ def test_guidance_only_in_its_interval(fast_generator, openmoji, class_names):
     assert rows and all(n == (4 if t <= 500 else 2) for t, n in rows.items())
     assert {n for n in rows.values()} == {2, 4}
     with pytest.raises(ValueError, match="guidance_timesteps"):
-        generate.Recipe(guidance_timesteps=(600, 500))
+        Recipe(guidance_timesteps=(600, 500))
 
 
 def test_a_guidance_interval_changes_the_store_key_and_none_leaves_it_as_it_was(fast_generator):
-    job = generate.Job("genie", "x", "x.png", "a", "b", 0.8)
-    plain = generate.job_spec(fast_generator, job, "p", "sha")
+    job = Job("genie", "x", "x.png", "a", "b", 0.8)
+    plain = job_spec(fast_generator, job, "p", "sha")
     assert "guidance_timesteps" not in plain  # keys of images guided at every step are what they were
-    fast_generator.recipe = generate.Recipe(num_inference_steps=10, guidance_timesteps=(0, 500))
-    limited = generate.job_spec(fast_generator, job, "p", "sha")
+    fast_generator.recipe = Recipe(num_inference_steps=10, guidance_timesteps=(0, 500))
+    limited = job_spec(fast_generator, job, "p", "sha")
     assert limited["guidance_timesteps"] == [0, 500] and spec_key(limited) != spec_key(plain)
 
 
@@ -207,3 +209,21 @@ def test_the_benchmark_refuses_a_profile_without_the_companion_s_training_images
 
     with pytest.raises(ValueError, match="embedded profile"):
         editing.benchmark(profiles.load_profile("paper"), [editing.Setting(20, 7.5)])
+
+
+def test_agreement_marks_each_cell_against_the_reference_half_width():
+    def rows(setting, p_target, half=0.05):
+        return [{"setting": setting, "group": "all classes", "noise_ratio": r, "p_target": p, "p_target_half_width": half}
+                for r, p in zip((0.5, 0.8), p_target)]
+    summary = pd.DataFrame(rows("ref", [0.2, 0.5]) + rows("close", [0.24, 0.46]) + rows("far", [0.2, 0.56])
+                           + [{**rows("ref", [0.9])[0], "group": "few"}])
+    cells = editing.agreement(summary, "ref", measures=("p_target",))
+    assert cells.groupby("setting", sort=False).within.apply(list).to_dict() == \
+        {"close": [True, True], "far": [True, False]}
+    assert cells[cells.setting == "far"].reference.tolist() == [0.2, 0.5]  # the reference's own group only
+    assert editing.agreeing_settings(cells) == ["close"]
+    with pytest.raises(ValueError, match="no setting 'missing'"):
+        editing.agreement(summary, "missing", measures=("p_target",))
+    with pytest.raises(ValueError, match=r"lacks r = \[0.8\]"):
+        editing.agreement(summary[~((summary.setting == "far") & (summary.noise_ratio == 0.8))], "ref",
+                          measures=("p_target",))

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from genie_utils import fewshot, pairing, profiles, splits
+from genie_utils.recipe import Recipe
 from genie_utils import results as result_tables
 
 
@@ -28,7 +29,7 @@ def generated(tiny_pipeline, openmoji, class_names, tmp_path_factory):
     from genie_utils import generate
     from genie_utils.store import Store
     pipe, info = tiny_pipeline
-    generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=10), info, batch_size=8)
+    generator = generate.GenieGenerator(pipe, Recipe(num_inference_steps=10), info, batch_size=8)
     store = Store(tmp_path_factory.mktemp("store"))
     episodes = two_episodes(openmoji)
     table = fewshot.augmentation_table(generator, episodes, store, class_names, progress=False)

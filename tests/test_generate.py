@@ -10,8 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from genie_utils import generate
+from genie_utils import generate, pipeline, validation
 from genie_utils.data import ImageReadError
+from genie_utils.jobs import Job, job_spec, run_jobs
+from genie_utils.recipe import METHODS, Recipe, kept_steps, pair_seed, profile_recipe
 
 # SD v1.5's 50-step DPM-Solver++ schedule ("linspace" spacing), computed independently of diffusers.
 SCHEDULE_50 = np.linspace(0, 999, 51).round()[::-1][:-1].astype(int).tolist()
@@ -63,7 +65,7 @@ def test_source_is_vae_mode_noised_at_first_denoised_timestep(generator, openmoj
     with torch.no_grad():
         mode = vae.encode(generator.preprocess([image])).latent_dist.mode() * vae.config.scaling_factor
     noise = torch.randn(generator.latent_shape,
-                        generator=torch.Generator().manual_seed(generate.pair_seed(0, ids[0], "animal-mammal")))
+                        generator=torch.Generator().manual_seed(pair_seed(0, ids[0], "animal-mammal")))
     alpha_bar = generator.scheduler().alphas_cumprod[799]
     expected = alpha_bar.sqrt() * mode[0] + (1 - alpha_bar).sqrt() * noise
     first_input = calls[0][2][0]  # unconditional branch of the first call
@@ -97,13 +99,13 @@ def test_batch_size_and_order_do_not_change_images(generator, openmoji, class_na
 
 def test_seeds_are_per_pair_golden_and_shared_across_noise_ratios(generator):
     # golden values: sha256("0|1F600|heart|0") read as a big-endian 63-bit integer; a change breaks every store key
-    assert generate.pair_seed(0, "1F600", "heart") == 5860225998515536740
-    assert generate.pair_seed(0, "1F600", "heart", 1) == 2424508658757225429
-    assert len({generate.pair_seed(1, "1F600", "heart"), generate.pair_seed(0, "1F603", "heart"),
-                generate.pair_seed(0, "1F600", "office"), generate.pair_seed(0, "1F600", "heart", 1),
+    assert pair_seed(0, "1F600", "heart") == 5860225998515536740
+    assert pair_seed(0, "1F600", "heart", 1) == 2424508658757225429
+    assert len({pair_seed(1, "1F600", "heart"), pair_seed(0, "1F603", "heart"),
+                pair_seed(0, "1F600", "office"), pair_seed(0, "1F600", "heart", 1),
                 5860225998515536740}) == 5
-    job = generate.Job("genie", "1F600", "p.png", "face-smiling", "heart", 0.5)
-    specs = [generate.job_spec(generator, generate.Job(**{**job.__dict__, "noise_ratio": r}), "prompt", "sha")
+    job = Job("genie", "1F600", "p.png", "face-smiling", "heart", 0.5)
+    specs = [job_spec(generator, Job(**{**job.__dict__, "noise_ratio": r}), "prompt", "sha")
              for r in (0.5, 0.6, 0.7, 0.8, 0.9)]
     assert {s["seed"] for s in specs} == {5860225998515536740}
     expected = torch.randn(generator.latent_shape, generator=torch.Generator().manual_seed(5860225998515536740))
@@ -133,17 +135,17 @@ def test_missing_and_corrupt_images_are_named(generator, tmp_path, class_names):
 
 
 def test_wrong_model_paths_fail_with_the_fix(tmp_path):
-    with pytest.raises(generate.ModelLoadError, match="no diffusers model folder at ./no/such/model"):
-        generate.load_pipeline("./no/such/model")
-    with pytest.raises(generate.ModelLoadError, match="not a diffusers pipeline folder"):
-        generate.load_pipeline(tmp_path)
+    with pytest.raises(pipeline.ModelLoadError, match="no diffusers model folder at ./no/such/model"):
+        pipeline.load_pipeline("./no/such/model")
+    with pytest.raises(pipeline.ModelLoadError, match="not a diffusers pipeline folder"):
+        pipeline.load_pipeline(tmp_path)
 
 
 def load_in_a_subprocess(model_id: str, **env) -> tuple[float, str]:
     """(seconds, stdout) of load_pipeline(model_id) in a fresh interpreter with `env` set."""
-    code = ("from genie_utils import generate\n"
-            f"try:\n generate.load_pipeline({model_id!r}, device='cpu')\n"
-            "except generate.ModelLoadError as e:\n print('ModelLoadError:', e)\n")
+    code = ("from genie_utils import pipeline\n"
+            f"try:\n pipeline.load_pipeline({model_id!r}, device='cpu')\n"
+            "except pipeline.ModelLoadError as e:\n print('ModelLoadError:', e)\n")
     began = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "0", **env},
                             capture_output=True, text=True, timeout=120)
@@ -162,17 +164,17 @@ def test_unreachable_hub_id_fails_fast():
 def test_loaded_pipeline_is_float32_on_cpu_and_records_its_fingerprint(tiny_pipeline, tiny_model_dir):
     pipe, info = tiny_pipeline
     assert pipe.unet.dtype == torch.float32 and pipe.device.type == "cpu"
-    assert info["model_fingerprint"] == generate.folder_fingerprint(tiny_model_dir)
+    assert info["model_fingerprint"] == pipeline.folder_fingerprint(tiny_model_dir)
     assert len(info["model_fingerprint"]) == 16
-    assert generate.default_dtype(torch.device("cuda")) == torch.float16
+    assert pipeline.default_dtype(torch.device("cuda")) == torch.float16
 
 
 def test_recipe_defaults_follow_the_spec():
-    recipe = generate.Recipe()
+    recipe = Recipe()
     assert (recipe.num_inference_steps, recipe.guidance_scale, recipe.negative_prompt) == (50, 7.5, "")
     assert recipe.prompt("house finch, linnet, Carpodacus mexicanus") == \
         "a photo of a house finch, linnet, Carpodacus mexicanus."
-    assert {m: generate.METHODS[m].noise_ratio for m in generate.METHODS} == \
+    assert {m: METHODS[m].noise_ratio for m in METHODS} == \
         {"genie": 0.8, "img2img_low": 0.3, "img2img_high": 0.7, "txt2img": 1.0}
 
 
@@ -216,35 +218,35 @@ def broken_copy(tiny_model_dir, tmp_path):
 def test_a_missing_weights_file_is_a_broken_local_folder(broken_copy):
     for weights in (broken_copy / "unet").glob("*.safetensors"):
         weights.unlink()
-    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: no weights file in .*unet") as error:
-        generate.load_pipeline(broken_copy, device="cpu")
+    with pytest.raises(pipeline.ModelLoadError, match=r"broken local model folder: no weights file in .*unet") as error:
+        pipeline.load_pipeline(broken_copy, device="cpu")
     assert "hub" not in str(error.value)
 
 
 def test_a_truncated_weights_file_is_named(broken_copy):
     weights = next((broken_copy / "vae").glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:200])
-    with pytest.raises(generate.ModelLoadError, match=rf"weights file .*vae/{weights.name} is corrupt or truncated"):
-        generate.load_pipeline(broken_copy, device="cpu")
+    with pytest.raises(pipeline.ModelLoadError, match=rf"weights file .*vae/{weights.name} is corrupt or truncated"):
+        pipeline.load_pipeline(broken_copy, device="cpu")
 
 
 def test_a_corrupt_model_index_is_named(broken_copy):
     (broken_copy / "model_index.json").write_text('{"_class_name": ')
-    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: .*model_index.json is not valid JSON"):
-        generate.load_pipeline(broken_copy, device="cpu")
+    with pytest.raises(pipeline.ModelLoadError, match=r"broken local model folder: .*model_index.json is not valid JSON"):
+        pipeline.load_pipeline(broken_copy, device="cpu")
     (broken_copy / "model_index.json").unlink()
-    with pytest.raises(generate.ModelLoadError, match="not a diffusers pipeline folder"):
-        generate.load_pipeline(broken_copy, device="cpu")
+    with pytest.raises(pipeline.ModelLoadError, match="not a diffusers pipeline folder"):
+        pipeline.load_pipeline(broken_copy, device="cpu")
 
 
 def test_relative_model_paths_resolve_against_the_project_root(monkeypatch):
     from genie_utils import profiles
     root = profiles.project_root()
     monkeypatch.chdir(root / "notebooks")
-    assert generate.model_location("models/genie-companion") == ("folder", (root / "models/genie-companion").resolve())
-    assert generate.model_location("stable-diffusion-v1-5/stable-diffusion-v1-5") == ("hub", None)
-    with pytest.raises(generate.ModelLoadError, match=r"no diffusers model folder at ./models/absent"):
-        generate.model_location("./models/absent")
+    assert pipeline.model_location("models/genie-companion") == ("folder", (root / "models/genie-companion").resolve())
+    assert pipeline.model_location("stable-diffusion-v1-5/stable-diffusion-v1-5") == ("hub", None)
+    with pytest.raises(pipeline.ModelLoadError, match=r"no diffusers model folder at ./models/absent"):
+        pipeline.model_location("./models/absent")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -252,12 +254,12 @@ def test_relative_model_paths_resolve_against_the_project_root(monkeypatch):
 
 
 def test_noise_ratios_are_normalised_numpy_accepted_booleans_refused(generator):
-    assert generate.check_noise_ratio(np.float32(0.8)) == 0.8 and type(generate.check_noise_ratio(np.float64(1))) is float
-    one, one_float = (generate.Job("genie", "a", "p.png", "x", "y", r) for r in (1, 1.0))
+    assert validation.check_noise_ratio(np.float32(0.8)) == 0.8 and type(validation.check_noise_ratio(np.float64(1))) is float
+    one, one_float = (Job("genie", "a", "p.png", "x", "y", r) for r in (1, 1.0))
     assert one == one_float
-    assert generate.job_spec(generator, one, "p", "s") == generate.job_spec(generator, one_float, "p", "s")
+    assert job_spec(generator, one, "p", "s") == job_spec(generator, one_float, "p", "s")
     with pytest.raises(ValueError, match=r"noise ratio r must be in \(0, 1\], got True"):
-        generate.Job("genie", "a", "p.png", "x", "y", True)
+        Job("genie", "a", "p.png", "x", "y", True)
 
 
 def test_a_ratio_that_runs_no_step_is_an_error(generator):
@@ -273,9 +275,9 @@ def test_kept_steps_agree_with_diffusers_img2img(generator):
     for r in (0.3, 0.58, 0.7, 0.8, 0.9, 1.0):
         pipe.scheduler.set_timesteps(50)
         theirs, count = pipe.get_timesteps(50, r, "cpu")
-        assert generate.kept_steps(50, r) == count == len(generator.timesteps(r))
+        assert kept_steps(50, r) == count == len(generator.timesteps(r))
         assert generator.timesteps(r).tolist() == theirs.tolist()
-    assert generate.kept_steps(50, 0.58) == 28
+    assert kept_steps(50, 0.58) == 28
 
 
 def test_the_timestep_spacing_is_pinned_whatever_the_model_says(tiny_pipeline):
@@ -285,7 +287,7 @@ def test_the_timestep_spacing_is_pinned_whatever_the_model_says(tiny_pipeline):
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(original.config, timestep_spacing="trailing",
                                                              use_karras_sigmas=True)
     try:
-        generator = generate.GenieGenerator(pipe, generate.Recipe(), info)
+        generator = generate.GenieGenerator(pipe, Recipe(), info)
         assert generator.timesteps(1.0).tolist() == SCHEDULE_50
     finally:
         pipe.scheduler = original
@@ -294,14 +296,14 @@ def test_the_timestep_spacing_is_pinned_whatever_the_model_says(tiny_pipeline):
 def test_unknown_methods_and_bad_batch_sizes_are_refused(generator, openmoji, class_names, tmp_path):
     from genie_utils.store import Store
     with pytest.raises(ValueError, match=r"unknown method '../../escape'"):
-        generate.Job("../../escape", "a", openmoji.path[0], "heart", "heart", 0.8)
+        Job("../../escape", "a", openmoji.path[0], "heart", "heart", 0.8)
     with pytest.raises(ValueError, match="not a valid store folder name"):
         Store(tmp_path / "store").put("k" * 20, Image.new("RGB", (4, 4)), {"method": "../../escape"})
     assert not list(tmp_path.rglob("*.png"))
-    job = generate.Job("genie", "a", openmoji.path[0], "heart", "animal-mammal", 0.8)
+    job = Job("genie", "a", openmoji.path[0], "heart", "animal-mammal", 0.8)
     for bad in (0, 2.5, True, "8"):
         with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {bad!r}"):
-            generate.run_jobs(generator, [job], Store(tmp_path / "store"), class_names, batch_size=bad, progress=False)
+            run_jobs(generator, [job], Store(tmp_path / "store"), class_names, batch_size=bad, progress=False)
     with pytest.raises(ValueError, match="no source images given"):
         generate.genie(generator, [], "heart", 0.8, class_names)
     assert generator.counts.unet_steps == 0
@@ -345,9 +347,9 @@ def test_preprocessing_is_resize_shorter_side_centre_crop_and_scale(generator):
 def test_direct_calls_give_the_images_run_jobs_stores(fast_generator, openmoji, class_names, tmp_path):
     from genie_utils.store import Store
     rows = openmoji[openmoji.class_name == "heart"].head(3)
-    jobs = [generate.Job("genie", r.image_id, r.path, r.class_name, "animal-mammal", 0.8) for r in rows.itertuples()]
-    jobs += [generate.Job("txt2img", r.image_id, r.path, r.class_name, r.class_name, 1.0, 2) for r in rows.itertuples()]
-    stored = generate.run_jobs(fast_generator, jobs, Store(tmp_path), class_names, batch_size=3, progress=False)
+    jobs = [Job("genie", r.image_id, r.path, r.class_name, "animal-mammal", 0.8) for r in rows.itertuples()]
+    jobs += [Job("txt2img", r.image_id, r.path, r.class_name, r.class_name, 1.0, 2) for r in rows.itertuples()]
+    stored = run_jobs(fast_generator, jobs, Store(tmp_path), class_names, batch_size=3, progress=False)
     direct = generate.genie(fast_generator, list(rows.path), "animal-mammal", 0.8, class_names,
                             source_ids=list(rows.image_id))
     direct += generate.txt2img(fast_generator, "heart", 3, class_names, source_ids=list(rows.image_id), variant=2)
@@ -358,21 +360,21 @@ def test_direct_calls_give_the_images_run_jobs_stores(fast_generator, openmoji, 
 def test_the_generator_batch_size_is_the_default(tiny_pipeline, openmoji, class_names, tmp_path):
     from genie_utils.store import Store
     pipe, info = tiny_pipeline
-    generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=10), info, batch_size=3)
+    generator = generate.GenieGenerator(pipe, Recipe(num_inference_steps=10), info, batch_size=3)
     rows = openmoji.head(7)
-    jobs = [generate.Job("genie", r.image_id, r.path, r.class_name, "heart", 0.8) for r in rows.itertuples()]
+    jobs = [Job("genie", r.image_id, r.path, r.class_name, "heart", 0.8) for r in rows.itertuples()]
     with unet_calls(pipe) as calls:
-        generate.run_jobs(generator, jobs, Store(tmp_path), class_names, progress=False)
+        run_jobs(generator, jobs, Store(tmp_path), class_names, progress=False)
     assert sorted({rows for _, rows, _ in calls}) == [2, 6]  # batches of 3, 3, 1 (x2 for guidance)
     from genie_utils import profiles
     assert profiles.load_profile("smoke")["generation"]["batch_size"] == 8
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
-        generate.GenieGenerator(pipe, generate.Recipe(), info, batch_size=0)
+        generate.GenieGenerator(pipe, Recipe(), info, batch_size=0)
 
 
 def test_the_prompt_cache_is_keyed_by_prompt_text(generator):
     first, _ = generator.prompt_embeddings(["heart"])
-    generator.recipe = generate.Recipe(prompt_template="a drawing of a {}.")
+    generator.recipe = Recipe(prompt_template="a drawing of a {}.")
     second, _ = generator.prompt_embeddings(["heart"])
     reference, _ = generator.pipe.encode_prompt(["a drawing of a heart."], "cpu", 1, True, negative_prompt=[""])
     assert not torch.allclose(first, second)
@@ -400,30 +402,30 @@ def test_the_prompt_cache_is_keyed_by_prompt_text(generator):
 ])
 def test_bad_recipe_settings_are_refused_when_the_recipe_is_made(settings, message):
     with pytest.raises(ValueError, match=message):
-        generate.Recipe(**settings)
+        Recipe(**settings)
 
 
 def test_valid_recipe_settings_pass_unchanged_and_a_profile_resolution_is_checked():
-    recipe = generate.Recipe(prompt_template="{0}, a {{kind}} of thing", guidance_scale=0, height=64, width=512)
+    recipe = Recipe(prompt_template="{0}, a {{kind}} of thing", guidance_scale=0, height=64, width=512)
     assert recipe.prompt("heart") == "heart, a {kind} of thing" and recipe.guidance_scale == 0  # store keys as given
     assert not recipe.guides_at(500)
     from genie_utils import profiles
     profile = profiles.load_profile("smoke")
     profile["dataset"]["resolution"] = 63
     with pytest.raises(ValueError, match=r"height = 63 px .* use 56 or 64"):
-        generate.profile_recipe(profile)
+        profile_recipe(profile)
 
 
 @pytest.mark.parametrize("text, seconds", [(None, 20.0), ("", 20.0), ("3", 3.0), ("0.5", 0.5)])
 def test_the_hub_timeout_variable_takes_positive_numbers(text, seconds):
-    assert generate.hub_timeout_seconds(text) == seconds
+    assert pipeline.hub_timeout_seconds(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["abc", "0", "-1", "nan", "inf"])
 def test_a_bad_hub_timeout_variable_is_named_with_the_valid_values(text):
     with pytest.raises(ValueError, match=rf"GENIE_HUB_TIMEOUT_SECONDS='{text}' is not a timeout: set it to a "
                                          r"positive number of seconds"):
-        generate.hub_timeout_seconds(text)
+        pipeline.hub_timeout_seconds(text)
 
 
 def test_a_bad_hub_timeout_variable_is_a_usage_error_of_the_command_line(tmp_path):
@@ -444,32 +446,32 @@ def test_swapped_unet_and_vae_weights_are_named(broken_copy):
     unet.rename(broken_copy / "swap")
     vae.rename(unet)
     (broken_copy / "swap").rename(vae)
-    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: the weights in .*unet lack (\d+) "
+    with pytest.raises(pipeline.ModelLoadError, match=r"broken local model folder: the weights in .*unet lack (\d+) "
                                                       r"of the \1 parameters its config.json describes .*they are "
                                                       r"the vae's: are the unet and vae weights files swapped\?"):
-        generate.load_pipeline(broken_copy, device="cpu")
+        pipeline.load_pipeline(broken_copy, device="cpu")
 
 
 def test_a_model_index_without_a_pipeline_or_its_parts_is_named(broken_copy):
     (broken_copy / "model_index.json").write_text("{}")
-    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: .*model_index.json names no "
+    with pytest.raises(pipeline.ModelLoadError, match=r"broken local model folder: .*model_index.json names no "
                                                       r"pipeline class .*Restore the file"):
-        generate.load_pipeline(broken_copy, device="cpu")
+        pipeline.load_pipeline(broken_copy, device="cpu")
     (broken_copy / "model_index.json").write_text('{"_class_name": "StableDiffusionImg2ImgPipeline"}')
-    with pytest.raises(generate.ModelLoadError, match=r"model_index.json lists no unet, vae, text_encoder, "
+    with pytest.raises(pipeline.ModelLoadError, match=r"model_index.json lists no unet, vae, text_encoder, "
                                                       r"tokenizer, scheduler"):
-        generate.load_pipeline(broken_copy, device="cpu")
+        pipeline.load_pipeline(broken_copy, device="cpu")
 
 
 def test_a_missing_tokenizer_or_vocabulary_is_named(broken_copy):
     import shutil
     (broken_copy / "tokenizer" / "tokenizer.json").unlink()  # tokenizer_config.json alone: no vocabulary
-    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: .*tokenizer holds no vocabulary"):
-        generate.load_pipeline(broken_copy, device="cpu")
+    with pytest.raises(pipeline.ModelLoadError, match=r"broken local model folder: .*tokenizer holds no vocabulary"):
+        pipeline.load_pipeline(broken_copy, device="cpu")
     shutil.rmtree(broken_copy / "tokenizer")
-    with pytest.raises(generate.ModelLoadError, match=r"broken local model folder: .* has no tokenizer folder, "
+    with pytest.raises(pipeline.ModelLoadError, match=r"broken local model folder: .* has no tokenizer folder, "
                                                       r"which model_index.json lists \(CLIPTokenizer\)"):
-        generate.load_pipeline(broken_copy, device="cpu")
+        pipeline.load_pipeline(broken_copy, device="cpu")
 
 
 def test_old_attention_parameter_names_still_load(broken_copy):
@@ -486,24 +488,5 @@ def test_old_attention_parameter_names_still_load(broken_copy):
         weights[key] = value
     assert any(".query." in key for key in weights)
     save_file(weights, file)
-    pipe, _ = generate.load_pipeline(broken_copy, device="cpu")
+    pipe, _ = pipeline.load_pipeline(broken_copy, device="cpu")
     assert pipe.vae.encoder.mid_block.attentions[0].to_q.weight.device.type == "cpu"
-
-
-def test_a_worker_waiting_on_another_s_claims_says_so_then_takes_over_a_stale_one(tmp_path, monkeypatch, capsys):
-    import json
-    import os
-
-    from genie_utils.store import Store
-    store = Store(tmp_path)
-    (tmp_path / "claims").mkdir()
-    (tmp_path / "claims" / ("a" * 20)).write_text(json.dumps({"pid": 1234, "host": "elsewhere", "time": 0}))
-
-    def sleep(seconds):  # while this worker waits, the other host goes away: its claim is not refreshed
-        os.utime(tmp_path / "claims" / ("a" * 20), (0, 0))
-
-    monkeypatch.setattr(generate.time, "sleep", sleep)
-    batches = list(generate.claimed_batches(store, ["a" * 20, "b" * 20], lambda item: item, 1))
-    assert batches == [["b" * 20], ["a" * 20]]
-    assert "waiting for 1 image that other workers are making (the first held by process 1234 on elsewhere)" \
-        in capsys.readouterr().err

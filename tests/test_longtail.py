@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from genie_utils import longtail, pairing
+from genie_utils.recipe import Recipe
 from genie_utils import results as result_tables
 
 
@@ -55,7 +56,7 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
     from genie_utils.store import Store
     from tests.test_ada import CountingBackbone
     pipe, info = tiny_pipeline
-    generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=5), info, batch_size=8)
+    generator = generate.GenieGenerator(pipe, Recipe(num_inference_steps=5), info, batch_size=8)
     train, test, classes = small_split(openmoji)
     plan = longtail.budget(classes, 5, 2)
     store = Store(tmp_path)
@@ -102,7 +103,7 @@ def test_the_budget_curve_grows_one_set_of_images_and_repeats_the_table_rows(tin
     store = Store(tmp_path / "store")
 
     def generator(seed):
-        return generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=5, seed=seed), info, batch_size=8)
+        return generate.GenieGenerator(pipe, Recipe(num_inference_steps=5, seed=seed), info, batch_size=8)
 
     curve = longtail.budget_curve(profile, generator(0), CountingBackbone(), train, test, classes, store, class_names,
                                   [2, 1], progress=False)

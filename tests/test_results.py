@@ -97,3 +97,17 @@ def test_wide_table_has_the_paper_layout_and_bolds_the_best():
     assert latex.iloc[1, 0].startswith("\\textbf{65.3 $\\pm$") and latex.index[0] == "Weak aug."
     assert results.method_label("genie_r0.6") == "GeNIe (r = 0.6)"
     assert results.method_label("img2img_high", latex=True) == "Img2Img$^H$"
+
+
+def test_row_name_puts_genie_at_other_ratios_in_rows_of_their_own():
+    assert results.row_name("genie", 0.8) == results.row_name("genie") == "genie"
+    assert results.row_name("genie", np.float64(0.8000000001)) == "genie"  # r as the store rounds it
+    assert [results.row_name("genie", r) for r in (0.5, 0.9)] == ["genie_r0.5", "genie_r0.9"]
+    assert results.row_name("txt2img", 1.0) == "txt2img" and results.row_name("img2img_low", 0.3) == "img2img_low"
+
+
+def test_read_augmentations_keeps_keys_and_ids_as_written(tmp_path):
+    path = tmp_path / "augmentations.csv"
+    path.write_text("method,key,source_id,target_class\ngenie,0123,0042,heart\ntxt2img,9e10,,heart\n")
+    table = results.read_augmentations(path)
+    assert table.key.tolist() == ["0123", "9e10"] and table.source_id.tolist() == ["0042", ""]

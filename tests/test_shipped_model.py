@@ -1,5 +1,6 @@
 """The shipped companion model and oracle (models/): size limits, loading, and GeNIe's effect on CPU."""
 from genie_utils import companion, generate, oracle, profiles, splits
+from genie_utils.recipe import Recipe
 from genie_utils.store import Store
 
 EMBEDDED = profiles.load_profile("embedded")
@@ -19,7 +20,7 @@ def test_shipped_model_generates_hard_negatives_that_the_oracle_sees_switch(open
     """GeNIe with the shipped weights on CPU: P(target) rises and P(source) falls from r = 0.1 to r = 1 (over all
     classes they cross near r = 0.7, see its model card)."""
     profile = profiles.load_profile("embedded")
-    generator = generate.GenieGenerator.from_pretrained(SHIPPED, generate.Recipe(num_inference_steps=20), device="cpu")
+    generator = generate.GenieGenerator.from_pretrained(SHIPPED, Recipe(num_inference_steps=20), device="cpu")
     tables = splits.load_splits(profile, openmoji)
     sources = splits.pool_images(profile, openmoji, splits.EVALUATION)
     classes = list(tables["fewshot_classes.csv"].query("eligible_1shot").class_name)

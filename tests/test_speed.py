@@ -8,6 +8,8 @@ import torch
 from PIL import Image
 
 from genie_utils import generate, speed
+from genie_utils.jobs import manifest_row
+from genie_utils.recipe import Recipe
 
 CPU = torch.device("cpu")
 
@@ -78,7 +80,7 @@ def test_the_generator_loads_with_the_named_or_the_recorded_setting(tiny_model_d
     weight = next(p for p in made.pipe.unet.parameters() if p.dim() == 4)
     assert made.speed == "channels-last" and weight.is_contiguous(memory_format=torch.channels_last)
     assert not weight.is_contiguous()
-    assert generate.manifest_row(made, {"noise_ratio": 0.8}, "a.png", None)["speed_setting"] == "channels-last"
+    assert manifest_row(made, {"noise_ratio": 0.8}, "a.png", None)["speed_setting"] == "channels-last"
     assert generate.GenieGenerator.from_pretrained(tiny_model_dir, device="cpu").speed == "plain"
     record(tmp_path, "20261101-000000", "classic-attention", model=tiny_model_dir.name)
     recorded = generate.GenieGenerator.from_pretrained(tiny_model_dir, device="cpu", benchmarks=tmp_path)
@@ -98,8 +100,8 @@ def test_settings_are_checked_before_the_model_loads():
 
 @pytest.mark.parametrize("name", ["fused-qkv", "channels-last"])
 def test_float32_settings_make_the_plain_images_within_one_grey_level(tiny_model_dir, name):
-    plain = generate.GenieGenerator.from_pretrained(tiny_model_dir, generate.Recipe(num_inference_steps=10), "cpu")
-    fast = generate.GenieGenerator.from_pretrained(tiny_model_dir, generate.Recipe(num_inference_steps=10), "cpu",
+    plain = generate.GenieGenerator.from_pretrained(tiny_model_dir, Recipe(num_inference_steps=10), "cpu")
+    fast = generate.GenieGenerator.from_pretrained(tiny_model_dir, Recipe(num_inference_steps=10), "cpu",
                                                    speed=name)
     sources = [Image.new("RGB", (64, 64), colour) for colour in ("red", "teal", "gold")]
     images = [generate.genie(g, sources, "heart", 0.8, source_ids=["a", "b", "c"], output_type="pt")

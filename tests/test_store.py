@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 
 from genie_utils import generate, pairing
-from genie_utils.store import TEMPORARY_PREFIX, Store, spec_key
+from genie_utils.jobs import Job, in_shard, job_spec, keyed_jobs, run_jobs
+from genie_utils.recipe import pair_seed
+from genie_utils.store import TEMPORARY_PREFIX, Store, claimed_batches, spec_key
 
 
 def episode(openmoji, ways=5, shots=1):
@@ -37,22 +39,22 @@ def test_unknown_method_and_shards(openmoji):
     with pytest.raises(KeyError, match="unknown method 'mixup'"):
         pairing.episode_jobs(episode(openmoji), "mixup")
     keys = [spec_key({"job": i}) for i in range(300)]
-    owners = [[k for k in keys if generate.in_shard(k, (i, 3))] for i in range(3)]
+    owners = [[k for k in keys if in_shard(k, (i, 3))] for i in range(3)]
     assert sorted(sum(owners, [])) == sorted(keys) and min(map(len, owners)) > 60  # each key once, spread
-    assert owners[1] == [k for k in reversed(keys) if generate.in_shard(k, (1, 3))][::-1]  # order plays no part
-    assert all(generate.in_shard(k, None) for k in keys)
+    assert owners[1] == [k for k in reversed(keys) if in_shard(k, (1, 3))][::-1]  # order plays no part
+    assert all(in_shard(k, None) for k in keys)
     for bad in [(3, 3), (-1, 2), (0, 0)]:
         with pytest.raises(ValueError, match="shard must be"):
-            generate.in_shard(keys[0], bad)
+            in_shard(keys[0], bad)
 
 
 def test_shards_together_make_exactly_the_single_process_images(fast_generator, openmoji, class_names, tmp_path):
     # batch size 1: the same shapes in every run, so the same bytes (other batch sizes: within a grey level)
     jobs = small_jobs(openmoji)
-    alone = generate.run_jobs(fast_generator, jobs, Store(tmp_path / "alone"), class_names, batch_size=1,
+    alone = run_jobs(fast_generator, jobs, Store(tmp_path / "alone"), class_names, batch_size=1,
                               progress=False)
     shared = Store(tmp_path / "shared")
-    parts = [generate.run_jobs(fast_generator, jobs[::-1], shared, class_names, batch_size=1, progress=False,
+    parts = [run_jobs(fast_generator, jobs[::-1], shared, class_names, batch_size=1, progress=False,
                                shard=(i, 2)) for i in range(2)]
     assert set(parts[0].key).isdisjoint(parts[1].key) and min(len(p) for p in parts) > 0
     assert sorted(pd.concat(parts).key) == sorted(alone.key)
@@ -69,14 +71,14 @@ def small_jobs(openmoji):
 def test_manifest_rows_describe_each_image(generator, openmoji, class_names, tmp_path):
     store = Store(tmp_path)
     jobs = small_jobs(openmoji)
-    rows = generate.run_jobs(generator, jobs, store, class_names, batch_size=4, progress=False)
+    rows = run_jobs(generator, jobs, store, class_names, batch_size=4, progress=False)
     assert len(rows) == len(jobs) == 12 and rows.key.is_unique  # 3-way 1-shot: 6 GeNIe + 6 Txt2Img
     genie_row = rows[rows.method == "genie"].iloc[0]
     job = jobs[0]
     assert (genie_row.source_id, genie_row.source_class, genie_row.target_class) == \
         (job.source_id, job.source_class, job.target_class)
     assert genie_row.noise_ratio == 0.8 and genie_row.first_timestep == 799 and genie_row.denoising_steps == 40
-    assert genie_row.seed == generate.pair_seed(0, job.source_id, job.target_class)
+    assert genie_row.seed == pair_seed(0, job.source_id, job.target_class)
     assert genie_row.prompt == f"a photo of a {class_names[job.target_class]}."
     assert genie_row.negative_prompt == "" and genie_row.guidance_scale == 7.5
     assert genie_row.num_inference_steps == 50 and genie_row.latent == "vae-mode"
@@ -91,9 +93,9 @@ def test_manifest_rows_describe_each_image(generator, openmoji, class_names, tmp
 def test_rerun_skips_what_exists(fast_generator, openmoji, class_names, tmp_path):
     store = Store(tmp_path)
     jobs = small_jobs(openmoji)
-    generate.run_jobs(fast_generator, jobs, store, class_names, batch_size=8, progress=False)
+    run_jobs(fast_generator, jobs, store, class_names, batch_size=8, progress=False)
     steps = fast_generator.counts.unet_steps
-    again = generate.run_jobs(fast_generator, jobs, store, class_names, batch_size=8, progress=False)
+    again = run_jobs(fast_generator, jobs, store, class_names, batch_size=8, progress=False)
     assert fast_generator.counts.unet_steps == steps
     assert len(again) == len(jobs)
 
@@ -101,7 +103,7 @@ def test_rerun_skips_what_exists(fast_generator, openmoji, class_names, tmp_path
 def test_interrupted_run_resumes_without_duplicates_or_partial_files(fast_generator, openmoji, class_names, tmp_path,
                                                                      monkeypatch):
     jobs = small_jobs(openmoji)
-    reference = generate.run_jobs(fast_generator, jobs, Store(tmp_path / "reference"), class_names, 2, progress=False)
+    reference = run_jobs(fast_generator, jobs, Store(tmp_path / "reference"), class_names, 2, progress=False)
 
     store = Store(tmp_path / "interrupted")
     real_generate = fast_generator.generate
@@ -115,7 +117,7 @@ def test_interrupted_run_resumes_without_duplicates_or_partial_files(fast_genera
 
     monkeypatch.setattr(fast_generator, "generate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        generate.run_jobs(fast_generator, jobs, store, class_names, batch_size=2, progress=False)
+        run_jobs(fast_generator, jobs, store, class_names, batch_size=2, progress=False)
     assert len(store.manifest()) == 4  # two complete batches
     assert not list(store.root.rglob(f"{TEMPORARY_PREFIX}*"))
 
@@ -123,7 +125,7 @@ def test_interrupted_run_resumes_without_duplicates_or_partial_files(fast_genera
     orphan = store.image_path("genie", "0" * 20)
     orphan.write_bytes(b"half")
     monkeypatch.setattr(fast_generator, "generate", real_generate)
-    resumed = generate.run_jobs(fast_generator, jobs, store, class_names, batch_size=3, progress=False)
+    resumed = run_jobs(fast_generator, jobs, store, class_names, batch_size=3, progress=False)
     manifest = store.manifest()
     assert len(manifest) == len(jobs) and manifest.key.is_unique
     assert list(resumed.key) == list(reference.key)
@@ -167,38 +169,40 @@ def test_spec_key_ignores_key_order_and_sees_every_value():
 
 def test_missing_source_and_unknown_target_fail_before_any_work(generator, openmoji, class_names, tmp_path):
     store = Store(tmp_path)
-    job = generate.Job("genie", "x", str(tmp_path / "missing.png"), "heart", "animal-mammal", 0.8)
+    job = Job("genie", "x", str(tmp_path / "missing.png"), "heart", "animal-mammal", 0.8)
     with pytest.raises(FileNotFoundError, match="source image x not found"):
-        generate.run_jobs(generator, [job], store, class_names, progress=False)
-    bad = generate.Job("genie", "y", openmoji.path[0], "heart", "no-such-class", 0.8)
+        run_jobs(generator, [job], store, class_names, progress=False)
+    bad = Job("genie", "y", openmoji.path[0], "heart", "no-such-class", 0.8)
     with pytest.raises(KeyError, match="unknown class 'no-such-class'"):
-        generate.run_jobs(generator, [bad], store, class_names, progress=False)
+        run_jobs(generator, [bad], store, class_names, progress=False)
     assert generator.counts.unet_steps == 0
 
 
 def test_keys_do_not_depend_on_where_the_model_folder_lies(generator, openmoji):
-    job = generate.Job("genie", "1F600", openmoji.path[0], "face-smiling", "heart", 0.8)
-    here = generate.job_spec(generator, job, "p", "sha")
+    job = Job("genie", "1F600", openmoji.path[0], "face-smiling", "heart", 0.8)
+    here = job_spec(generator, job, "p", "sha")
     moved = generate.GenieGenerator(generator.pipe, generator.recipe,
                                     {**generator.model_info, "model": "/elsewhere/genie-companion"})
-    assert spec_key(generate.job_spec(moved, job, "p", "sha")) == spec_key(here)
+    assert spec_key(job_spec(moved, job, "p", "sha")) == spec_key(here)
     other = generate.GenieGenerator(generator.pipe, generator.recipe,
                                     {**generator.model_info, "model_fingerprint": "0" * 16})
-    assert spec_key(generate.job_spec(other, job, "p", "sha")) != spec_key(here)
+    assert spec_key(job_spec(other, job, "p", "sha")) != spec_key(here)
 
 
 WORKER = """
 import json, sys
-from genie_utils import data, generate, pairing
+from genie_utils import data, generate, pairing, pipeline
+from genie_utils.jobs import run_jobs
+from genie_utils.recipe import Recipe
 from genie_utils.store import Store
 model, cache, store = sys.argv[1:4]
 openmoji = data.load_openmoji(cache, 64, progress=False)
 classes = ["animal-mammal", "heart", "face-smiling", "transport-ground"]
 support = data.pd.concat([openmoji[openmoji.class_name == c].head(2) for c in classes], ignore_index=True)
-pipe, info = generate.load_pipeline(model, device="cpu")
-generator = generate.GenieGenerator(pipe, generate.Recipe(num_inference_steps=4), info, batch_size=2)
+pipe, info = pipeline.load_pipeline(model, device="cpu")
+generator = generate.GenieGenerator(pipe, Recipe(num_inference_steps=4), info, batch_size=2)
 jobs = pairing.episode_jobs(support, "genie")
-generate.run_jobs(generator, jobs, Store(store), data.class_display_names(openmoji), progress=False)
+run_jobs(generator, jobs, Store(store), data.class_display_names(openmoji), progress=False)
 print(json.dumps({"made": generator.counts.vae_decodes}))
 """
 
@@ -225,7 +229,7 @@ def test_leftovers_of_a_killed_writer_go_on_the_next_run_of_that_job(fast_genera
     import os
     store = Store(tmp_path)
     jobs = small_jobs(openmoji)[:1]
-    key = generate.keyed_jobs(fast_generator, jobs, class_names)[0][0]
+    key = keyed_jobs(fast_generator, jobs, class_names)[0][0]
     image_leftover = tmp_path / "images" / "genie" / f"{TEMPORARY_PREFIX}{key}.png.x1y2"
     row_leftover = tmp_path / "rows" / key[:2] / f"{TEMPORARY_PREFIX}{key}.json.z3"
     other_leftover = tmp_path / "images" / "genie" / f"{TEMPORARY_PREFIX}{'f' * 20}.png.q"
@@ -236,7 +240,7 @@ def test_leftovers_of_a_killed_writer_go_on_the_next_run_of_that_job(fast_genera
     claim.parent.mkdir()
     dead = subprocess_pid()
     claim.write_text(json.dumps({"pid": dead, "host": os.uname().nodename, "time": 0}))
-    rows = generate.run_jobs(fast_generator, jobs, store, class_names, progress=False)
+    rows = run_jobs(fast_generator, jobs, store, class_names, progress=False)
     assert len(rows) == 1 and store.has(key)
     assert not image_leftover.exists() and not row_leftover.exists() and not claim.exists()
     assert other_leftover.exists()  # another job's leftovers wait for that job
@@ -370,3 +374,21 @@ def test_a_full_disk_is_named_with_the_file_and_the_fix_and_keeps_nothing(tmp_pa
     with pytest.raises(OSError, match=r"No space left on device while writing .*images/genie/k+\.png: free space"):
         store.put("k" * 20, Full(), {"method": "genie"})
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_worker_waiting_on_another_s_claims_says_so_then_takes_over_a_stale_one(tmp_path, monkeypatch, capsys):
+    import json
+    import os
+
+    store = Store(tmp_path)
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / ("a" * 20)).write_text(json.dumps({"pid": 1234, "host": "elsewhere", "time": 0}))
+
+    def sleep(seconds):  # while this worker waits, the other host goes away: its claim is not refreshed
+        os.utime(tmp_path / "claims" / ("a" * 20), (0, 0))
+
+    monkeypatch.setattr("genie_utils.store.time.sleep", sleep)
+    batches = list(claimed_batches(store, ["a" * 20, "b" * 20], lambda item: item, 1))
+    assert batches == [["b" * 20], ["a" * 20]]
+    assert "waiting for 1 image that other workers are making (the first held by process 1234 on elsewhere)" \
+        in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """`python -m genie_utils.companion [train|oracle|judge|editing|card|all] --profile embedded` (`make companion`).
 
-To train on another machine (a lent GPU) that has torch, diffusers and transformers but not the dataset:
+To train on another machine (a GPU) that has torch, diffusers and transformers but not the dataset:
     python -m genie_utils.companion pack --pack companion.npz            # here: the training data, one file
     python -m genie_utils.companion train --pack companion.npz --weights trained/ [--time-budget 400]   # there
     python -m genie_utils.companion assemble --weights trained/          # here: the model folder

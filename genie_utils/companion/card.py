@@ -8,14 +8,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import plots
-from ..data import class_display_names, load_dataset
-from ..generate import GenieGenerator, profile_recipe
+from .. import editing, plots
+from ..data import EMOJI_STYLES, STYLE_SCALE, class_display_names, load_dataset
+from ..editing import TARGETS, target_groups
+from ..generate import GenieGenerator
+from ..jobs import run_jobs
 from ..oracle import consistency_summary, crossover, label_consistency, load_oracle, pairs_per_target
+from ..pairing import sweep_jobs
 from ..profiles import resolve
-from ..splits import EVALUATION, pool_images
+from ..recipe import profile_recipe
+from ..splits import EVALUATION, fewshot_eligibility, pool_images
 from ..store import Store
-from .train import hardware
+from .train import assemble_companion, hardware, with_snapshot
 
 SAMPLING_WORDS = {"uniform": "uniformly over images (classes in proportion to their size)",
                   "sqrt": "with each class in proportion to the square root of its size",
@@ -32,9 +36,6 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
     classes few-shot eligible with 16 queries (the first model card's classes). Also GeNIe's images per second
     at r = 0.8 on the machine that judged. The judge is the profile's oracle `path` (where the embedded profile's
     `make companion` also writes a retrained one), as in the editing benchmark. Returns that table."""
-    from ..editing import target_groups
-    from ..splits import fewshot_eligibility
-
     folder = Path(folder) if folder else resolve(profile, profile["companion"]["output"])
     dataset = load_dataset(profile, progress=False)
     evaluation = pool_images(profile, dataset, EVALUATION)
@@ -193,8 +194,6 @@ def one_target_samples(profile: dict, folder=None, sources: int = 6,
                        ratios=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> Path:
     """Several sources to one target: GeNIe outputs of `sources` evaluation-pool images of other classes towards
     the walkthrough's first target class, at each r; drawn as `samples_one_target.png` in the model folder."""
-    from ..generate import run_jobs, sweep_jobs
-
     folder = Path(folder) if folder else resolve(profile, profile["companion"]["output"])
     dataset = load_dataset(profile, progress=False)
     target = profile["walkthrough"]["targets"][0]
@@ -218,8 +217,6 @@ def caption_words(record: dict) -> str:
 
 def snapshot_words(record: dict) -> str:
     """Which EMA snapshot of a fine-tuning was kept, and how the snapshots compared, for the model card."""
-    from ..editing import TARGETS
-
     choice = record.get("snapshot_choice")
     if not choice:
         return ""
@@ -236,7 +233,6 @@ does), on {choice['pairs_per_class']} pair per target class (seed {choice['seed'
 {rows}
 """
 
-
 def schedule_words(settings: dict) -> str:
     """The noise schedule and prediction target of a training record's settings, in words."""
     shift, zero = settings.get("schedule_shift", 0.0), settings.get("zero_terminal_snr", False)
@@ -250,8 +246,6 @@ def schedule_words(settings: dict) -> str:
 
 def style_words(record: dict) -> str:
     """The other emoji sets a training drew the generator pool's emoji from (`renderings`), with their licences."""
-    from ..data import EMOJI_STYLES, STYLE_SCALE
-
     counts = record.get("styles") or {}  # images per style, in records written since the pack counts them
     styles = record["settings"].get("renderings") or []
     if not styles:
@@ -296,8 +290,6 @@ def editing_table(summary: pd.DataFrame, group: str = "all classes") -> str:
 def editing_text(profile: dict, folder: Path, training_images: int) -> str:
     """The model card's section on the editing benchmark, from `editing.csv` in the model folder (written by
     `benchmarks/editing.py --card` or `make companion`); empty when there is none. Draws editing.png beside it."""
-    from .. import editing
-
     path = folder / "editing.csv"
     if not path.is_file():
         return ""
@@ -349,7 +341,6 @@ By the long-tail bin of the target class ({own}):
 ![editing](editing.png)
 {one_target}"""
 
-
 def choose_snapshot(profile: dict, trained: dict, workdir, ratio: float = 0.8, per_class: int = 1, seed: int = 1,
                     progress: bool = True) -> dict:
     """Choose among the EMA snapshots of the last denoiser training (history entries naming a `snapshot` file in
@@ -360,8 +351,6 @@ def choose_snapshot(profile: dict, trained: dict, workdir, ratio: float = 0.8, p
     Returns `trained` with the chosen weights, and the comparison in its record's `snapshot_choice`."""
     import tempfile
 
-    from .. import editing
-    from .train import assemble_companion, with_snapshot
 
     stage = "finetune" if "finetune" in trained["histories"] else "denoiser"
     entries = [entry for entry in trained["histories"][stage] if isinstance(entry.get("snapshot"), str)]

@@ -104,8 +104,8 @@ def sampling_weights(prompts: list[str], sampling: str) -> torch.Tensor:
     return torch.tensor([counts[p] ** -power[sampling] for p in prompts], dtype=torch.float64)
 
 
-# Settings added after the first shipped model: left out of a run's fingerprint while at their defaults, so that
-# runs made before them still resume; `snapshots` changes no weight and never counts.
+# Settings whose defaults change nothing: left out of a run's fingerprint while at their defaults, so that
+# checkpoints made without them still resume; `snapshots` changes no weight and never counts.
 LATER_SETTINGS = {"schedule_shift": 0.0, "zero_terminal_snr": False, "flip": False, "caption_templates": (),
                   "unet_dropout": 0.0, "renderings": (), "style_captions": False}
 
@@ -148,7 +148,7 @@ def train_denoiser(latents: torch.Tensor, prompts: list[str], size: CompanionSiz
 
     def loss_fn(step):
         g = step_generator(settings.seed, 2, step)
-        if settings.sampling == "uniform":  # the draw the first shipped model was trained with
+        if settings.sampling == "uniform":  # every prompt as often as the training data holds it
             index = torch.randint(len(latents), (settings.unet_batch_size,), generator=g)
         else:
             index = torch.multinomial(weights, settings.unet_batch_size, replacement=True, generator=g)
@@ -316,7 +316,7 @@ def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_bud
 
     `start`: a trained model ({"parts", "record"}, e.g. `read_model`) to fine-tune: its VAE is kept as it is, its
     UNet and text encoder train further under the pack's settings (which may change the noise schedule).
-    `time_budget` (seconds, for a lent GPU): after the VAE, time a few denoiser steps and lower `unet_steps` to
+    `time_budget` (seconds, for a GPU's limited time): after the VAE, time a few denoiser steps and lower `unet_steps` to
     what fits the rest of the budget (a multiple of 500; never raised). The record holds the steps run."""
     size = companion_size(pack["size"])
     settings = TrainingSettings(**pack["training"])
@@ -504,6 +504,8 @@ def finetune_companion(profile: dict, start: dict, workdir=None, device=None, pr
     workdir = Path(workdir or resolve(profile, profile["companion"]["workdir"])) / "finetune"
     trained = train_pack(pack, workdir, device, progress, start=start)
     if pack["training"].get("snapshots"):
+        # imported here, not at the top: the model card's module imports this one (its snapshot choice assembles
+        # models with it), and the choice itself runs the editing benchmark on them
         from .card import choose_snapshot
 
         trained = choose_snapshot(profile, trained, workdir, progress=progress)
