@@ -1,5 +1,5 @@
 """benchmarks/throughput.py on a tiny pipeline: every setting timed and compared with the plain path, GeNIe-Ada's
-sweep timed beside GeNIe."""
+sweep timed beside GeNIe; the episode-cost and editing benchmarks' arguments and counts."""
 import importlib.util
 import json
 
@@ -56,9 +56,38 @@ def test_editing_settings_parse_and_bad_ones_name_the_format():
         parse("20:7.5:600-500")
 
 
-@pytest.mark.parametrize("name", ["denoising_steps", "editing", "fewshot_evaluation", "stock_pipeline", "throughput"])
+@pytest.mark.parametrize("name", ["denoising_steps", "editing", "episode_cost", "fewshot_evaluation", "stock_pipeline",
+                                  "throughput"])
 def test_an_unknown_profile_is_a_usage_error(name, capsys):
     with pytest.raises(SystemExit) as exit:
         load_benchmark(name).main(["--profile", "fast"])
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "argument --profile: unknown profile 'fast'" in err and "'smoke'" in err
+
+
+def test_episode_cost_counts_an_episode_s_images_and_the_unet_evaluations_of_its_recipe(openmoji, generator):
+    import argparse
+
+    import numpy as np
+
+    from genie_utils.recipe import Recipe
+
+    cost = load_benchmark("episode_cost")
+    classes = ["animal-mammal", "heart", "face-smiling", "transport-ground", "food-fruit"]
+    support = pd.concat([openmoji[openmoji.class_name == c].head(2) for c in classes], ignore_index=True)
+    # 5-way 2-shot: GeNIe's 5 * 2 * 4 pairs at each of Ada's 5 ratios; the baselines (N - 1) images per support image
+    assert cost.episode_images(support) == {0.5: 40, 0.6: 40, 0.7: 40 + 40, 0.8: 40, 0.9: 40, 0.3: 40, 1.0: 40}
+    schedule = np.linspace(0, 999, 51).round()[::-1][:-1]  # SD v1.5's 50 steps, independently of diffusers
+    assert cost.unet_work(generator, {0.8: 3, 1.0: 1}) == (3 * 40 + 50, 2 * (3 * 40 + 50))
+    generator.recipe = Recipe(guidance_timesteps=(500, 999))
+    guided = lambda first: int((schedule[first:] >= 500).sum())  # noqa: E731
+    assert cost.unet_work(generator, {0.8: 3, 1.0: 1}) == (170, 3 * (40 + guided(10)) + 50 + guided(0))
+    profile = profiles.load_profile("smoke")
+    setting, batch, recipe = cost.parse_config("channels-last/16/10:3:500-999", profile)
+    assert (setting, batch, recipe.num_inference_steps, recipe.guidance_scale, recipe.guidance_timesteps) == \
+        ("channels-last", 16, 10, 3.0, (500, 999))
+    assert recipe.prompt_template == profile["generation"]["prompt_template"] and recipe.height == 64
+    for bad, message in (("plain/32", "SETTING/BATCH"), ("plain/0/20:7.5", "SETTING/BATCH"),
+                         ("fast/32/20:7.5", "unknown speed setting 'fast'"), ("plain/32/20", "STEPS:GUIDANCE")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            cost.parse_config(bad, profile)
