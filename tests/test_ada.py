@@ -162,6 +162,21 @@ def test_candidates_share_noise_and_encodes_and_reuse_the_genie_image(fast_gener
     assert counts.unet_steps - before.unet_steps == per_pair * 6 - 16 and list(again.key) == list(rows.key)
 
 
+def test_measure_cost_counts_each_method_s_work_per_kept_image_on_fresh_stores(fast_generator, openmoji, class_names,
+                                                                               tmp_path):
+    pairs = pairing.episode_jobs(one_shot_support(openmoji), "genie")[:3]
+    table = ada.measure_cost(fast_generator, pairs, class_names, tmp_path, batch_size=2).set_index("method")
+    assert list(table.index) == ["genie", "genie_ada"] and (table.kept_images == 3).all()
+    # 10 steps: GeNIe at r = 0.8 runs 8; GeNIe-Ada's sweep 5 + 6 + 7 + 8 + 9 = 35, one encode, five decodes
+    assert table.unet_steps_per_image.tolist() == [8, 35]
+    assert table.vae_encodes_per_image.tolist() == [1, 1] and table.vae_decodes_per_image.tolist() == [1, 5]
+    assert table.relative_time["genie"] == 1 and table.relative_time["genie_ada"] == pytest.approx(
+        table.seconds_per_image["genie_ada"] / table.seconds_per_image["genie"])
+    assert len(Store(tmp_path / "genie").manifest()) == 3 and len(Store(tmp_path / "genie_ada").manifest()) == 15
+    with pytest.raises(FileExistsError, match="not empty: cost is measured on fresh stores"):
+        ada.measure_cost(fast_generator, pairs, class_names, tmp_path)
+
+
 def test_ada_choices_keep_one_image_per_pair(fast_generator, openmoji, class_names, tmp_path):
     support = one_shot_support(openmoji)
     pairs = pairing.episode_jobs(support, "genie")

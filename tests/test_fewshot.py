@@ -143,3 +143,68 @@ def test_paper_profile_episodes_from_class_folders(tmp_path):
     query = episodes[(episodes.role == "query")]
     assert query.groupby(["shots", "episode", "class_name"]).size().eq(16).all()
     assert set(episodes.display_name) <= {f"synonym {i}, other name {i}" for i in range(6)}
+
+
+def test_each_row_trains_on_exactly_the_images_and_labels_it_names(monkeypatch):
+    """fit_rows with the classifiers replaced by spies: every row's training set is the support's views plus the
+    features of exactly its own generated images, labelled with their prompt's class (the mixing rows: their
+    mixed views with soft labels)."""
+    from genie_utils import ada
+
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    support = pd.DataFrame({"image_id": ["sa", "sb", "sc"], "class_name": classes})
+    rows = []
+    for source, own in zip(support.image_id, classes):
+        for target in classes:
+            if target != own:
+                rows += [{"method": "genie", "noise_ratio": r, "source_id": source, "source_class": own,
+                          "target_class": target, "key": f"{source}-{target}-{r}"} for r in ada.ADA_RATIOS]
+        rows += [{"method": m, "noise_ratio": r, "source_id": source, "source_class": own, "target_class": own,
+                  "key": f"{source}-{m}-{v}"} for m, r in (("img2img_low", 0.3), ("img2img_high", 0.7),
+                                                             ("txt2img", 1.0)) for v in range(2)]
+    augmentations = pd.DataFrame(rows)
+    generated = {key: rng.normal(size=4) for key in augmentations.key}
+    labels = np.repeat(classes, 2)  # two weak views per support image
+    mixed = {m: (rng.normal(size=(3, 4)), rng.dirichlet(np.ones(3), size=3)) for m in ("mixup", "cutmix")}
+    features = fewshot.EpisodeFeatures(weak=rng.normal(size=(6, 4)), strong=rng.normal(size=(6, 4)), labels=labels,
+                                       centre={i: rng.normal(size=4) for i in support.image_id},
+                                       queries=rng.normal(size=(4, 4)), query_labels=np.array(["a", "b", "c", "a"]),
+                                       generated=generated, mixed=mixed)
+    calls = []
+
+    class Spy:
+        def __init__(self, x, y):
+            calls.append((x, y))
+            self.classes = classes
+
+        def predict(self, x):
+            return np.full(len(x), "a")
+
+        def predict_proba(self, x):
+            return np.full((len(x), 3), 1 / 3)
+
+    monkeypatch.setattr(fewshot, "fit_logistic", lambda x, y: Spy(x, y))
+    monkeypatch.setattr(fewshot, "fit_linear_sgd", lambda x, y, classes, seed: Spy(x, y))
+    results, _, choices, _ = fewshot.fit_rows(features, support, augmentations)
+    trained = dict(zip(results.method, calls))
+    assert list(trained) == ["weak", "strong", "mixup", "cutmix", "img2img_low", "img2img_high", "txt2img",
+                             "genie_r0.5", "genie_r0.6", "genie_r0.7", "genie", "genie_r0.9", "genie_ada"]
+    np.testing.assert_array_equal(trained["weak"][0], features.weak)
+    np.testing.assert_array_equal(trained["strong"][0], features.strong)
+    assert list(trained["weak"][1]) == list(trained["strong"][1]) == list(labels)
+    for method in ("mixup", "cutmix"):
+        x, y = trained[method]
+        np.testing.assert_array_equal(x, np.vstack([features.weak, mixed[method][0]]))
+        np.testing.assert_array_equal(y, np.vstack([np.eye(3)[[0, 0, 1, 1, 2, 2]], mixed[method][1]]))
+    expected = {m: augmentations[augmentations.method == m] for m in ("img2img_low", "img2img_high", "txt2img")}
+    expected.update({result_tables.row_name("genie", r): augmentations[(augmentations.method == "genie")
+                                                                        & (augmentations.noise_ratio == r)]
+                     for r in ada.ADA_RATIOS})
+    expected["genie_ada"] = choices
+    assert len(choices) == 6 and set(choices.noise_ratio) <= {0.6, 0.7, 0.8, 0.9}
+    for row, images in expected.items():
+        x, y = trained[row]
+        np.testing.assert_array_equal(x, np.vstack([features.weak] + [generated[k] for k in images.key]))
+        assert list(y) == list(labels) + list(images.target_class), row
+    assert (expected["genie"].noise_ratio == 0.8).all() and len(expected["genie"]) == 6

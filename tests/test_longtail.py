@@ -1,4 +1,5 @@
 """The long-tail experiment: budget, pairing, evaluation by bin, ImageNet-LT lists, the ViT fine-tuning loop."""
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -51,7 +52,7 @@ def test_a_row_names_its_augmentation_and_its_loss():
             longtail.row_parts(bad)
 
 
-def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_names, tmp_path):
+def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_names, tmp_path, monkeypatch):
     from genie_utils import generate
     from genie_utils.store import Store
     from tests.test_ada import CountingBackbone
@@ -64,8 +65,36 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
                                                 progress=False)
     assert augmentations.groupby(["method", "noise_ratio"]).size().eq(4).all()  # 2 rare classes x 2 images
     augmentations["source_path"] = augmentations.source_id.map(dict(zip(train.image_id, train.path)))
+    fits, fit = [], longtail.fit_linear_sgd
+
+    def recording_fit(x, targets, names, **settings):  # the real fit, its inputs kept
+        fits.append((x, targets, names, settings))
+        return fit(x, targets, names, **settings)
+
+    monkeypatch.setattr(longtail, "fit_linear_sgd", recording_fit)
     outcomes = longtail.evaluate(CountingBackbone(), train, test, classes, plan, augmentations, store, seeds=(0, 1),
                                  training={"epochs": 3, "batch_size": 8}, progress=False)
+    # the loss rows as their definitions say: plain cross-entropy on the training set; `balanced` draws each image
+    # with weight 1 / its class's size; `logit_adjusted` adds log(prior) to the logits; generative rows add their
+    # own images (GeNIe: the r = 0.8 candidates), labelled with the target class
+    names = list(classes.class_name)
+    sizes = np.array([train.class_name.eq(c).sum() for c in names], float)
+    trained = {(m, seed): f for (m, seed), f in zip([(m, s) for m in longtail.ROWS for s in (0, 1)], fits)}
+    assert len(fits) == 2 * len(longtail.ROWS) and [f[3]["seed"] for f in fits[:2]] == [0, 1]
+    x, targets, _, settings = trained["plain", 0]
+    assert len(x) == len(train) and settings["sample_weights"] is None and settings["logit_offsets"] is None
+    np.testing.assert_array_equal(targets.argmax(1), [names.index(c) for c in train.class_name])
+    x, targets, _, settings = trained["balanced", 1]
+    np.testing.assert_allclose(settings["sample_weights"], 1 / sizes[[names.index(c) for c in train.class_name]])
+    assert settings["logit_offsets"] is None
+    for row in ("logit_adjusted", "genie+logit_adjusted"):
+        np.testing.assert_allclose(trained[row, 0][3]["logit_offsets"], np.log(sizes / sizes.sum()))
+        assert trained[row, 0][3]["sample_weights"] is None
+    genie = augmentations[(augmentations.method == "genie") & (augmentations.noise_ratio == 0.8)]
+    for row in ("genie", "genie+logit_adjusted"):
+        x, targets, _, _ = trained[row, 0]
+        assert len(x) == len(train) + len(genie) == len(train) + 4
+        np.testing.assert_array_equal(targets[len(train):].argmax(1), [names.index(c) for c in genie.target_class])
     assert len(outcomes) == len(longtail.ROWS) * 2 * len(test)  # every test image, once per row and seed
     assert (outcomes[(outcomes.method == "plain") & (outcomes.seed == 0)].image_id.to_numpy() == test.image_id).all()
     results = longtail.per_class(outcomes).merge(classes, on="class_name")
