@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= embedded
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test browser reproduce site lab companion clean-results
+.PHONY: setup test browser reproduce site publish lab companion clean-results
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ reproduce: setup
 # The offline site (results/<profile>/site/README.html) from the notebooks make reproduce executed; runs nothing.
 site: setup
 	$(PY) -m genie_utils.site --profile $(PROFILE)
+
+# The executed notebooks, paths made relative and run timings dropped, into docs/notebooks/ (committed: a reader on a
+# code host sees every output there); runs nothing.
+publish: setup
+	$(PY) -m genie_utils.site --profile $(PROFILE) --publish
 
 # One notebook again, e.g. `make notebook-05`: the analyses re-rendered from the result files and caches.
 notebook-%: setup

@@ -74,26 +74,35 @@ def class_prototypes(features: np.ndarray, labels: Sequence[str]) -> dict[str, n
     return {c: features[labels == c] for c in dict.fromkeys(labels)}
 
 
-def choose_candidates(candidates: pd.DataFrame, source_embedding, prototypes, embedding,
-                      ratios: Sequence[float] = ADA_RATIOS, source_column: str = "source_id") -> pd.DataFrame:
-    """GeNIe-Ada on embeddings already at hand, as the experiments evaluate it: for every (source, target) pair of
-    `candidates` (one row per pair and ratio: source_id, target_class, noise_ratio, key, ...) the candidate row
-    after the largest jump. `source_embedding[row[source_column]]` is the source's embedding,
-    `prototypes[target]` the target's (K, D) support embeddings, `embedding[key]` a candidate's. Rows in order
-    of (source_id, target_class); an error when a pair lacks a candidate at one of `ratios`."""
+def pair_choices(candidates: pd.DataFrame, source_embedding, prototypes, embedding,
+                 ratios: Sequence[float] = ADA_RATIOS, source_column: str = "source_id", sort: bool = True):
+    """GeNIe-Ada's choice for every (source, target) pair of `candidates` (one row per pair and ratio: source_id,
+    target_class, noise_ratio, key, ...): yields the pair's rows indexed by r in the order of `ratios`, and its
+    `AdaChoice`. `source_embedding[row[source_column]]` is the source's embedding, `prototypes[target]` the target's
+    (K, D) support embeddings, `embedding[key]` a candidate's. Pairs in order of (source_id, target_class), or of
+    their first row with `sort=False`; an error names a pair that lacks a candidate or a target without support."""
     ratios = list(ratios)
-    chosen = []
-    for (_, target), group in candidates.groupby(["source_id", "target_class"], sort=True):
+    for (source, target), group in candidates.groupby(["source_id", "target_class"], sort=sort):
         group = group.set_index("noise_ratio")
         if sorted(group.index) != sorted(ratios):
             raise ValueError(f"every GeNIe pair needs one candidate at each of {ratios}; "
-                             f"{group[source_column].iloc[0]} -> {target} has {sorted(group.index)}")
+                             f"{source} -> {target} has {sorted(group.index)}")
+        if target not in prototypes:
+            raise KeyError(f"target class {target!r} has no support images to make a prototype from")
         group = group.loc[ratios]
-        choice = select_noise_ratio(source_embedding[group[source_column].iloc[0]], prototypes[target],
-                                    np.stack([embedding[k] for k in group.key]), ratios)
-        chosen.append(group.loc[[choice.noise_ratio]].reset_index())
-    columns = list(candidates.columns)
-    return pd.concat(chosen, ignore_index=True)[columns] if chosen else candidates.iloc[:0]
+        yield group, select_noise_ratio(source_embedding[group[source_column].iloc[0]], prototypes[target],
+                                        np.stack([embedding[k] for k in group.key]), ratios)
+
+
+def choose_candidates(candidates: pd.DataFrame, source_embedding, prototypes, embedding,
+                      ratios: Sequence[float] = ADA_RATIOS, source_column: str = "source_id") -> pd.DataFrame:
+    """GeNIe-Ada on embeddings already at hand, as the experiments evaluate it: for every pair of `candidates` the
+    candidate row after the largest jump (`pair_choices`, which names the arguments), in order of (source_id,
+    target_class)."""
+    chosen = [group.loc[[choice.noise_ratio]].reset_index()
+              for group, choice in pair_choices(candidates, source_embedding, prototypes, embedding, ratios,
+                                                source_column)]
+    return pd.concat(chosen, ignore_index=True)[list(candidates.columns)] if chosen else candidates.iloc[:0]
 
 
 def _candidate_jobs(job: Job, ratios: Sequence[float]) -> list[Job]:
@@ -167,13 +176,9 @@ def ada_choices(backbone: Backbone, candidates: pd.DataFrame, support: pd.DataFr
     sources = list(dict.fromkeys(candidates.source_path))
     source_feature_of = dict(zip(sources, embed(backbone, sources, cache)))
     rows = []
-    for (source_id, source_path, target), group in candidates.groupby(["source_id", "source_path", "target_class"],
-                                                                       sort=False):
-        group = group.set_index("noise_ratio").loc[ratios]
-        if target not in prototypes:
-            raise KeyError(f"target class {target!r} has no support images to make a prototype from")
-        choice = select_noise_ratio(source_feature_of[source_path], prototypes[target],
-                                    np.stack([feature_of[k] for k in group.key]), ratios)
+    for group, choice in pair_choices(candidates, source_feature_of, prototypes, feature_of, ratios, "source_path",
+                                      sort=False):
+        source_id, target = group.source_id.iloc[0], group.target_class.iloc[0]
         chosen = group.loc[choice.noise_ratio]
         row = {"source_id": source_id, "source_class": chosen.source_class, "target_class": target,
                "noise_ratio": choice.noise_ratio, "chosen_key": chosen.key,

@@ -17,12 +17,11 @@ import torch
 
 from .data import class_display_names, images_tensor, load_dataset, load_image, mirror_keeps_meaning
 from .generate import GenieGenerator
-from .longtail import bin_of
 from .oracle import crossover, label_consistency, load_oracle, pairs_per_target
 from .profiles import resolve
 from .recipe import profile_recipe
 from .results import interval
-from .splits import EVALUATION, GENERATOR, pool_images
+from .splits import BINS, EVALUATION, GENERATOR, bin_of, pool_images
 from .store import Store
 from .validation import check_noise_ratio
 
@@ -148,7 +147,7 @@ def target_groups(profile: dict, dataset: pd.DataFrame) -> dict[str, list[str]]:
     bins = {c: bin_of(int(sizes.get(c, 0)), splits["many_shot_threshold"], splits["few_shot_threshold"])
             for c in classes}
     return {"all classes": classes, **{f"{b} (generator pool)": [c for c in classes if bins[c] == b]
-                                       for b in ("many", "medium", "few")}}
+                                       for b in BINS}}
 
 
 MEASURES = {"p_target": "p_target", "p_source": "p_source", "oracle_target": "says_target", "copy_rate": "is_copy",

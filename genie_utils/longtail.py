@@ -28,8 +28,8 @@ from .pairing import BASELINES, budget_hard_negative_jobs, budget_own_class_jobs
 from .profiles import resolve
 from .recipe import METHODS
 from .results import read_augmentations, write_table
+from .splits import BINS, bin_of
 
-BINS = ("many", "medium", "few")
 GENERATIVE = ("genie", "genie_ada", "txt2img", "img2img_low", "img2img_high")
 LOSSES = ("plain", "balanced", "logit_adjusted")      # the standard long-tail baselines, no augmentation
 COMBINED = tuple(f"{m}+logit_adjusted" for m in GENERATIVE)  # each generative row on top of the best correction
@@ -53,11 +53,6 @@ def run_folder(profile: dict) -> Path:
 
 # --------------------------------------------------------------------------------------------------
 # Data
-
-
-def bin_of(train_images: int, many_above: int, few_below: int) -> str:
-    """ImageNet-LT's bins by training images: many > `many_above`, few < `few_below`, medium between."""
-    return "many" if train_images > many_above else "few" if train_images < few_below else "medium"
 
 
 def embedded_split(profile: dict, dataset: pd.DataFrame, tables: dict[str, pd.DataFrame]):
@@ -110,15 +105,15 @@ def folder_split(profile: dict):
     names = read_class_names(resolve(profile, profile["dataset"]["class_names"]))
     train = read_split_list(resolve(profile, spec["root"]), resolve(profile, spec["train_list"]), names)
     test = read_split_list(resolve(profile, spec["root"]), resolve(profile, spec["test_list"]), names)
-    return train, test, class_bins(train, profile)
+    thresholds = profile["splits"]["many_shot_threshold"], profile["splits"]["few_shot_threshold"]
+    return train, test, class_bins(train, *thresholds)
 
 
-def class_bins(train: pd.DataFrame, profile: dict) -> pd.DataFrame:
-    splits = profile["splits"]
+def class_bins(train: pd.DataFrame, many_above: int, few_below: int) -> pd.DataFrame:
+    """Per class of `train`, largest first: its training images and its bin (`bin_of`)."""
     counts = train.class_name.value_counts()
     return pd.DataFrame({"class_name": counts.index, "train_images": counts.values,
-                         "bin": [bin_of(n, splits["many_shot_threshold"], splits["few_shot_threshold"])
-                                 for n in counts.values]})
+                         "bin": [bin_of(n, many_above, few_below) for n in counts.values]})
 
 
 def load_split(profile: dict, dataset: pd.DataFrame | None = None, tables: dict | None = None):
@@ -330,7 +325,7 @@ def write_tables(profile: dict) -> dict[str, Path]:
     frames = []
     for latex in (False, True):
         wide = result_tables.wide_table(summary, list(ROWS), ["bin"], latex=latex)
-        wide = wide[[c for c in ("many", "medium", "few", "overall") if c in wide.columns]]
+        wide = wide[[c for c in (*BINS, "overall") if c in wide.columns]]
         counts = plan.groupby("bin").size()
         wide.columns = [f"{c.capitalize()} ({counts.get(c, len(plan))} classes)" if c != "overall"
                         else f"Overall ({len(plan)} classes)" for c in wide.columns]
@@ -387,7 +382,7 @@ def budget_curve(profile: dict, generator, backbone, train: pd.DataFrame, test: 
 def bin_groups(classes: pd.DataFrame) -> dict[str, list[str]]:
     """The classes of each bin present (many, medium, few, in that order) and of all: the groups the tables'
     intervals over test images are drawn for (`results.bootstrap_differences` draws them in this order)."""
-    return {**{b: list(classes[classes.bin == b].class_name) for b in ("many", "medium", "few") if (classes.bin == b).any()},
+    return {**{b: list(classes[classes.bin == b].class_name) for b in BINS if (classes.bin == b).any()},
             "overall": list(classes.class_name)}
 
 

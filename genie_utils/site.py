@@ -7,10 +7,15 @@ outputs. Sphinx with myst-nb (`docs/site/conf.py`) then builds `results/<profile
 and `check_offline` refuses a page that loads anything from outside the site or links to a page that is not there;
 where Debian's `chromium` is installed (or with `--browser`), `check_in_browser` opens every page in headless
 Chromium. Open `results/<profile>/site/README.html`.
+
+`--publish` (`make publish`) writes the executed notebooks, made portable (`portable`: paths relative to the
+project, no run timings), into `docs/notebooks/`, so that a reader on a code host sees every output; commit them.
+The site shows the same portable copies.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from html.parser import HTMLParser
@@ -19,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from .profiles import load_profile, profile_argument, project_root, resolve
 
-SHOWN = ("README.md", "docs/*.md", "docs/*.png", "models/*/README.md", "models/*/*.png", "figures/**/*.png",
+SHOWN = ("README.md", "docs/*.md", "docs/*.png", "docs/notebooks/*.ipynb", "models/*/README.md", "models/*/*.png", "figures/**/*.png",
          "genie_utils/**/*.py", "genie_utils/**/*.toml", "benchmarks/*.py", "notebooks/*.cfg")
 
 
@@ -42,8 +47,45 @@ def stage(profile: dict, root: Path | None = None, notebooks: Path | None = None
                 shutil.copy2(path, copy)
     (target / "notebooks").mkdir(parents=True, exist_ok=True)
     for notebook in found:
-        shutil.copy2(notebook, target / "notebooks" / notebook.name)
+        write_notebook(portable(json.loads(notebook.read_text()), root), target / "notebooks" / notebook.name)
     return target
+
+
+# papermill's record of a run: where and when it ran, cell by cell; none of it is a result
+RUN_METADATA = ("papermill", "execution")
+
+
+def portable(notebook: dict, root: Path) -> dict:
+    """An executed notebook as a reader elsewhere should see it: every mention of the project's folder `root` in
+    outputs and metadata made relative to it, and papermill's paths and timings (`RUN_METADATA`) left out."""
+    def strip(metadata: dict) -> dict:
+        return {k: v for k, v in metadata.items() if k not in RUN_METADATA}
+
+    notebook = {**notebook, "metadata": strip(notebook.get("metadata", {})),
+                "cells": [{**cell, "metadata": strip(cell.get("metadata", {}))} for cell in notebook["cells"]]}
+    text = json.dumps(notebook)
+    for prefix in {str(root), str(Path(root).resolve())}:
+        text = text.replace(json.dumps(prefix + "/")[1:-1], "").replace(json.dumps(prefix)[1:-1], ".")
+    return json.loads(text)
+
+
+def write_notebook(notebook: dict, path: Path) -> Path:
+    """A notebook as JSON the way Jupyter writes it (indent 1, non-ASCII kept, final newline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def publish(profile: dict, root: Path | None = None, folder: Path | None = None) -> list[Path]:
+    """The profile's executed notebooks, `portable`, into `docs/notebooks/` (or `folder`), for readers on a code
+    host; an error when `make reproduce` has not executed them."""
+    root = root or project_root()
+    executed = resolve(profile, profile["paths"]["results"]) / "notebooks"
+    found = sorted(executed.glob("[0-9][0-9]_*.ipynb")) if executed.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no executed notebooks in {executed}: run `make reproduce` first")
+    folder = folder or root / "docs" / "notebooks"
+    return [write_notebook(portable(json.loads(p.read_text()), root), folder / p.name) for p in found]
 
 
 def build(profile: dict, notebooks: Path | None = None, quiet: bool = True) -> Path:
@@ -152,10 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="embedded", type=profile_argument,
                         help="a profile name (genie_utils/profiles) or .toml file")
+    parser.add_argument("--publish", action="store_true",
+                        help="write the executed notebooks, paths made relative, into docs/notebooks/ instead")
     parser.add_argument("--browser", action="store_true",
                         help="require the check in headless Chromium (Debian's chromium); without it, the check runs "
                              "only where chromium is installed")
     args = parser.parse_args(argv)
+    if args.publish:
+        try:
+            written = publish(load_profile(args.profile))
+        except FileNotFoundError as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(f"{len(written)} executed notebooks in {written[0].parent}: commit them")
+        return 0
     try:
         output = build(load_profile(args.profile))
         browser = args.browser or shutil.which("chromium") is not None

@@ -15,6 +15,7 @@ import pandas as pd
 from .profiles import resolve
 
 GENERATOR, EVALUATION = "generator", "evaluation"
+BINS = ("many", "medium", "few")  # ImageNet-LT's bins of classes by training images (`bin_of`)
 SPLIT_FILES = ("splits.csv", "fewshot_classes.csv", "longtail_classes.csv")
 
 
@@ -52,6 +53,11 @@ def fewshot_eligibility(pool: pd.DataFrame, shots: list[int], queries_per_class:
     return pd.DataFrame(rows).sort_values("images", ascending=False, ignore_index=True)
 
 
+def bin_of(train_images: int, many_above: int, few_below: int) -> str:
+    """ImageNet-LT's bins by training images: many > `many_above`, few < `few_below`, medium between."""
+    return "many" if train_images > many_above else "few" if train_images < few_below else "medium"
+
+
 def longtail_split(dataset: pd.DataFrame, pool: pd.Series, test_per_class: int, seed: int,
                    many_shot_threshold: int, few_shot_threshold: int) -> tuple[pd.Series, pd.DataFrame]:
     """Train on the (naturally long-tailed) generator pool, test on `test_per_class` evaluation images
@@ -70,8 +76,8 @@ def longtail_split(dataset: pd.DataFrame, pool: pd.Series, test_per_class: int, 
         role[train.index] = "train"
         role[test] = "test"
         size = len(train)
-        bin_ = "many" if size > many_shot_threshold else "few" if size < few_shot_threshold else "medium"
-        rows.append({"class_name": class_name, "train_images": size, "test_images": len(test), "bin": bin_})
+        rows.append({"class_name": class_name, "train_images": size, "test_images": len(test),
+                     "bin": bin_of(size, many_shot_threshold, few_shot_threshold)})
     classes = pd.DataFrame(rows).sort_values("train_images", ascending=False, ignore_index=True)
     return role, classes
 
@@ -144,7 +150,7 @@ def split_summary(tables: dict[str, pd.DataFrame], shots: list[int]) -> pd.DataF
             rows.append({"split": f"long-tail {role}", "images": len(part),
                          "identities": part.identity.nunique(), "classes": part.class_name.nunique()})
     if len(longtail):
-        for bin_ in ("many", "medium", "few"):
+        for bin_ in BINS:
             part = longtail[longtail.bin == bin_]
             rows.append({"split": f"long-tail {bin_}-shot classes", "images": int(part.train_images.sum()),
                          "identities": None, "classes": len(part)})

@@ -4,13 +4,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genie_utils import longtail, pairing
+from genie_utils import longtail, pairing, splits
 from genie_utils.recipe import Recipe
 from genie_utils import results as result_tables
 
 
 def test_bins_follow_imagenet_lt():
-    assert [longtail.bin_of(n, 100, 20) for n in (5, 19, 20, 100, 101, 1280)] == \
+    assert [splits.bin_of(n, 100, 20) for n in (5, 19, 20, 100, 101, 1280)] == \
         ["few", "few", "medium", "medium", "many", "many"]
 
 
@@ -21,7 +21,7 @@ def small_split(openmoji):
     test = pd.concat([openmoji[openmoji.class_name == c].sort_values("image_id").tail(3) for c in sizes],
                      ignore_index=True)
     classes = pd.DataFrame({"class_name": list(sizes), "train_images": list(sizes.values()),
-                            "bin": [longtail.bin_of(n, 10, 5) for n in sizes.values()]})
+                            "bin": [splits.bin_of(n, 10, 5) for n in sizes.values()]})
     return train, test, classes
 
 

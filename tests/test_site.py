@@ -47,7 +47,8 @@ def test_the_site_builds_offline_from_executed_notebooks(built):
     assert sorted(p.name for p in (output / "notebooks").glob("*.html")) == [
         p.with_suffix(".html").name for p in sorted((profiles.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
     readme = (output / "README.html").read_text()
-    assert 'href="notebooks/04_fewshot.html"' in readme and 'href="docs/results.html' in readme
+    assert 'href="notebooks/04_fewshot.html#the-few-shot-table"' in readme and 'href="docs/results.html' in readme
+    assert 'id="the-few-shot-table"' in (output / "notebooks" / "04_fewshot.html").read_text()  # the link's cell
     assert site.check_offline(output) == []
 
 
@@ -63,3 +64,32 @@ def test_every_page_opens_offline_in_headless_chromium(built, tmp_path):
     assert sorted(site.check_in_browser(copy)) == [
         f"README.html: image {(copy / '_images' / 'none.png').as_uri()} does not render",
         "docs/method.html: requests https://cdn.example.org/x.js"]
+
+
+def test_published_notebooks_keep_their_outputs_without_the_machine_s_paths_or_run_timings(tmp_path):
+    root = tmp_path / "project"
+    notebook = {"nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"name": "python3"},
+                             "papermill": {"input_path": f"{root}/notebooks/01.ipynb", "duration": 3.2}},
+                "cells": [{"cell_type": "code", "execution_count": 1, "source": "plots.save(figure)",
+                           "metadata": {"papermill": {"duration": 1.5}, "execution": {"iopub.status.idle": "t"},
+                                        "tags": ["keep"]},
+                           "outputs": [{"output_type": "execute_result", "execution_count": 1,
+                                        "data": {"text/plain": f"PosixPath('{root}/figures/embedded/f.png')",
+                                                 "text/html": f"<td>{root}/.cache/a.png</td>"}, "metadata": {}},
+                                       {"output_type": "stream", "name": "stdout", "text": f"model {root}\n"}]}]}
+    profile = profiles.load_profile("smoke")
+    profile["paths"] = {**profile["paths"], "results": str(tmp_path / "results")}
+    with pytest.raises(FileNotFoundError, match="run `make reproduce` first"):
+        site.publish(profile, root, tmp_path / "published")
+    site.write_notebook(notebook, tmp_path / "results" / "notebooks" / "01_walk.ipynb")
+    [written] = site.publish(profile, root, tmp_path / "published")
+    assert written == tmp_path / "published" / "01_walk.ipynb"
+    text = written.read_text()
+    assert str(tmp_path) not in text and "duration" not in text and "iopub" not in text
+    published = site.json.loads(text)
+    cell = published["cells"][0]
+    assert cell["metadata"] == {"tags": ["keep"]} and published["metadata"] == {"kernelspec": {"name": "python3"}}
+    assert cell["outputs"][0]["data"] == {"text/plain": "PosixPath('figures/embedded/f.png')",
+                                          "text/html": "<td>.cache/a.png</td>"}
+    assert cell["outputs"][1]["text"] == "model .\n" and cell["source"] == "plots.save(figure)"

@@ -49,8 +49,9 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
                               store, class_display_names(dataset), progress=progress)
     results.mkdir(parents=True, exist_ok=True)
     table.to_csv(results / "judge_images.csv", index=False)
-    old = fewshot_eligibility(evaluation, [1], 16)
-    groups = {**target_groups(profile, dataset), "15 classes of the first card": list(old[old.eligible_1shot].class_name)}
+    sixteen = fewshot_eligibility(evaluation, [1], 16)  # what 1-shot episodes with the paper's 16 queries can use
+    groups = {**target_groups(profile, dataset),
+              "15 classes eligible at 16 queries": list(sixteen[sixteen.eligible_1shot].class_name)}
     seconds = [store.row(k)["seconds"] for k, r in zip(table.key, table.noise_ratio) if r == 0.8]
     parts = [consistency_summary(table[table.target_class.isin(members)], per_target_class=True)
              .assign(group=name, classes=len(members)) for name, members in groups.items()]
