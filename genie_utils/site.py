@@ -96,7 +96,9 @@ def build(profile: dict, notebooks: Path | None = None, quiet: bool = True) -> P
     source = stage(profile, notebooks=notebooks)
     output = resolve(profile, profile["paths"]["results"]) / "site"
     shutil.rmtree(output, ignore_errors=True)
-    arguments = ["-b", "html", "-W", "--keep-going", "-c", str(project_root() / "docs" / "site"), "-d", str(source.parent / "site-doctrees"),
+    # -E: every page read afresh; a saved environment would keep a page's links as resolved when its file had not
+    # changed, though the pages it links to had (e.g. docs/notebooks/ published since the last build)
+    arguments = ["-b", "html", "-E", "-W", "--keep-going", "-c", str(project_root() / "docs" / "site"), "-d", str(source.parent / "site-doctrees"),
                  str(source), str(output)] + (["-q"] if quiet else [])
     if build_main(arguments) != 0:  # -W: a warning, e.g. a link to a file the site lacks, fails the build
         raise RuntimeError(f"sphinx could not build the site from {source}: its messages above name the pages")
