@@ -7,6 +7,8 @@ import importlib
 import json
 import os
 import re
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def hub_timeout_seconds(text: str | None) -> float:
     return seconds_setting("GENIE_HUB_TIMEOUT_SECONDS", text, 20.0)
 
 
-# A hub that accepts the connection but does not answer fails after this many seconds.
+# A hub that accepts the connection but does not answer, or stops sending, fails after this many seconds.
 HUB_TIMEOUT_SECONDS = hub_timeout_seconds(os.environ.get("GENIE_HUB_TIMEOUT_SECONDS"))
 
 
@@ -190,8 +192,8 @@ def _from_pretrained(source: str, dtype, **kwargs):
 
 
 def _load_from_hub(model_id: str, dtype):
-    """From the local cache if it holds the model (no network at all), else download it, after checking
-    within HUB_TIMEOUT_SECONDS that the hub answers: a silent endpoint cannot hang the caller."""
+    """From the local cache if it holds the model (no network at all), else download it (`_download`), after
+    checking within HUB_TIMEOUT_SECONDS that the hub answers: a silent or stalling endpoint cannot hang the caller."""
     try:
         return _from_pretrained(model_id, dtype, local_files_only=True)
     except (OSError, ValueError):
@@ -208,9 +210,60 @@ def _load_from_hub(model_id: str, dtype):
                              f"answer within {HUB_TIMEOUT_SECONDS} s or refused ({type(error).__name__}: {error}). "
                              f"{fix}") from error
     try:
-        return _from_pretrained(model_id, dtype)
+        return _from_pretrained(_download(model_id, fix), dtype)
+    except ModelLoadError:
+        raise
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"cannot load the diffusion model {model_id!r} from the hub: {error}. {fix}") from error
+
+
+def _cached_bytes(folder: Path) -> int:
+    """The bytes under a model's Hugging Face cache folder, unfinished downloads included."""
+    total = 0
+    for path in folder.rglob("*") if folder.exists() else ():
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except OSError:  # a temporary file renamed between the listing and the stat
+            pass
+    return total
+
+
+def _download(model_id: str, fix: str, poll_seconds: float = 0.5) -> str:
+    """The pipeline's files from the hub into the Hugging Face cache; returns the snapshot folder.
+
+    Every request waits at most HUB_TIMEOUT_SECONDS for an answer or for the next bytes, and the download as a whole
+    is given up once the model's cache folder has not grown for HUB_TIMEOUT_SECONDS: a hub that answers but then
+    stalls (huggingface_hub retries each file five times) cannot hang the caller, and a slow download that keeps
+    coming is never cut."""
+    outcome: dict = {}
+
+    def download():
+        try:
+            outcome["folder"] = StableDiffusionImg2ImgPipeline.download(model_id)
+        except Exception as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    timeouts = constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = constants.HF_HUB_ETAG_TIMEOUT = HUB_TIMEOUT_SECONDS
+    cache = Path(constants.HF_HUB_CACHE) / f"models--{model_id.replace('/', '--')}"
+    worker = threading.Thread(target=download, name=f"download {model_id}", daemon=True)  # left behind if stalled
+    try:
+        worker.start()
+        seen, since = -1, time.monotonic()
+        while worker.is_alive():
+            worker.join(poll_seconds)
+            size = _cached_bytes(cache)
+            if size != seen:
+                seen, since = size, time.monotonic()
+            elif worker.is_alive() and time.monotonic() - since > HUB_TIMEOUT_SECONDS:
+                raise ModelLoadError(f"cannot load the diffusion model {model_id!r}: the download from "
+                                     f"{constants.ENDPOINT} made no progress for {HUB_TIMEOUT_SECONDS:g} s "
+                                     f"(GENIE_HUB_TIMEOUT_SECONDS; {seen} bytes so far). {fix}")
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT, constants.HF_HUB_ETAG_TIMEOUT = timeouts
+    if "error" in outcome:
+        raise outcome["error"]
+    return str(outcome["folder"])
 
 
 def load_pipeline(model: str | os.PathLike, device: str | torch.device | None = None,

@@ -161,6 +161,45 @@ def test_unreachable_hub_id_fails_fast():
     assert "local diffusers folder" in out
 
 
+def test_a_hub_that_answers_then_stalls_on_the_files_fails_within_the_bound(tmp_path):
+    """The model-info call is answered; every file request then gets no answer at all: the load gives up once
+    nothing has arrived for GENIE_HUB_TIMEOUT_SECONDS, instead of huggingface_hub's retries per file."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class StallingHub(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/api/models/"):
+                body = json.dumps({"id": "example-org/stalling", "sha": "0" * 40,
+                                   "siblings": [{"rfilename": "model_index.json"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                release.wait(120)  # a file request: no answer
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StallingHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        seconds, out = load_in_a_subprocess("example-org/stalling", HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
+                                            HF_HOME=str(tmp_path / "hf"), GENIE_HUB_TIMEOUT_SECONDS="2")
+    finally:
+        release.set()
+        server.shutdown()
+    assert "ModelLoadError: cannot load the diffusion model 'example-org/stalling'" in out, out
+    assert "made no progress for 2 s (GENIE_HUB_TIMEOUT_SECONDS" in out and seconds < 40
+
+
 def test_loaded_pipeline_is_float32_on_cpu_and_records_its_fingerprint(tiny_pipeline, tiny_model_dir):
     pipe, info = tiny_pipeline
     assert pipe.unet.dtype == torch.float32 and pipe.device.type == "cpu"
