@@ -30,8 +30,8 @@ def main(argv=None) -> int:
     settings = profiles.load_profile(args.profile)
     dataset = data.load_dataset(settings, progress=False)
     tables, names = splits.load_splits(settings, dataset), data.class_display_names(dataset)
-    pairs = oracle.random_pairs(splits.pool_images(settings, dataset, splits.EVALUATION),
-                                pairing.eligible_classes(tables, 1), args.pairs, seed=11)
+    pairs = pairing.random_pairs(splits.pool_images(settings, dataset, splits.EVALUATION),
+                                 pairing.eligible_classes(tables, 1), args.pairs, seed=11)
     judge = oracle.load_oracle(profiles.resolve(settings, settings["oracle"]["path"]))
     folder = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
     store = Store(folder / "denoising-steps-store")

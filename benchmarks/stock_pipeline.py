@@ -19,7 +19,7 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
-from genie_utils import data, oracle, profiles, splits
+from genie_utils import data, oracle, pairing, profiles, splits
 
 
 def main(argv=None) -> int:
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     settings = profiles.load_profile(args.profile)
     dataset = data.load_dataset(settings, progress=False)
     evaluation = splits.pool_images(settings, dataset, splits.EVALUATION)
-    pairs = oracle.pairs_per_target(evaluation, sorted(dataset.class_name.unique()), 1, seed=5)
+    pairs = pairing.pairs_per_target(evaluation, sorted(dataset.class_name.unique()), 1, seed=5)
     names = data.class_display_names(dataset)
     folder = profiles.resolve(settings, settings["generation"]["model"])
     pipe = StableDiffusionImg2ImgPipeline.from_pretrained(folder)

@@ -17,7 +17,8 @@ import torch
 
 from .data import class_display_names, images_tensor, load_dataset, load_image, mirror_keeps_meaning
 from .generate import GenieGenerator
-from .oracle import crossover, label_consistency, load_oracle, pairs_per_target
+from .oracle import crossover, label_consistency, load_oracle
+from .pairing import pairs_per_target
 from .profiles import resolve
 from .recipe import profile_recipe
 from .results import interval

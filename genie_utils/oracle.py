@@ -158,32 +158,6 @@ It scores the label consistency of generated images (P(target), P(source)); see
 # Label consistency of GeNIe outputs versus r
 
 
-def random_pairs(sources: pd.DataFrame, classes: Sequence[str], count: int, seed: int = 0) -> pd.DataFrame:
-    """`count` (source image, target class) pairs: sources drawn from `sources` (rows of `classes`),
-    targets from the other `classes`, uniformly, reproducibly."""
-    classes = sorted(classes)
-    candidates = sources[sources.class_name.isin(classes)].sort_values("image_id").reset_index(drop=True)
-    if candidates.empty or len(classes) < 2:
-        raise ValueError("need source images of at least one of the classes, and two classes or more")
-    rng = np.random.default_rng(seed)
-    rows = candidates.iloc[rng.choice(len(candidates), size=count, replace=len(candidates) < count)].copy()
-    rows["target_class"] = [rng.choice([c for c in classes if c != s]) for s in rows.class_name]
-    return rows.reset_index(drop=True)
-
-
-def pairs_per_target(sources: pd.DataFrame, classes: Sequence[str], per_class: int, seed: int = 0) -> pd.DataFrame:
-    """`per_class` (source image, target class) pairs for every class of `classes` as the target, the sources
-    drawn uniformly from the images of `sources` of other classes: every target class weighs the same."""
-    candidates = sources.sort_values("image_id").reset_index(drop=True)
-    parts = []
-    for target in sorted(classes):
-        others = candidates[candidates.class_name != target]
-        rng = np.random.default_rng([seed, sum(target.encode())])
-        chosen = others.iloc[rng.choice(len(others), size=per_class, replace=len(others) < per_class)]
-        parts.append(chosen.assign(target_class=target))
-    return pd.concat(parts, ignore_index=True)
-
-
 def label_consistency(generator, oracle: Oracle, pairs: pd.DataFrame, noise_ratios: Sequence[float], store,
                       class_names: dict[str, str], batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
     """GeNIe outputs of every pair at every r (one noise draw per pair), judged by the oracle.

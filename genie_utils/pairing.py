@@ -175,7 +175,34 @@ def budget_own_class_jobs(train: pd.DataFrame, plan: pd.DataFrame, method: str) 
 
 
 # --------------------------------------------------------------------------------------------------
-# Pairing for a sweep of r: every source towards every target class (figure 2, the model card)
+# Pairing for a sweep of r: sources towards target classes (figure 2, the oracle's judgement, the editing
+# benchmark, the model card)
+
+
+def random_pairs(sources: pd.DataFrame, classes: Sequence[str], count: int, seed: int = 0) -> pd.DataFrame:
+    """`count` (source image, target class) pairs: sources drawn from `sources` (rows of `classes`),
+    targets from the other `classes`, uniformly, reproducibly."""
+    classes = sorted(classes)
+    candidates = sources[sources.class_name.isin(classes)].sort_values("image_id").reset_index(drop=True)
+    if candidates.empty or len(classes) < 2:
+        raise ValueError("need source images of at least one of the classes, and two classes or more")
+    rng = np.random.default_rng(seed)
+    rows = candidates.iloc[rng.choice(len(candidates), size=count, replace=len(candidates) < count)].copy()
+    rows["target_class"] = [rng.choice([c for c in classes if c != s]) for s in rows.class_name]
+    return rows.reset_index(drop=True)
+
+
+def pairs_per_target(sources: pd.DataFrame, classes: Sequence[str], per_class: int, seed: int = 0) -> pd.DataFrame:
+    """`per_class` (source image, target class) pairs for every class of `classes` as the target, the sources
+    drawn uniformly from the images of `sources` of other classes: every target class weighs the same."""
+    candidates = sources.sort_values("image_id").reset_index(drop=True)
+    parts = []
+    for target in sorted(classes):
+        others = candidates[candidates.class_name != target]
+        rng = np.random.default_rng([seed, sum(target.encode())])
+        chosen = others.iloc[rng.choice(len(others), size=per_class, replace=len(others) < per_class)]
+        parts.append(chosen.assign(target_class=target))
+    return pd.concat(parts, ignore_index=True)
 
 
 def pairs_with_targets(sources: pd.DataFrame, targets: Sequence[str]) -> pd.DataFrame:

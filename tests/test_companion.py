@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from genie_utils import companion, data, generate, oracle, pipeline, profiles, training
+from genie_utils import companion, data, generate, oracle, pairing, pipeline, profiles, training
 from genie_utils.recipe import Recipe
 
 
@@ -121,9 +121,9 @@ def test_consistency_summary_and_crossover():
 
 
 def test_random_pairs_never_pair_a_class_with_itself(openmoji):
-    pairs = oracle.random_pairs(openmoji, ["heart", "animal-mammal", "face-smiling"], 50, seed=3)
+    pairs = pairing.random_pairs(openmoji, ["heart", "animal-mammal", "face-smiling"], 50, seed=3)
     assert len(pairs) == 50 and (pairs.class_name != pairs.target_class).all()
-    assert pairs.equals(oracle.random_pairs(openmoji, ["face-smiling", "heart", "animal-mammal"], 50, seed=3))
+    assert pairs.equals(pairing.random_pairs(openmoji, ["face-smiling", "heart", "animal-mammal"], 50, seed=3))
 
 
 def test_sampling_weights_balance_classes():
@@ -137,7 +137,7 @@ def test_sampling_weights_balance_classes():
 
 
 def test_pairs_per_target_weigh_every_class_the_same(openmoji):
-    pairs = oracle.pairs_per_target(openmoji, ["heart", "animal-mammal", "food-fruit"], 4, seed=1)
+    pairs = pairing.pairs_per_target(openmoji, ["heart", "animal-mammal", "food-fruit"], 4, seed=1)
     assert pairs.target_class.value_counts().to_dict() == {"heart": 4, "animal-mammal": 4, "food-fruit": 4}
     assert (pairs.class_name != pairs.target_class).all()
     table = pd.DataFrame({"noise_ratio": 0.8, "target_class": ["a"] * 3 + ["b"], "source_class": "c",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genie_utils import data, editing, generate, oracle
+from genie_utils import data, editing, generate, oracle, pairing
 from genie_utils.jobs import Job, job_spec
 from genie_utils.recipe import Recipe
 from genie_utils.store import Store, spec_key
@@ -158,7 +158,7 @@ def test_editing_images_pairs_each_output_with_its_source_and_text_only_referenc
                                                                                   tmp_path):
     classes = sorted(openmoji.class_name.unique())
     judge = oracle.Oracle(oracle.oracle_network(len(classes)), classes)
-    pairs = oracle.pairs_per_target(openmoji.iloc[:40], classes[:2], 1, seed=0)
+    pairs = pairing.pairs_per_target(openmoji.iloc[:40], classes[:2], 1, seed=0)
     training = editing.TrainingImages(torch.zeros(3, 3, 64, 64) + torch.tensor([-1.0, 0.0, 1.0])[:, None, None, None],
                                       ["a", "b", "c"])
     store = Store(tmp_path / "store")

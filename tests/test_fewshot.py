@@ -208,3 +208,37 @@ def test_each_row_trains_on_exactly_the_images_and_labels_it_names(monkeypatch):
         np.testing.assert_array_equal(x, np.vstack([features.weak] + [generated[k] for k in images.key]))
         assert list(y) == list(labels) + list(images.target_class), row
     assert (expected["genie"].noise_ratio == 0.8).all() and len(expected["genie"]) == 6
+
+
+def test_the_figures_of_notebook_05_draw_exactly_what_their_result_files_hold(generated, tmp_path):
+    """The few-shot result files as the notebooks write them, then the figures drawn from them: the accuracy-
+    against-r figure plots each fixed-r row's mean and half-width and the reference rows; the r* histogram counts
+    every pair's choice once."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from genie_utils import plots
+    from tests.test_ada import CountingBackbone
+
+    episodes, table, store, _ = generated
+    out = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False, labels={"profile": "test"})
+    summary = result_tables.summarise(out["results"], ["backbone", "shots", "method"])
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    out["ada_choices"].to_csv(tmp_path / "ada_choices.csv", index=False)
+    assert {"backbone", "shots", "method", "mean", "half_width", "n"} <= set(summary.columns)
+    rows = summary.set_index("method")
+
+    axis = plots.accuracy_against_ratio(tmp_path / "summary.csv").axes[0]
+    fixed = [result_tables.row_name("genie", r) for r in (0.5, 0.6, 0.7, 0.8, 0.9)]
+    line = axis.lines[0]
+    assert list(line.get_xdata()) == [0.5, 0.6, 0.7, 0.8, 0.9]
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), rows.loc[fixed, "mean"].to_numpy(float))
+    references = {tuple(l.get_ydata()) for l in axis.lines[1:] if len(set(l.get_ydata())) == 1}
+    assert {(rows.loc[m, "mean"],) * 2 for m in ("genie_ada", "txt2img", "weak")} <= references
+    assert axis.get_title().endswith("(2 episodes)")
+
+    axis = plots.ada_ratio_histogram(tmp_path / "ada_choices.csv").axes[0]
+    heights = [bar.get_height() for bar in axis.patches]
+    counts = out["ada_choices"].noise_ratio.value_counts()
+    assert heights == [counts.get(r, 0) for r in (0.5, 0.6, 0.7, 0.8, 0.9)] and sum(heights) == 12
+    assert heights[0] == 0 and axis.get_title() == "GeNIe-Ada over 12 pairs"

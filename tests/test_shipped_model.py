@@ -1,5 +1,5 @@
 """The shipped companion model and oracle (models/): size limits, loading, and GeNIe's effect on CPU."""
-from genie_utils import companion, generate, oracle, profiles, splits
+from genie_utils import companion, generate, oracle, pairing, profiles, splits
 from genie_utils.recipe import Recipe
 from genie_utils.store import Store
 
@@ -24,7 +24,7 @@ def test_shipped_model_generates_hard_negatives_that_the_oracle_sees_switch(open
     tables = splits.load_splits(profile, openmoji)
     sources = splits.pool_images(profile, openmoji, splits.EVALUATION)
     classes = list(tables["fewshot_classes.csv"].query("eligible_1shot").class_name)
-    pairs = oracle.random_pairs(sources, classes, 12, seed=7)
+    pairs = pairing.random_pairs(sources, classes, 12, seed=7)
     table = oracle.label_consistency(generator, oracle.load_oracle(SHIPPED_ORACLE), pairs, [0.1, 1.0],
                                      Store(tmp_path), class_names, batch_size=12, progress=False)
     summary = oracle.consistency_summary(table).set_index("noise_ratio")

@@ -13,8 +13,8 @@ from ..data import EMOJI_STYLES, STYLE_SCALE, class_display_names, load_dataset
 from ..editing import TARGETS, target_groups
 from ..generate import GenieGenerator
 from ..jobs import run_jobs
-from ..oracle import consistency_summary, crossover, label_consistency, load_oracle, pairs_per_target
-from ..pairing import sweep_jobs
+from ..oracle import consistency_summary, crossover, label_consistency, load_oracle
+from ..pairing import pairs_per_target, sweep_jobs
 from ..profiles import resolve
 from ..recipe import profile_recipe
 from ..splits import EVALUATION, fewshot_eligibility, pool_images
