@@ -57,7 +57,6 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(generated, openmo
     out = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False, labels={"profile": "test"})
     results = out["results"]
     assert set(results.method) == set(fewshot.table_rows()) and len(results) == 2 * len(fewshot.table_rows())
-    assert results.accuracy.between(0, 1).all()
     assert (results.set_index("method").generated_per_class.drop(["weak", "strong"]) == 2).all()
     assert list(results.columns[:5]) == ["backbone", "profile", "ways", "shots", "episode"]
     assert len(out["class_probabilities"]) == 2 * 6 * 5 and out["class_probabilities"].p_target.between(0, 1).all()

@@ -50,6 +50,8 @@ def test_the_site_builds_offline_from_executed_notebooks(built):
     assert 'href="notebooks/04_fewshot.html#the-few-shot-table"' in readme and 'href="docs/results.html' in readme
     assert 'id="the-few-shot-table"' in (output / "notebooks" / "04_fewshot.html").read_text()  # the link's cell
     assert site.check_offline(output) == []
+    sidebar = (output / "docs" / "results.html").read_text()  # every page lists the others, checked by check_offline
+    assert 'href="method.html"' in sidebar and 'href="../notebooks/05_fewshot_analysis.html"' in sidebar
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None,
