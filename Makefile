@@ -37,8 +37,9 @@ reproduce: setup
 site: setup
 	$(PY) -m genie_utils.site --profile $(PROFILE)
 
-# The executed notebooks, paths made relative and run timings dropped, into docs/notebooks/ (committed: a reader on a
-# code host sees every output there); runs nothing.
+# The executed notebooks, paths made relative and run timings dropped, into docs/notebooks/, and the result files of
+# the paper's figures and tables into docs/results/<profile>/ (committed: a reader on a code host sees them); runs
+# nothing.
 publish: setup
 	$(PY) -m genie_utils.site --profile $(PROFILE) --publish
 

@@ -9,8 +9,9 @@ where Debian's `chromium` is installed (or with `--browser`), `check_in_browser`
 Chromium. Open `results/<profile>/site/README.html`.
 
 `--publish` (`make publish`) writes the executed notebooks, made portable (`portable`: paths relative to the
-project, no run timings), into `docs/notebooks/`, so that a reader on a code host sees every output; commit them.
-The site shows the same portable copies.
+project, no run timings), into `docs/notebooks/`, so that a reader on a code host sees every output, and the result
+files the paper's figures and tables are drawn from (`PUBLISHED_RESULTS`) into `docs/results/<profile>/`; commit
+them. The site shows the same portable copies, and README's paper map links each figure to both.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from .profiles import load_profile, profile_argument, project_root, resolve
 
-SHOWN = ("README.md", "docs/*.md", "docs/*.png", "docs/notebooks/*.ipynb", "models/*/README.md", "models/*/*.png", "figures/**/*.png",
+SHOWN = ("README.md", "docs/*.md", "docs/*.png", "docs/notebooks/*.ipynb", "docs/results/**/*.csv", "models/*/README.md", "models/*/*.png", "figures/**/*.png",
          "genie_utils/**/*.py", "genie_utils/**/*.toml", "benchmarks/*.py", "notebooks/*.cfg")
 
 
@@ -49,6 +50,15 @@ def stage(profile: dict, root: Path | None = None, notebooks: Path | None = None
     for notebook in found:
         write_notebook(portable(json.loads(notebook.read_text()), root), target / "notebooks" / notebook.name)
     return target
+
+
+# The result files README's paper map names: what each paper figure and table is drawn from (under
+# results/<profile>/; the per-query and per-test-image outcomes, megabytes each, stay there)
+PUBLISHED_RESULTS = ("ada/choices.csv", "ada/cost.csv", "fewshot/method_comparison.csv", "fewshot/embedding_view.csv",
+                     "fewshot/results.csv", "fewshot/summary.csv", "fewshot/differences.csv",
+                     "fewshot/class_probabilities.csv", "fewshot/class_probability_summary.csv",
+                     "fewshot/ada_choices.csv", "fewshot/label_consistency.csv", "longtail/results.csv",
+                     "longtail/bin_accuracy.csv", "longtail/gain_by_class.csv", "dataset/class_sizes.csv")
 
 
 # papermill's record of a run: where and when it ran, cell by cell; none of it is a result
@@ -77,15 +87,29 @@ def write_notebook(notebook: dict, path: Path) -> Path:
 
 
 def publish(profile: dict, root: Path | None = None, folder: Path | None = None) -> list[Path]:
-    """The profile's executed notebooks, `portable`, into `docs/notebooks/` (or `folder`), for readers on a code
-    host; an error when `make reproduce` has not executed them."""
+    """The profile's executed notebooks, `portable`, into `folder`/notebooks/ (default `docs/notebooks/`), and its
+    `PUBLISHED_RESULTS`, the project's folder cut from their paths, into `folder`/results/<profile>/ (default
+    `docs/results/<profile>/`), for readers on a code host; an error naming what is missing before any is written."""
     root = root or project_root()
-    executed = resolve(profile, profile["paths"]["results"]) / "notebooks"
-    found = sorted(executed.glob("[0-9][0-9]_*.ipynb")) if executed.is_dir() else []
+    results = resolve(profile, profile["paths"]["results"])
+    found = sorted((results / "notebooks").glob("[0-9][0-9]_*.ipynb")) if (results / "notebooks").is_dir() else []
     if not found:
-        raise FileNotFoundError(f"no executed notebooks in {executed}: run `make reproduce` first")
-    folder = folder or root / "docs" / "notebooks"
-    return [write_notebook(portable(json.loads(p.read_text()), root), folder / p.name) for p in found]
+        raise FileNotFoundError(f"no executed notebooks in {results / 'notebooks'}: run `make reproduce` first")
+    missing = [name for name in PUBLISHED_RESULTS if not (results / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"result files missing under {results}: {', '.join(missing)}; run `make reproduce` "
+                                "first")
+    folder = Path(folder) if folder else root / "docs"
+    written = [write_notebook(portable(json.loads(p.read_text()), root), folder / "notebooks" / p.name) for p in found]
+    for name in PUBLISHED_RESULTS:
+        target = folder / "results" / profile["name"] / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = (results / name).read_text()
+        for prefix in {str(root), str(Path(root).resolve())}:
+            text = text.replace(prefix + "/", "")
+        target.write_text(text)
+        written.append(target)
+    return written
 
 
 def build(profile: dict, notebooks: Path | None = None, quiet: bool = True) -> Path:
@@ -208,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as error:
             print(error, file=sys.stderr)
             return 1
-        print(f"{len(written)} executed notebooks in {written[0].parent}: commit them")
+        print(f"{len(written)} executed notebooks and result files under {written[0].parent.parent}: commit them")
         return 0
     try:
         output = build(load_profile(args.profile))

@@ -85,9 +85,17 @@ def test_published_notebooks_keep_their_outputs_without_the_machine_s_paths_or_r
     with pytest.raises(FileNotFoundError, match="run `make reproduce` first"):
         site.publish(profile, root, tmp_path / "published")
     site.write_notebook(notebook, tmp_path / "results" / "notebooks" / "01_walk.ipynb")
-    [written] = site.publish(profile, root, tmp_path / "published")
-    assert written == tmp_path / "published" / "01_walk.ipynb"
-    text = written.read_text()
+    with pytest.raises(FileNotFoundError, match="result files missing under .*ada/choices.csv"):
+        site.publish(profile, root, tmp_path / "published")
+    for name in site.PUBLISHED_RESULTS:
+        (tmp_path / "results" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "results" / name).write_text(f"image_id,path\n1F600,{root}/.cache/openmoji/1F600.png\n")
+    assert not (tmp_path / "published").exists()  # nothing written before every file was found
+    written = site.publish(profile, root, tmp_path / "published")
+    assert written[0] == tmp_path / "published" / "notebooks" / "01_walk.ipynb"
+    assert written[1:] == [tmp_path / "published" / "results" / "smoke" / name for name in site.PUBLISHED_RESULTS]
+    assert written[1].read_text() == "image_id,path\n1F600,.cache/openmoji/1F600.png\n"
+    text = written[0].read_text()
     assert str(tmp_path) not in text and "duration" not in text and "iopub" not in text
     published = site.json.loads(text)
     cell = published["cells"][0]
