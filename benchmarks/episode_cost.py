@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -53,9 +54,8 @@ def parse_config(text: str, profile: dict) -> tuple[str, int, Recipe]:
         raise argparse.ArgumentTypeError(f"configuration {text!r}: unknown speed setting {parts[0]!r}; known: "
                                          f"{', '.join(speed.SETTINGS)}")
     setting = parse_setting(parts[2])
-    base = profile_recipe(profile)
-    recipe = Recipe(setting.steps, setting.guidance_scale, base.prompt_template, base.negative_prompt, base.seed,
-                    base.height, base.width, setting.guidance_timesteps)
+    recipe = dataclasses.replace(profile_recipe(profile), num_inference_steps=setting.steps,
+                                 guidance_scale=setting.guidance_scale, guidance_timesteps=setting.guidance_timesteps)
     return parts[0], int(parts[1]), recipe
 
 

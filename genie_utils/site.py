@@ -33,11 +33,7 @@ def stage(profile: dict, root: Path | None = None, notebooks: Path | None = None
     """Copy what the site shows into `results/<profile>/site-source/` (emptied first); the notebooks from
     `notebooks` (default: the profile's executed copies). Returns the folder."""
     root = root or project_root()
-    executed = notebooks or resolve(profile, profile["paths"]["results"]) / "notebooks"
-    found = sorted(executed.glob("[0-9][0-9]_*.ipynb")) if executed.is_dir() else []
-    if not found:
-        raise FileNotFoundError(f"no executed notebooks in {executed}: run `make reproduce` first (it executes "
-                                "them there), or pass the folder of executed notebooks")
+    found = executed_notebooks(notebooks or resolve(profile, profile["paths"]["results"]) / "notebooks")
     target = resolve(profile, profile["paths"]["results"]) / "site-source"
     shutil.rmtree(target, ignore_errors=True)
     for pattern in SHOWN:
@@ -50,6 +46,23 @@ def stage(profile: dict, root: Path | None = None, notebooks: Path | None = None
     for notebook in found:
         write_notebook(portable(json.loads(notebook.read_text()), root), target / "notebooks" / notebook.name)
     return target
+
+
+def executed_notebooks(folder: Path) -> list[Path]:
+    """The numbered notebooks `make reproduce` executed into `folder`, or an error naming the fix."""
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb")) if folder.is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no executed notebooks in {folder}: run `make reproduce` first (it executes "
+                                "them there), or pass the folder of executed notebooks")
+    return found
+
+
+def relative_to_project(text: str, root: Path, escape=lambda path: path) -> str:
+    """`text` with every mention of the project's folder `root` made relative to it (`escape`: how the text
+    writes a path, e.g. inside JSON strings)."""
+    for prefix in {str(root), str(Path(root).resolve())}:
+        text = text.replace(escape(prefix + "/"), "").replace(escape(prefix), ".")
+    return text
 
 
 # The result files README's paper map names: what each paper figure and table is drawn from (under
@@ -73,10 +86,7 @@ def portable(notebook: dict, root: Path) -> dict:
 
     notebook = {**notebook, "metadata": strip(notebook.get("metadata", {})),
                 "cells": [{**cell, "metadata": strip(cell.get("metadata", {}))} for cell in notebook["cells"]]}
-    text = json.dumps(notebook)
-    for prefix in {str(root), str(Path(root).resolve())}:
-        text = text.replace(json.dumps(prefix + "/")[1:-1], "").replace(json.dumps(prefix)[1:-1], ".")
-    return json.loads(text)
+    return json.loads(relative_to_project(json.dumps(notebook), root, lambda path: json.dumps(path)[1:-1]))
 
 
 def write_notebook(notebook: dict, path: Path) -> Path:
@@ -92,9 +102,7 @@ def publish(profile: dict, root: Path | None = None, folder: Path | None = None)
     `docs/results/<profile>/`), for readers on a code host; an error naming what is missing before any is written."""
     root = root or project_root()
     results = resolve(profile, profile["paths"]["results"])
-    found = sorted((results / "notebooks").glob("[0-9][0-9]_*.ipynb")) if (results / "notebooks").is_dir() else []
-    if not found:
-        raise FileNotFoundError(f"no executed notebooks in {results / 'notebooks'}: run `make reproduce` first")
+    found = executed_notebooks(results / "notebooks")
     missing = [name for name in PUBLISHED_RESULTS if not (results / name).is_file()]
     if missing:
         raise FileNotFoundError(f"result files missing under {results}: {', '.join(missing)}; run `make reproduce` "
@@ -104,10 +112,7 @@ def publish(profile: dict, root: Path | None = None, folder: Path | None = None)
     for name in PUBLISHED_RESULTS:
         target = folder / "results" / profile["name"] / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = (results / name).read_text()
-        for prefix in {str(root), str(Path(root).resolve())}:
-            text = text.replace(prefix + "/", "")
-        target.write_text(text)
+        target.write_text(relative_to_project((results / name).read_text(), root))
         written.append(target)
     return written
 
