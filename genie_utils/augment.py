@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 VIEW_KINDS = ("centre", "weak", "strong")
 MIX_METHODS = ("mixup", "cutmix")
@@ -27,8 +28,6 @@ def view_seed(*parts) -> int:
 
 
 def _transforms(kind: str, size: int, resize: int):
-    from torchvision.transforms import v2
-
     if kind == "centre":  # the query transform: resize the shorter side, centre-crop
         return v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)])
     weak = [v2.RandomResizedCrop(size, scale=(0.2, 1.0), antialias=True), v2.RandomHorizontalFlip()]

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.linalg import LinAlgError, cholesky, solve_triangular
+from sklearn.linear_model import LogisticRegression
 
 
 @dataclass
@@ -49,8 +51,6 @@ def row_space(features: np.ndarray):
     gradient steps from zero never leave it, so fitting on the (N, rank) coordinates and mapping the weights
     back with `to_full` (rank, C) -> (D, C) gives the same classifier at a fraction of the cost. The basis
     comes from the (N, N) Gram matrix: a Cholesky factor when it is positive definite, else its eigenvectors."""
-    from scipy.linalg import LinAlgError, cholesky, solve_triangular
-
     if len(features) >= features.shape[1]:
         return features, None
     gram = features @ features.T
@@ -73,8 +73,6 @@ def fit_logistic(features: np.ndarray, labels: Sequence, C: float = 1.0, max_ite
     features' coordinates in their own row space: the L2 penalty puts no weight outside that space, so the
     optimum is the same, and lbfgs works in N instead of D dimensions (3-5x faster at N = 45-225, D = 1280).
     """
-    from sklearn.linear_model import LogisticRegression
-
     labels = np.asarray(labels)
     features = _check(features, len(labels))
     classes = sorted(set(labels.tolist()))

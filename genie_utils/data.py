@@ -6,7 +6,9 @@ never sit on both sides of a split) and `path` (absolute path of the image file)
 """
 from __future__ import annotations
 
+import base64
 import csv
+import difflib
 import hashlib
 import importlib.metadata
 import importlib.resources
@@ -14,19 +16,20 @@ import json
 import os
 import re
 import shutil
+import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError, features
+from tqdm.auto import tqdm
 
 from .profiles import resolve
-
-if TYPE_CHECKING:
-    import torch
 
 # The raster formats Pillow decodes itself (those this Pillow build lacks, e.g. AVIF, drop out); other files in a
 # class folder are skipped with a warning that names them.
@@ -178,8 +181,6 @@ def render_openmoji(cache_dir: str | os.PathLike, resolution: int = 64, progress
     `checksums.json` (versions and one digest over all files). It appears atomically: an interrupted
     render leaves only a temporary folder, never a half-filled cache.
     """
-    from tqdm.auto import tqdm
-
     final = Path(cache_dir) / f"{resolution}px"
     if _cache_is_current(final):
         return final
@@ -278,13 +279,6 @@ def fetch_emoji_style(style: str, cache_dir: str | os.PathLike, progress: bool =
     LICENSE, under `cache_dir`: downloaded once from the npm registry (pinned version, checked against the
     registry's sha512), then read from there. The folder appears atomically: an interrupted download or
     extraction leaves no half-filled folder."""
-    import base64
-    import tarfile
-    import urllib.error
-    import urllib.request
-
-    from tqdm.auto import tqdm
-
     package, version, integrity, _ = _style_spec(style)
     final = Path(cache_dir) / f"{package}-{version}"
     if (final / "LICENSE").is_file():
@@ -520,10 +514,8 @@ def class_sizes(dataset: pd.DataFrame) -> pd.DataFrame:
     return sizes.sort_values(["images", "identities"], ascending=False).reset_index()
 
 
-def images_tensor(images) -> "torch.Tensor":
+def images_tensor(images) -> torch.Tensor:
     """Image paths or PIL images as one float tensor in [-1, 1], (N, 3, H, W) (all of one size)."""
-    import torch
-
     pixels = np.stack([np.asarray(to_rgb(i) if isinstance(i, Image.Image) else load_image(i), dtype=np.float32)
                        for i in images])
     return torch.from_numpy(pixels).permute(0, 3, 1, 2) / 127.5 - 1.0
@@ -535,7 +527,6 @@ def pick_image(dataset: pd.DataFrame, image_id: str = "") -> pd.Series:
         return dataset.iloc[0]
     match = dataset[dataset.image_id == image_id]
     if match.empty:
-        import difflib
         close = difflib.get_close_matches(image_id, list(dataset.image_id), n=3)
         raise KeyError(f"no image {image_id!r} in the dataset" + (f"; did you mean {close}?" if close else ""))
     return match.iloc[0]

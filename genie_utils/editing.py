@@ -8,6 +8,8 @@ the target, the layout is kept, and the image is no copy).
 """
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import generator_pool
 from .data import class_display_names, images_tensor, load_dataset, load_image, mirror_keeps_meaning
 from .generate import GenieGenerator
 from .oracle import crossover, label_consistency, load_oracle
@@ -57,11 +60,7 @@ def training_images(profile: dict) -> TrainingImages:
     fine-tuning adds (`companion_renderings`), and the mirror image of each image whose meaning mirroring keeps
     (`data.mirror_keeps_meaning`; a fine-tuning with `flip` trains on those too), with the identity of its
     original. A mirrored copy is a copy whether or not the model saw the mirror image."""
-    # imported here, not at the top: the companion package's model card imports this module (it writes the editing
-    # benchmark into the card), and this is the one place that reads the companion's training pool
-    from .companion.train import companion_renderings, training_images as pool
-
-    images, _, rows = pool(profile, companion_renderings(profile))
+    images, _, rows = generator_pool.training_images(profile, generator_pool.companion_renderings(profile))
     mirrored = torch.tensor([mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name, rows.name)])
     identities = list(rows.identity) + list(rows.identity[mirrored.numpy()])
     return TrainingImages(torch.cat([images, images[mirrored].flip(-1)]), identities)
@@ -139,16 +138,22 @@ def editing_images(generator, oracle, pairs: pd.DataFrame, noise_ratios: Sequenc
     return table
 
 
-def target_groups(profile: dict, dataset: pd.DataFrame) -> dict[str, list[str]]:
-    """All classes, then the long-tail bins of the target class by its generator-pool images (ImageNet-LT's: many
-    above `many_shot_threshold`, few below `few_shot_threshold`)."""
-    classes = sorted(dataset.class_name.unique())
-    sizes = pool_images(profile, dataset, GENERATOR).class_name.value_counts()
-    splits = profile["splits"]
-    bins = {c: bin_of(int(sizes.get(c, 0)), splits["many_shot_threshold"], splits["few_shot_threshold"])
-            for c in classes}
+def target_groups(classes: Sequence[str], generator_pool: pd.DataFrame, many_above: int,
+                  few_below: int) -> dict[str, list[str]]:
+    """All `classes`, then the long-tail bins of the target class by its images in `generator_pool` (dataset
+    rows; ImageNet-LT's bins, `splits.bin_of`: many above `many_above`, few below `few_below`)."""
+    classes = sorted(classes)
+    sizes = generator_pool.class_name.value_counts()
+    bins = {c: bin_of(int(sizes.get(c, 0)), many_above, few_below) for c in classes}
     return {"all classes": classes, **{f"{b} (generator pool)": [c for c in classes if bins[c] == b]
                                        for b in BINS}}
+
+
+def profile_target_groups(profile: dict, dataset: pd.DataFrame) -> dict[str, list[str]]:
+    """`target_groups` of the profile's dataset, generator pool and long-tail thresholds."""
+    splits = profile["splits"]
+    return target_groups(dataset.class_name.unique(), pool_images(profile, dataset, GENERATOR),
+                         splits["many_shot_threshold"], splits["few_shot_threshold"])
 
 
 MEASURES = {"p_target": "p_target", "p_source": "p_source", "oracle_target": "says_target", "copy_rate": "is_copy",
@@ -306,10 +311,6 @@ def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2, ra
     results/<profile>/benchmarks/editing-store, so a rerun only measures.
 
     Returns (summary, images): `editing_summary` rows and per-image rows, each tagged with its setting."""
-    import dataclasses
-    import time
-
-
     if profile["dataset"]["kind"] != "openmoji":
         raise ValueError(f"profile {profile['name']!r}: the editing benchmark measures the companion model against the "
                          "images it trained on (the OpenMoji generator pool); run it with an embedded profile")
@@ -317,7 +318,7 @@ def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2, ra
     pairs = pairs_per_target(pool_images(profile, dataset, EVALUATION), sorted(dataset.class_name.unique()),
                              per_class, seed)
     judge = load_oracle(resolve(profile, profile["oracle"]["path"]))  # the shipped judge, in every profile
-    training, groups = training_images(profile), target_groups(profile, dataset)
+    training, groups = training_images(profile), profile_target_groups(profile, dataset)
     store = Store(resolve(profile, profile["paths"]["results"]) / "benchmarks" / "editing-store")
     if model is None:
         generator = GenieGenerator.from_profile(profile)
@@ -344,4 +345,5 @@ def oracle_reference(profile: dict) -> pd.DataFrame:
     """`real_image_reference` of the profile's oracle on its evaluation pool, by the editing benchmark's groups."""
     dataset = load_dataset(profile, progress=False)
     judge = load_oracle(resolve(profile, profile["oracle"]["path"]))
-    return real_image_reference(judge, pool_images(profile, dataset, EVALUATION), target_groups(profile, dataset))
+    return real_image_reference(judge, pool_images(profile, dataset, EVALUATION),
+                                profile_target_groups(profile, dataset))

@@ -15,6 +15,12 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from torchvision.models import VisionTransformer
+from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from . import results as result_tables
@@ -305,7 +311,7 @@ def finetune_rows(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classe
             rows = chosen_augmentations(method, augmentations, features, prototypes)
             extra = pd.DataFrame({"path": [str(store.root / f) for f in rows.file], "target_class": rows.target_class})
         for seed in range(profile["longtail"]["seeds"]):
-            parts.append(finetune(profile, train, test, classes, extra, method, seed, progress))
+            parts.append(finetune(profile["longtail"]["finetune"], train, test, classes, extra, method, seed, progress))
     return pd.concat(parts, ignore_index=True).assign(backbone=profile["longtail"]["finetune"]["model"])
 
 
@@ -422,9 +428,6 @@ VIT_SIZES = {  # torchvision.models.VisionTransformer arguments; vit_tiny is for
 def vision_transformer(spec: dict, classes: int):
     """A torchvision ViT of `spec["model"]`'s size with a new head; `spec["weights"]` (a local state dict, e.g.
     torchvision's ImageNet ViT-B/16 file) initialises everything but the head."""
-    import torch
-    from torchvision.models import VisionTransformer
-
     if spec["model"] not in VIT_SIZES:
         raise KeyError(f"unknown model {spec['model']!r} in [longtail.finetune]; use one of {sorted(VIT_SIZES)}")
     model = VisionTransformer(image_size=spec["image_size"], num_classes=classes, **VIT_SIZES[spec["model"]])
@@ -450,19 +453,12 @@ class _ImageList:
         return self.transform(load_image(self.paths[i])), self.labels[i]
 
 
-def finetune(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame, extra: pd.DataFrame,
+def finetune(spec: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame, extra: pd.DataFrame,
              method: str, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Fine-tune `[longtail.finetune]`'s ViT on the training images plus `extra` (columns path, target_class:
-    one method's augmentations) with accelerate (any number of GPUs: `accelerate launch`), AdamW with warm-up
-    and cosine decay, label smoothing; then whether each image of `test` is right, as `evaluate` returns.
-    `balanced` and `logit_adjusted` change the sampler and the loss as in `evaluate`."""
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    from torchvision.transforms import v2
-
-    spec = profile["longtail"]["finetune"]
+    """Fine-tune the ViT of `spec` (a profile's `[longtail.finetune]` table) on the training images plus `extra`
+    (columns path, target_class: one method's augmentations) with accelerate (any number of GPUs: `accelerate
+    launch`), AdamW with warm-up and cosine decay, label smoothing; then whether each image of `test` is right,
+    as `evaluate` returns. `balanced` and `logit_adjusted` change the sampler and the loss as in `evaluate`."""
     accelerator = Accelerator(mixed_precision=spec.get("mixed_precision", "no"))
     set_seed(seed)
     names = list(classes.class_name)

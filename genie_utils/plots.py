@@ -5,6 +5,7 @@ a two-column paper (`COLUMN_INCHES`, `PAGE_INCHES`), one colour per method and p
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -202,7 +203,7 @@ def noise_ratio_explorer(store, rows: pd.DataFrame, interactive: bool = True, si
     ratios = list(rows.noise_ratio)
     if interactive:
         try:
-            import ipywidgets
+            import ipywidgets  # here: optional at run time; without it the strip is drawn as a grid
         except ImportError:
             interactive = False
     if not interactive:
@@ -395,8 +396,6 @@ def method_comparison(comparison_csv: str | os.PathLike, store, size: float = 1.
 
 def evaluation_benchmark(record_json: str | os.PathLike):
     """Seconds to evaluate every few-shot row from cached features: fitting and reading, per shot count."""
-    import json
-
     record = json.loads(Path(record_json).read_text())
     parts = sorted(record["fitting_seconds"])
     figure, axis = plt.subplots(figsize=(COLUMN_INCHES, 2.0))

@@ -7,6 +7,7 @@ backbone gives one `ProfileError` naming the file, the key and the nearest valid
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import os
@@ -227,8 +228,6 @@ def _load_merged(name_or_path, chain: tuple[Path, ...] = ()) -> dict:
 def profile_argument(name_or_path: str) -> str:
     """`--profile` of the command lines (argparse `type`): the name as given once the profile loads, else a usage
     error (exit status 2) saying why, e.g. an unknown name with the known ones."""
-    import argparse
-
     try:
         load_profile(name_or_path)
     except (FileNotFoundError, ProfileError) as error:

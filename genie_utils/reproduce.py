@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import papermill
+
 from .profiles import load_profile, profile_argument, project_root, resolve
 
 
@@ -62,8 +64,6 @@ def stage_keys(profile: dict, folder: Path) -> dict[str, str]:
 
 def run(profile_name: str, only: list[str] | None = None, force: bool = False) -> list[tuple[str, float]]:
     """Execute the profile's notebooks (those named by `only`), skipping those whose key is unchanged."""
-    import papermill
-
     profile = load_profile(profile_name)
     folder = project_root() / "notebooks"
     output = resolve(profile, profile["paths"]["results"]) / "notebooks"

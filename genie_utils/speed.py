@@ -95,6 +95,7 @@ def apply(pipe, name: str, device: torch.device):
     if pipe.unet.dtype != dtype:  # diffusers warns about every cast given a dtype, even a no-op
         pipe = pipe.to(dtype)
     if setting.attention == "classic":
+        # here: the command line reads this module's settings, and `genie --help` should not load diffusers
         from diffusers.models.attention_processor import AttnProcessor
 
         pipe.unet.set_attn_processor(AttnProcessor())

@@ -24,6 +24,7 @@ import re
 import socket
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -58,8 +59,6 @@ def process_start(pid: int) -> int | None:
 
 class _Heartbeat:
     def __init__(self, paths: list[Path], every: float):
-        import threading
-
         self.paths, self.every, self.stop = paths, every, threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True, name="claim-heartbeat")
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import torch
+from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm.auto import tqdm
 
 from .store import atomic_write, spec_key
@@ -31,8 +32,6 @@ def fit(name: str, modules: dict, parameters: list, loss_fn, steps: int, learnin
     this one's checkpoint. `snapshot(path)`, if given, writes the model as it is at each checkpoint to `path`
     (beside the checkpoint, named by its step), recorded in that step's history entry. Returns the loss history
     (step, loss, seconds, and snapshot where one was written)."""
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-
     fingerprint = {**fingerprint, "steps": steps, "learning_rate": learning_rate}
     checkpoint = Path(workdir) / f"{name}-{spec_key(fingerprint)[:12]}.ckpt"
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)

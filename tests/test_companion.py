@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from genie_utils import companion, data, generate, oracle, pairing, pipeline, profiles, training
+from genie_utils import companion, data, generate, generator_pool, oracle, pairing, pipeline, profiles, training
 from genie_utils.recipe import Recipe
 
 
@@ -25,7 +25,7 @@ def test_smoke_training_through_a_pack_writes_a_loadable_half_precision_pipeline
     read = companion.read_pack(companion.write_pack(pack, tmp_path / "pack.npz"))
     assert torch.equal(read["pixels"], pack["pixels"]) and read["prompts"] == pack["prompts"]
     assert torch.equal(read["pixels"][:3].float() / 127.5 - 1,
-                       data.images_tensor(companion.training_images(profile)[2].path[:3]))
+                       data.images_tensor(generator_pool.training_images(profile)[2].path[:3]))
     trained = companion.train_pack(read, tmp_path / "work", device="cpu", progress=False)
     back = companion.read_weights(companion.write_weights(trained, tmp_path / "weights"))
     for part, returned in zip(trained["parts"], back["parts"]):
@@ -218,7 +218,6 @@ def test_smoke_finetuning_changes_the_schedule_keeps_the_vae_and_loads_in_stock_
 def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_target(tmp_path, monkeypatch):
     """The choice among snapshots, with the benchmark replaced by made-up measurements per step."""
     from genie_utils import editing
-    from genie_utils.companion import card
 
     measured = {2: (0.10, 0.55), 4: (0.30, 0.70), 6: (0.20, 0.65), 8: (0.20, 0.61)}  # step: (copy rate, P(target))
     _, unet, text_encoder = companion.architecture.build_parts(companion.TINY)
@@ -242,10 +241,10 @@ def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_targ
         return pd.DataFrame({"group": ["all classes"], "noise_ratio": [0.8], "copy_rate": [copy_rate],
                              "p_target": [p_target], "hard_negative_rate": [0.0]}), None
 
-    monkeypatch.setattr(card, "assemble_companion", fake_assemble)
+    monkeypatch.setattr(companion.train, "assemble_companion", fake_assemble)
     monkeypatch.setattr(editing, "benchmark", fake_benchmark)
     profile = profiles.load_profile("smoke")
-    chosen = card.choose_snapshot(profile, trained, tmp_path, progress=False)
+    chosen = companion.train.choose_snapshot(profile, trained, tmp_path, progress=False)
     assert steps_seen == [2, 4, 6, 8]  # every snapshot measured, the final weights without one are not
     # steps 4, 6, 8 reach P(target) 0.6; of those 6 and 8 copy least (0.2): the earlier, 6, is taken
     assert chosen["record"]["snapshot_choice"]["chosen_step"] == 6
@@ -253,7 +252,8 @@ def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_targ
     assert len(chosen["record"]["snapshot_choice"]["snapshots"]) == 4
     measured.update({4: (0.3, 0.5), 6: (0.2, 0.4), 8: (0.2, 0.3)})  # none reaches the target: highest P(target)
     steps_seen.clear()
-    assert card.choose_snapshot(profile, trained, tmp_path, progress=False)["record"]["snapshot_choice"]["chosen_step"] == 2
+    chosen = companion.train.choose_snapshot(profile, trained, tmp_path, progress=False)
+    assert chosen["record"]["snapshot_choice"]["chosen_step"] == 2
 
 
 def test_fit_writes_a_snapshot_at_each_checkpoint_and_names_it_in_the_history(tmp_path):
@@ -324,20 +324,20 @@ def test_renderings_add_the_generator_pool_s_emoji_in_another_style(tmp_path, mo
     from genie_utils import editing, splits
 
     profile = profiles.load_profile("smoke")
-    images, prompts, rows = companion.training_images(profile)
+    images, prompts, rows = generator_pool.training_images(profile)
     evaluation = splits.pool_images(profile, data.load_dataset(profile, progress=False), splits.EVALUATION)
     ids = list(rows.image_id[:2])
     red = Image.new("RGBA", (64, 64), (255, 0, 0, 255))
     fake_emoji_style({"package/LICENSE": b"MIT",
                       **{f"package/img/fake/64/{i.lower()}.png": red for i in ids + [evaluation.image_id.iloc[0]]}})
-    monkeypatch.setattr(companion.train, "styles_cache", lambda profile: tmp_path / "styles")
-    more, more_prompts, more_rows = companion.training_images(profile, ["fake"])
+    monkeypatch.setattr(generator_pool, "styles_cache", lambda profile: tmp_path / "styles")
+    more, more_prompts, more_rows = generator_pool.training_images(profile, ["fake"])
     assert len(more_rows) == len(rows) + 2 and list(more_rows.image_id[-2:]) == ids
     assert list(more_rows["style"][-3:]) == ["openmoji", "fake", "fake"] and more_prompts[-2:] == prompts[:2]
     assert torch.equal(more[:len(rows)], images) and more[-1, :, 32, 32].tolist() == [1.0, -1.0, -1.0]
 
     profile["companion"]["finetune"] = {"renderings": ["fake"]}
-    assert companion.train.companion_renderings(profile) == ["fake"]
+    assert generator_pool.companion_renderings(profile) == ["fake"]
     assert len(editing.training_images(profile).images) == \
         len(editing.training_images(profiles.load_profile("smoke")).images) + 2 + \
         sum(data.mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name[:2], rows.name[:2]))
@@ -351,7 +351,7 @@ def test_renderings_add_the_generator_pool_s_emoji_in_another_style(tmp_path, mo
     assert tagged["prompts"][:len(rows)] == prompts and tagged["prompts"][-2:] == \
         [prompts[i].replace(" a ", " a fake ", 1) for i in (0, 1)]  # "a photo of a fake <class>."
     with pytest.raises(ValueError, match="need the openmoji dataset, not 'folders'"):
-        companion.training_images(profiles.load_profile("paper"), ["google"])
+        generator_pool.training_images(profiles.load_profile("paper"), ["google"])
 
 
 def test_renderings_enter_a_fingerprint_only_when_set_and_the_card_names_their_licences():

@@ -198,13 +198,12 @@ def test_the_vit_fine_tuning_loop_runs_on_cpu(tmp_path):
     names = imagenet_lt_fixture(tmp_path)
     train = longtail.read_split_list(tmp_path, tmp_path / "ImageNet_LT_train.txt", names)
     test = longtail.read_split_list(tmp_path, tmp_path / "ImageNet_LT_test.txt", names)
-    profile = {"longtail": {"finetune": {"model": "vit_tiny", "weights": "", "image_size": 32, "epochs": 2,
-                                         "batch_size": 4, "learning_rate": 1e-3, "weight_decay": 0.05,
-                                         "warmup_epochs": 1, "label_smoothing": 0.1, "mixed_precision": "no"}}}
+    spec = {"model": "vit_tiny", "weights": "", "image_size": 32, "epochs": 2, "batch_size": 4, "learning_rate": 1e-3,
+            "weight_decay": 0.05, "warmup_epochs": 1, "label_smoothing": 0.1, "mixed_precision": "no"}
     classes = pd.DataFrame({"class_name": sorted(names), "train_images": [3, 5, 7], "bin": "few"})
     extra = pd.DataFrame({"path": [train.path.iloc[0]], "target_class": ["n01484850"]})
     for method in ("plain", "balanced", "logit_adjusted"):
-        table = longtail.per_class(longtail.finetune(profile, train, test, classes, extra, method, seed=0, progress=False))
+        table = longtail.per_class(longtail.finetune(spec, train, test, classes, extra, method, seed=0, progress=False))
         assert sorted(table.class_name) == sorted(names) and (table.total == 2).all()
         assert (table.correct <= table.total).all() and set(table.method) == {method}
     with pytest.raises(KeyError, match="unknown model 'vit_huge'"):

@@ -8,9 +8,9 @@ from .architecture import SD15_SCHEDULE, TINY, CompanionSize, build_pipeline
 from .card import JUDGE_RATIOS, judge, model_files, write_model_card
 from .tokenizer import clip_tokenizer
 from .train import (TrainingSettings, assemble_companion, encode_latents, pack_training_data, read_pack, read_weights,
-                    train_companion, train_denoiser, train_pack, train_vae, training_images, write_pack, write_weights)
+                    train_companion, train_denoiser, train_pack, train_vae, write_pack, write_weights)
 
 __all__ = ["SD15_SCHEDULE", "TINY", "CompanionSize", "build_pipeline", "JUDGE_RATIOS", "judge", "model_files",
            "write_model_card", "clip_tokenizer", "TrainingSettings", "assemble_companion", "encode_latents",
            "pack_training_data", "read_pack", "read_weights", "train_companion", "train_denoiser", "train_pack",
-           "train_vae", "training_images", "write_pack", "write_weights"]
+           "train_vae", "write_pack", "write_weights"]

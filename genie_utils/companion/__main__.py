@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..profiles import profile_argument
+from .. import editing
+from ..oracle import OracleSettings, train_oracle
+from ..profiles import load_profile, profile_argument, resolve
+from .card import judge, one_target_samples, write_model_card
+from .train import (assemble_companion, finetune_companion, pack_training_data, read_model, read_pack, read_weights,
+                    train_companion, train_pack, write_pack, write_weights)
 
 
 def main(argv=None) -> int:
@@ -29,21 +34,13 @@ def main(argv=None) -> int:
     parser.add_argument("--start", help="finetune: the model folder to start from (default: the profile's output, "
                                         "which is then replaced by the fine-tuned model)")
     args = parser.parse_args(argv)
-    if args.stage == "train" and args.pack:  # the remote half: nothing but torch, diffusers and transformers
-        from .train import read_pack, train_pack, write_weights
-
+    if args.stage == "train" and args.pack:  # the remote half: no dataset or tokenizer needed
         if not args.weights:
             parser.error("train --pack needs --weights DIR")
         trained = train_pack(read_pack(args.pack), args.workdir or "companion-training", args.device,
                              progress=False, time_budget=args.time_budget)
         print(write_weights(trained, args.weights))
         return 0
-
-    from ..oracle import OracleSettings, train_oracle
-    from ..profiles import load_profile, resolve
-    from .card import judge, one_target_samples, write_model_card
-    from .train import (assemble_companion, finetune_companion, pack_training_data, read_model, read_weights,
-                        train_companion, write_pack)
 
     profile = load_profile(args.profile)
     if args.stage == "pack":
@@ -70,8 +67,6 @@ def main(argv=None) -> int:
     if args.stage in ("judge", "all", "finetune"):  # the model's evidence, anew for new weights
         print(judge(profile).to_string(index=False))
     if args.stage in ("editing", "all", "finetune"):
-        from .. import editing
-
         folder = resolve(profile, profile["companion"]["output"])
         summary = editing.benchmark(profile, editing.profile_settings(profile), model=folder)[0]
         summary.to_csv(folder / "editing.csv", index=False)

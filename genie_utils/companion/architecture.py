@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+from diffusers import (AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline,
+                       UNet2DConditionModel)
+from transformers import CLIPTextConfig, CLIPTextModel
 
 from .tokenizer import clip_tokenizer
 
@@ -63,9 +66,6 @@ TINY = CompanionSize()
 
 def build_parts(size: CompanionSize = TINY, seed: int = 0):
     """The random-weight VAE, UNet and CLIP text encoder of SD v1.5's structure at `size`, seeded."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     torch.manual_seed(seed)
     levels = len(size.vae_channels)
     vae = AutoencoderKL(
@@ -96,8 +96,6 @@ def build_pipeline(size: CompanionSize = TINY, seed: int = 0, parts=None, schedu
     """A StableDiffusionImg2ImgPipeline with SD v1.5's structure at `size`: random weights, or `parts`
     (vae, unet, text_encoder) when given. The scheduler is DPM-Solver++ as in GeNIe's official code, on
     `schedule` (a `noise_schedule` config; default SD v1.5's)."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
-
     vae, unet, text_encoder = parts if parts is not None else build_parts(size, seed)
     scheduler = DPMSolverMultistepScheduler(**(schedule or SD15_SCHEDULE), algorithm_type="dpmsolver++",
                                             solver_order=2)

@@ -1,7 +1,6 @@
 """Evidence for the companion model: the oracle's judgement of GeNIe outputs, and the model card."""
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pandas as pd
 
 from .. import editing, plots
 from ..data import EMOJI_STYLES, STYLE_SCALE, class_display_names, load_dataset
-from ..editing import TARGETS, target_groups
+from ..editing import TARGETS, profile_target_groups
 from ..generate import GenieGenerator
 from ..jobs import run_jobs
 from ..oracle import consistency_summary, crossover, label_consistency, load_oracle
@@ -19,7 +18,7 @@ from ..profiles import resolve
 from ..recipe import profile_recipe
 from ..splits import EVALUATION, fewshot_eligibility, pool_images
 from ..store import Store
-from .train import assemble_companion, hardware, with_snapshot
+from .train import hardware
 
 SAMPLING_WORDS = {"uniform": "uniformly over images (classes in proportion to their size)",
                   "sqrt": "with each class in proportion to the square root of its size",
@@ -50,7 +49,7 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
     results.mkdir(parents=True, exist_ok=True)
     table.to_csv(results / "judge_images.csv", index=False)
     sixteen = fewshot_eligibility(evaluation, [1], 16)  # what 1-shot episodes with the paper's 16 queries can use
-    groups = {**target_groups(profile, dataset),
+    groups = {**profile_target_groups(profile, dataset),
               "15 classes eligible at 16 queries": list(sixteen[sixteen.eligible_1shot].class_name)}
     seconds = [store.row(k)["seconds"] for k, r in zip(table.key, table.noise_ratio) if r == 0.8]
     parts = [consistency_summary(table[table.target_class.isin(members)], per_target_class=True)
@@ -341,39 +340,3 @@ By the long-tail bin of the target class ({own}):
 
 ![editing](editing.png)
 {one_target}"""
-
-def choose_snapshot(profile: dict, trained: dict, workdir, ratio: float = 0.8, per_class: int = 1, seed: int = 1,
-                    progress: bool = True) -> dict:
-    """Choose among the EMA snapshots of the last denoiser training (history entries naming a `snapshot` file in
-    `workdir`) by the editing benchmark at the profile's recipe, not by loss: the lowest copy rate at r = `ratio`
-    among the snapshots whose P(target) there reaches the target (the highest P(target) if none does). Measured on
-    `per_class` pairs per target class drawn with `seed` (other pairs than the model card's).
-
-    Returns `trained` with the chosen weights, and the comparison in its record's `snapshot_choice`."""
-    import tempfile
-
-
-    stage = "finetune" if "finetune" in trained["histories"] else "denoiser"
-    entries = [entry for entry in trained["histories"][stage] if isinstance(entry.get("snapshot"), str)]
-    if not entries:
-        return trained
-    own = editing.profile_settings(profile)[-1]
-    rows, candidates = [], {}
-    for entry in entries:
-        parts = with_snapshot(trained["parts"], Path(workdir) / entry["snapshot"])
-        candidates[entry["step"]] = parts
-        with tempfile.TemporaryDirectory() as scratch:
-            folder = assemble_companion({**trained, "parts": tuple(copy.deepcopy(p) for p in parts)}, Path(scratch) / "model")
-            (folder / "training.json").unlink(missing_ok=True)  # its timings would give these weights another store key
-            summary = editing.benchmark(profile, [own], per_class, (ratio,), seed, model=folder, progress=progress)[0]
-        at = summary[(summary.group == "all classes") & np.isclose(summary.noise_ratio, ratio)].iloc[0]
-        rows.append({"step": entry["step"], "copy_rate": round(float(at.copy_rate), 4),
-                     "p_target": round(float(at.p_target), 4), "hard_negative_rate": round(float(at.hard_negative_rate), 4)})
-        print(rows[-1], flush=True)
-    table = pd.DataFrame(rows)
-    reaching = table[table.p_target >= editing.TARGETS["p_target_at_0.8"]]
-    chosen = int(reaching.sort_values(["copy_rate", "step"]).step.iloc[0] if len(reaching)
-                 else table.sort_values("p_target", ascending=False).step.iloc[0])
-    record = {**trained["record"], "snapshot_choice": {"ratio": ratio, "pairs_per_class": per_class, "seed": seed,
-                                                       "setting": own.label, "chosen_step": chosen, "snapshots": rows}}
-    return {**trained, "parts": candidates[chosen], "record": record}

@@ -4,6 +4,9 @@ from __future__ import annotations
 import gzip
 import importlib.resources
 
+from open_clip.tokenizer import bytes_to_unicode
+from transformers import CLIPTokenizer
+
 CLIP_MERGES = 49152 - 256 - 2  # CLIP's BPE uses the first 48,894 merges of the file
 
 
@@ -12,9 +15,6 @@ def clip_tokenizer(model_max_length: int = 77):
 
     "a photo of a dog." -> [49406, 320, 1125, 539, 320, 1929, 269, 49407], as in SD v1.5.
     """
-    from open_clip.tokenizer import bytes_to_unicode
-    from transformers import CLIPTokenizer
-
     path = importlib.resources.files("open_clip") / "bpe_simple_vocab_16e6.txt.gz"
     with gzip.open(str(path), "rt", encoding="utf-8") as f:
         merges = f.read().split("\n")[1:CLIP_MERGES + 1]

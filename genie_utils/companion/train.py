@@ -4,20 +4,29 @@ Checkpoints are keyed by a hash of the size, the settings and the training image
 from a checkpoint made with the same ones (another profile never continues this one's training)."""
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import os
 import platform
+import tempfile
 import time
+import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import EMAModel, compute_snr
+from safetensors.torch import load_file, save
+from transformers import CLIPTextModel
 
-from ..data import images_tensor, load_dataset, mirror_keeps_meaning, style_renderings
+from .. import editing
+from ..data import mirror_keeps_meaning
+from ..generator_pool import training_images
 from ..profiles import resolve
-from ..splits import GENERATOR, pool_images
 from ..store import atomic_write
 from ..training import fit, step_generator, tensor_digest
 from .architecture import CompanionSize, build_parts, build_pipeline, noise_schedule
@@ -95,8 +104,6 @@ def sampling_weights(prompts: list[str], sampling: str) -> torch.Tensor:
     """Per-image sampling weights from the images' prompts (one prompt per class): "uniform" draws images
     uniformly (classes in proportion to their size), "sqrt" classes in proportion to the square root of their
     size, "balanced" every class equally often, so that the rare classes are learnt too."""
-    import collections
-
     counts = collections.Counter(prompts)
     power = {"uniform": 0.0, "sqrt": 0.5, "balanced": 1.0}
     if sampling not in power:
@@ -125,9 +132,6 @@ def train_denoiser(latents: torch.Tensor, prompts: list[str], size: CompanionSiz
     ids of the prompts, (N, 77) or one caption set per template (T, N, 77), and of the empty prompt (tokenized here
     when not given). `flipped`: the latents of the mirrored images, NaN where mirroring changes the meaning; each
     draw of another image is mirrored with probability 1/2. Returns (unet, text_encoder, history)."""
-    from diffusers import DDPMScheduler
-    from diffusers.training_utils import EMAModel, compute_snr
-
     vae, unet, text_encoder = parts if parts is not None else build_parts(size, settings.seed)
     # Every dropout layer of the UNet (residual blocks, attention outputs, feed-forward layers) at unet_dropout;
     # the config's `dropout` records it, though diffusers rebuilds only the residual blocks' from it. Inactive in eval.
@@ -182,8 +186,6 @@ def train_denoiser(latents: torch.Tensor, prompts: list[str], size: CompanionSiz
         [f"text_encoder.{n}" for n, _ in text_encoder.named_parameters()]
 
     def snapshot(path):
-        from safetensors.torch import save
-
         state = {n: p.detach().to("cpu", torch.float16).contiguous() for n, p in zip(names, ema.shadow_params)}
         atomic_write(path, lambda f: f.write(save(state)))
 
@@ -201,40 +203,6 @@ def tokenize(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
                     return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
     return ids, empty[0]
-
-
-def training_images(profile: dict, renderings=(), style_captions: bool = False):
-    """The generator pool's images as a tensor in [-1, 1] (N, 3, H, W), their prompts, and their rows (with a
-    `style` column). `renderings`: other emoji styles (`data.EMOJI_STYLES`) whose drawings of the same emoji follow
-    the dataset's own, with the same identities and classes (`data.style_renderings`), and the same prompts; with
-    `style_captions`, their class names (and so every caption) start with the style's name ("twitter face
-    smiling"), so that the plain prompts of the recipe ask for the dataset's own style."""
-    if renderings and profile["dataset"]["kind"] != "openmoji":
-        raise ValueError(f"profile {profile['name']!r}: emoji renderings {list(renderings)} need the openmoji dataset, "
-                         f"not {profile['dataset']['kind']!r}; remove `renderings` from its [companion] tables")
-    train = pool_images(profile, load_dataset(profile, progress=False), GENERATOR)
-    images, rows = list(train.path), [train.assign(style=profile["dataset"]["kind"])]
-    for style in renderings:
-        more, drawn = style_renderings(train, style, styles_cache(profile), profile["dataset"]["resolution"])
-        if style_captions:
-            more = more.assign(display_name=[f"{style} {name}" for name in more.display_name])
-        rows.append(more)
-        images += drawn
-    train = pd.concat(rows, ignore_index=True)
-    template = profile["generation"]["prompt_template"]
-    return images_tensor(images), [template.format(name) for name in train.display_name], train
-
-
-def styles_cache(profile: dict) -> Path:
-    """Where the other emoji styles are downloaded: beside the dataset's renders."""
-    return resolve(profile, profile["dataset"]["cache_dir"]) / "styles"
-
-
-def companion_renderings(profile: dict) -> list[str]:
-    """Every emoji style the profile's companion trains on, in the training or the fine-tuning (in order, once)."""
-    spec = profile.get("companion", {})
-    return list(dict.fromkeys([*spec.get("training", {}).get("renderings", ()),
-                               *spec.get("finetune", {}).get("renderings", ())]))
 
 
 def hardware(device) -> str:
@@ -272,8 +240,6 @@ def pack_training_data(profile: dict, settings: dict | None = None) -> dict:
 
 def write_pack(pack: dict, path) -> Path:
     """The packed training data as one compressed .npz file (the emoji's white backgrounds compress well)."""
-    import numpy as np
-
     path = Path(path)
     meta = {k: pack[k] for k in ("prompts", "profile", "classes", "styles", "size", "training") if k in pack}
     arrays = {"pixels": pack["pixels"].numpy(), "token_ids": pack["token_ids"].numpy(),
@@ -286,10 +252,6 @@ def write_pack(pack: dict, path) -> Path:
 
 def read_pack(path) -> dict:
     """`write_pack`'s file back, or an error naming the file and the command that makes one."""
-    import zipfile
-
-    import numpy as np
-
     remake = "make one with `python -m genie_utils.companion pack --pack FILE`"
     if not Path(path).is_file():
         raise FileNotFoundError(f"no training pack at {path}: {remake}")
@@ -372,9 +334,6 @@ PARTS = ("vae", "unet", "text_encoder")
 def read_model(folder) -> dict:
     """A companion model folder (`assemble_companion`'s) as {"parts": (vae, unet, text_encoder) in float32 on the CPU,
     "histories", "record"}: what a fine-tuning starts from."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
     folder = Path(folder)
     if not (folder / "model_index.json").is_file() or not (folder / "training.json").is_file():
         raise FileNotFoundError(f"{folder} is not a companion model folder (no model_index.json or training.json); "
@@ -402,8 +361,6 @@ def steps_within_budget(steps: int, seconds_left: float, seconds_per_step: float
 def seconds_per_denoiser_step(latents, prompts, size, settings, device, token_ids, empty_ids, steps: int = 40,
                               flipped=None, parts=None):
     """Seconds per denoiser training step on `device`, timed on a throwaway run (after 10 warm-up steps)."""
-    import tempfile
-
     trial = replace(settings, unet_steps=steps, checkpoint_every=10 ** 9)
     with tempfile.TemporaryDirectory() as scratch:
         history = train_denoiser(latents, prompts, size, trial, scratch, device, False, token_ids, empty_ids,
@@ -414,8 +371,6 @@ def seconds_per_denoiser_step(latents, prompts, size, settings, device, token_id
 def write_weights(trained: dict, folder) -> Path:
     """The trained parts as half-precision safetensors (one file per part), their histories and the record:
     what `assemble_companion` turns into the model folder (the output of `train --pack` on a GPU machine)."""
-    from safetensors.torch import save
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, part in zip(PARTS, trained["parts"]):
@@ -428,8 +383,6 @@ def write_weights(trained: dict, folder) -> Path:
 
 def read_weights(folder) -> dict:
     """`write_weights`' folder back as {"parts", "histories", "record"} (parts in float32, on the CPU)."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     missing = [f"{n}.safetensors" for n in PARTS if not (folder / f"{n}.safetensors").is_file()]
     if missing or not (folder / "training.json").is_file():
@@ -504,18 +457,12 @@ def finetune_companion(profile: dict, start: dict, workdir=None, device=None, pr
     workdir = Path(workdir or resolve(profile, profile["companion"]["workdir"])) / "finetune"
     trained = train_pack(pack, workdir, device, progress, start=start)
     if pack["training"].get("snapshots"):
-        # imported here, not at the top: the model card's module imports this one (its snapshot choice assembles
-        # models with it), and the choice itself runs the editing benchmark on them
-        from .card import choose_snapshot
-
         trained = choose_snapshot(profile, trained, workdir, progress=progress)
     return trained
 
 
 def with_snapshot(parts: tuple, path) -> tuple:
     """Copies of (vae, unet, text_encoder) with the UNet's and text encoder's weights of a snapshot file."""
-    from safetensors.torch import load_file
-
     vae, unet, text_encoder = (copy.deepcopy(part) for part in parts)
     state = load_file(path)
     for prefix, module in (("unet.", unet), ("text_encoder.", text_encoder)):
@@ -525,3 +472,39 @@ def with_snapshot(parts: tuple, path) -> tuple:
             raise ValueError(f"snapshot {path} lacks {len(missing)} weights of the {prefix[:-1]}, e.g. {sorted(missing)[0]}")
         module.load_state_dict(weights, strict=False)
     return vae, unet, text_encoder
+
+
+def choose_snapshot(profile: dict, trained: dict, workdir, ratio: float = 0.8, per_class: int = 1, seed: int = 1,
+                    progress: bool = True) -> dict:
+    """Choose among the EMA snapshots of the last denoiser training (history entries naming a `snapshot` file in
+    `workdir`) by the editing benchmark at the profile's recipe, not by loss: the lowest copy rate at r = `ratio`
+    among the snapshots whose P(target) there reaches the target (the highest P(target) if none does). Measured on
+    `per_class` pairs per target class drawn with `seed` (other pairs than the model card's).
+
+    Returns `trained` with the chosen weights, and the comparison in its record's `snapshot_choice`."""
+    stage = "finetune" if "finetune" in trained["histories"] else "denoiser"
+    entries = [entry for entry in trained["histories"][stage] if isinstance(entry.get("snapshot"), str)]
+    if not entries:
+        return trained
+    own = editing.profile_settings(profile)[-1]
+    rows, candidates = [], {}
+    for entry in entries:
+        parts = with_snapshot(trained["parts"], Path(workdir) / entry["snapshot"])
+        candidates[entry["step"]] = parts
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = assemble_companion({**trained, "parts": tuple(copy.deepcopy(p) for p in parts)},
+                                        Path(scratch) / "model")
+            (folder / "training.json").unlink(missing_ok=True)  # its timings would give these weights another store key
+            summary = editing.benchmark(profile, [own], per_class, (ratio,), seed, model=folder, progress=progress)[0]
+        at = summary[(summary.group == "all classes") & np.isclose(summary.noise_ratio, ratio)].iloc[0]
+        rows.append({"step": entry["step"], "copy_rate": round(float(at.copy_rate), 4),
+                     "p_target": round(float(at.p_target), 4),
+                     "hard_negative_rate": round(float(at.hard_negative_rate), 4)})
+        print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    reaching = table[table.p_target >= editing.TARGETS["p_target_at_0.8"]]
+    chosen = int(reaching.sort_values(["copy_rate", "step"]).step.iloc[0] if len(reaching)
+                 else table.sort_values("p_target", ascending=False).step.iloc[0])
+    record = {**trained["record"], "snapshot_choice": {"ratio": ratio, "pairs_per_class": per_class, "seed": seed,
+                                                       "setting": own.label, "chosen_step": chosen, "snapshots": rows}}
+    return {**trained, "parts": candidates[chosen], "record": record}
