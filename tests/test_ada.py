@@ -194,6 +194,26 @@ def test_ada_choices_keep_one_image_per_pair(fast_generator, openmoji, class_nam
     assert set(ada_rows.file) <= set(manifest[manifest.method == "genie"].file)  # no copies
     assert all(len(j) == 4 for j in ada_rows.jumps)
 
+    # notebook 03's files and figure 3: the choices survive their CSV, and the figure draws the sharpest rise's
+    # projections at every r, its candidates' images in r's order, and frames the chosen one
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from genie_utils import plots
+
+    path = ada.write_choices(choices, tmp_path / "ada" / "choices.csv")
+    again = ada.read_choices(path)
+    assert list(again.candidate_keys) == list(choices.candidate_keys) and again.noise_ratio.equals(choices.noise_ratio)
+    choice = ada.sharpest_rise(again)
+    figure = plots.ada_projection(choice, store)
+    line = figure.axes[0].lines[0]
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), [choice[f"s_{r:g}"] for r in RATIOS])
+    insets = figure.axes[1:]
+    assert len(insets) == len(RATIOS) == len(choice.candidate_keys)
+    for inset, key, r in zip(insets, choice.candidate_keys, RATIOS):
+        np.testing.assert_array_equal(inset.images[0].get_array(), np.asarray(store.load_image(key)))
+        assert (inset.spines["top"].get_linewidth() == 3) == (r == choice.noise_ratio)
+
 
 class TableBackbone(features.Backbone):
     """A stub backbone returning given embeddings, looked up by the image's network input."""

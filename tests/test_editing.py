@@ -143,6 +143,17 @@ def summary_reaching(p_target_low, copy_at_08, hard_at_07):
     return editing.editing_summary(measured(rows), {"all classes": ["x", "y"], "few (generator pool)": ["y"]})
 
 
+def test_target_groups_bin_each_class_by_its_generator_pool_images():
+    """ImageNet-LT's bins (many > 100, few < 20 here) by the target's images in the generator pool; a class with no
+    pool image is few-shot, and every class is in "all classes" once."""
+    sizes = {"big": 101, "edge_many": 100, "mid": 20, "small": 19, "none": 0}
+    pool = pd.DataFrame({"class_name": [c for c, n in sizes.items() for _ in range(n)]})
+    groups = editing.target_groups(["small", "none", "mid", "big", "edge_many"], pool, many_above=100, few_below=20)
+    assert groups == {"all classes": ["big", "edge_many", "mid", "none", "small"],
+                      "many (generator pool)": ["big"], "medium (generator pool)": ["edge_many", "mid"],
+                      "few (generator pool)": ["none", "small"]}
+
+
 def test_target_check_meets_and_misses():
     # P(target) - P(source): -0.6 at r = 0.3, +0.1 at 0.5: crosses at 0.3 + 0.2 * 6 / 7 = 0.47
     good = editing.target_check(summary_reaching(0.1, False, True)).set_index("target")

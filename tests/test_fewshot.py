@@ -59,7 +59,7 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(generated, openmo
     assert set(results.method) == set(fewshot.table_rows()) and len(results) == 2 * len(fewshot.table_rows())
     assert (results.set_index("method").generated_per_class.drop(["weak", "strong"]) == 2).all()
     assert list(results.columns[:5]) == ["backbone", "profile", "ways", "shots", "episode"]
-    assert len(out["class_probabilities"]) == 2 * 6 * 5 and out["class_probabilities"].p_target.between(0, 1).all()
+    assert len(out["class_probabilities"]) == 2 * 6 * 5  # every GeNIe candidate; `fit_rows` pins their values
     assert len(out["ada_choices"]) == 2 * 6 and set(out["ada_choices"].noise_ratio) <= {0.6, 0.7, 0.8, 0.9}
     outcomes = out["query_outcomes"]  # each row's hits on the episode's queries give its accuracy
     queries = episodes[episodes.role == "query"].groupby("episode").size()
@@ -175,17 +175,18 @@ def test_each_row_trains_on_exactly_the_images_and_labels_it_names(monkeypatch):
     class Spy:
         def __init__(self, x, y):
             calls.append((x, y))
-            self.classes = classes
+            self.classes, self.offset = classes, float(np.asarray(x).mean())
 
         def predict(self, x):
             return np.full(len(x), "a")
 
-        def predict_proba(self, x):
-            return np.full((len(x), 3), 1 / 3)
+        def predict_proba(self, x):  # a function of the input and of what the model trained on
+            scores = np.exp(np.asarray(x, float)[:, :3] + self.offset)
+            return scores / scores.sum(1, keepdims=True)
 
     monkeypatch.setattr(fewshot, "fit_logistic", lambda x, y: Spy(x, y))
     monkeypatch.setattr(fewshot, "fit_linear_sgd", lambda x, y, classes, seed: Spy(x, y))
-    results, _, choices, _ = fewshot.fit_rows(features, support, augmentations)
+    results, probabilities, choices, _ = fewshot.fit_rows(features, support, augmentations)
     trained = dict(zip(results.method, calls))
     assert list(trained) == ["weak", "strong", "mixup", "cutmix", "img2img_low", "img2img_high", "txt2img",
                              "genie_r0.5", "genie_r0.6", "genie_r0.7", "genie", "genie_r0.9", "genie_ada"]
@@ -207,6 +208,14 @@ def test_each_row_trains_on_exactly_the_images_and_labels_it_names(monkeypatch):
         np.testing.assert_array_equal(x, np.vstack([features.weak] + [generated[k] for k in images.key]))
         assert list(y) == list(labels) + list(images.target_class), row
     assert (expected["genie"].noise_ratio == 0.8).all() and len(expected["genie"]) == 6
+    # the class-probability analysis: the weak (support-only) model's probabilities of every GeNIe candidate
+    candidates = augmentations[augmentations.method == "genie"]
+    weak_model = Spy(features.weak, labels)
+    p = weak_model.predict_proba(np.stack([generated[k] for k in candidates.key]))
+    column = {c: i for i, c in enumerate(classes)}
+    assert len(probabilities) == len(candidates) == 30
+    np.testing.assert_allclose(probabilities.p_target, p[np.arange(30), candidates.target_class.map(column)])
+    np.testing.assert_allclose(probabilities.p_source, p[np.arange(30), candidates.source_class.map(column)])
 
 
 def test_the_figures_of_notebook_05_draw_exactly_what_their_result_files_hold(generated, tmp_path):
@@ -241,3 +250,77 @@ def test_the_figures_of_notebook_05_draw_exactly_what_their_result_files_hold(ge
     counts = out["ada_choices"].noise_ratio.value_counts()
     assert heights == [counts.get(r, 0) for r in (0.5, 0.6, 0.7, 0.8, 0.9)] and sum(heights) == 12
     assert heights[0] == 0 and axis.get_title() == "GeNIe-Ada over 12 pairs"
+
+
+def test_the_analyses_of_notebook_05_write_the_files_their_figures_draw(generated, tmp_path):
+    """The four analyses of notebook 05, written by their functions from a real evaluation's files, then drawn:
+    each file holds one row per thing it counts, and each figure plots exactly the file's numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+    from PIL import Image
+
+    from genie_utils import oracle, plots
+    from tests.test_ada import CountingBackbone
+
+    episodes, table, store, _ = generated
+    profile = {"name": "test", "root": str(tmp_path), "paths": {"results": "results"}, "dataset": {"resolution": 64},
+               "features": {"cache_dir": "features"},
+               "fewshot": {"shots": [1], "figure_episode": 1, "views_per_image": 2}}
+    folder = fewshot.run_folder(profile)
+    result_tables.write_table(table.assign(shots=1), folder / "augmentations.csv")
+    out = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False, labels={"profile": "test"})
+    result_tables.write_table(out["class_probabilities"], folder / "class_probabilities.csv")
+
+    # the class-probability figure: P(target) and P(source) over the 12 GeNIe pairs at each r
+    summary = pd.read_csv(fewshot.class_probability_summary(profile))
+    assert len(summary) == 2 * 5 and (summary.n == 12).all()
+    axis = plots.class_probability_against_ratio(folder / "class_probability_summary.csv").axes[0]
+    assert len(axis.containers) == 2
+    for bars, value in zip(axis.containers, ("p_target", "p_source")):  # error bars: the line, then the caps
+        rows, line = summary[summary.value == value].sort_values("noise_ratio"), bars.lines[0]
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), float), rows["mean"])
+        np.testing.assert_allclose(np.asarray(line.get_xdata(), float), [0.5, 0.6, 0.7, 0.8, 0.9])
+        spans = [(high[1] - low[1]) / 2 for low, high in bars.lines[2][0].get_segments()]
+        np.testing.assert_allclose(spans, rows.half_width)
+
+    # label consistency: every generated image judged once, every support image's views and mixed samples
+    torch.manual_seed(0)  # the judge's random weights
+    judge = oracle.Oracle(oracle.oracle_network(3, width=8), ["animal-mammal", "face-smiling", "heart"])
+    consistency = pd.read_csv(fewshot.label_consistency(profile, episodes, store, judge, progress=False))
+    images = consistency.set_index("row").images
+    unique = table.drop_duplicates("key")
+    for method in ("img2img_low", "img2img_high", "txt2img"):
+        assert images[method] == (unique.method == method).sum()
+    assert images["genie"] == ((unique.method == "genie") & (unique.noise_ratio == 0.8)).sum() == 8
+    assert images["weak"] == images["strong"] == 2 * 3 * 2  # 2 episodes x 3 support images x 2 views
+    order = fewshot.table_rows()
+    axis = plots.label_consistency(folder / "label_consistency.csv", order).axes[0]
+    drawn = consistency.set_index("row").reindex([r for r in order if r in images.index])
+    heights = [bar.get_height() for bar in axis.patches]
+    np.testing.assert_allclose(heights, list(drawn.oracle_agrees) + list(drawn.p_label))
+
+    # figure 5: the episode's 3 support images, 9 queries and its GeNIe (r = 0.8) and baseline images, each a point
+    view = pd.read_csv(fewshot.embedding_view(profile, episodes, store, CountingBackbone()))
+    mine = table[(table.episode == 1) & table.method.isin(["genie", "img2img_low", "img2img_high", "txt2img"])
+                 & ((table.method != "genie") | (table.noise_ratio == 0.8))]
+    assert view.role.value_counts().to_dict() == {"augmentation": len(mine), "query": 9, "support": 3}
+    assert (view.episode == 1).all()
+    assert sorted(view[view.role == "augmentation"].class_name) == sorted(mine.target_class)
+    axis = plots.embedding_view(folder / "embedding_view.csv").axes[0]
+    drawn_points = np.vstack([c.get_offsets() for c in axis.collections])
+    expected = np.vstack([view[view.role == "query"][["x", "y"]]]
+                         + [part[["x", "y"]] for _, part in view[view.role == "augmentation"].groupby("method")]
+                         + [view[view.role == "support"][["x", "y"]]])
+    np.testing.assert_allclose(drawn_points, expected)
+
+    # figure 4: per source, its own image, the three baselines and GeNIe at 0.6, 0.7, 0.8, each the file's image
+    comparison = pd.read_csv(fewshot.method_comparison(profile, episodes), dtype={"source_id": str})
+    assert len(comparison) == 3 * 7 and comparison.groupby("source_id").size().eq(7).all()
+    axes = plots.method_comparison(folder / "method_comparison.csv", store).axes
+    first = comparison[comparison.source_id == comparison.source_id.iloc[0]]
+    for axis, entry in zip(axes[:7], first.itertuples()):
+        path = store.root / entry.file if entry.in_store else entry.file
+        with Image.open(path) as image:
+            np.testing.assert_array_equal(axis.images[0].get_array(), np.asarray(image.convert("RGB")))

@@ -58,3 +58,22 @@ def test_the_module_graph_has_no_cycle():
 
 def test_a_cycle_is_found():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def imports_inside_functions(path: Path) -> list[str]:
+    """The package modules `path` imports inside a function or method (relative imports), as source lines."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found += [f"{path.name}:{inner.lineno}" for inner in ast.walk(node)
+                      if isinstance(inner, ast.ImportFrom) and inner.level]
+    return found
+
+
+def test_no_module_imports_the_package_inside_a_function():
+    """Except the command line, which imports the heavy modules inside its commands (its docstring says so), a
+    project import inside a function would only hide a cycle."""
+    hidden = [line for path in sorted(PACKAGE.rglob("*.py")) if path.name != "cli.py"
+              for line in imports_inside_functions(path)]
+    assert hidden == []
+    assert imports_inside_functions(PACKAGE / "cli.py")  # the rule sees them where they are

@@ -1,4 +1,5 @@
 """The long-tail experiment: budget, pairing, evaluation by bin, ImageNet-LT lists, the ViT fine-tuning loop."""
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,6 +123,30 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
     assert set(added.index.get_level_values("method")) == set(longtail.COMBINED)
     assert added.loc[("few", "genie+logit_adjusted"), "mean"] == pytest.approx(
         100 * (top1["few", "genie+logit_adjusted"] - top1["few", "logit_adjusted"]))
+
+    # the per-class gain figure (notebook 06): one point per class and method, at the class's training images,
+    # the gain over plain cross-entropy (both averaged over seeds) in points, and the few bin's mean in its label
+    profile = {"root": str(tmp_path), "paths": {"results": "results"}}
+    result_tables.write_table(results.merge(plan[["class_name", "generated"]], on="class_name"),
+                              longtail.run_folder(profile) / "results.csv")
+    gain = pd.read_csv(longtail.gain_by_class(profile))
+    assert len(gain) == 3 * 4 and set(gain.method) == {"genie", "genie_ada", "txt2img"}
+    accuracy_of = results.groupby(["method", "class_name"]).apply(lambda g: g.correct.sum() / g.total.sum(),
+                                                                    include_groups=False)
+    for row in gain.itertuples():
+        assert row.gain == pytest.approx(accuracy_of[row.method, row.class_name] - accuracy_of["plain", row.class_name])
+    matplotlib.use("Agg")
+    from genie_utils import plots
+
+    figure = plots.longtail_gain(longtail.run_folder(profile) / "gain_by_class.csv", (20, 100))
+    axis = figure.axes[0]
+    assert [float(line.get_xdata()[0]) for line in axis.lines[1:]] == [20, 100]
+    for points, (method, part) in zip(axis.collections, gain.groupby("method", sort=False)):
+        np.testing.assert_allclose(points.get_offsets()[:, 1], part.gain * 100)
+        np.testing.assert_allclose(points.get_offsets()[:, 0] / part.train_images, 1, atol=0.07)  # jitter only
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    assert [f"{gain[(gain.method == m) & (gain.bin == 'few')].gain.mean() * 100:+.1f} points" in label
+            for m, label in zip(gain.method.unique(), labels)] == [True] * 3
 
 
 def test_the_budget_curve_grows_one_set_of_images_and_repeats_the_table_rows(tiny_pipeline, openmoji, class_names,

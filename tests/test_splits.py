@@ -77,3 +77,31 @@ def test_summary_counts(openmoji, settings):
     summary = splits.split_summary(splits.make_splits(openmoji, settings), [1, 5]).set_index("split")
     assert summary.loc["evaluation pool", "images"] + summary.loc["generator pool", "images"] == len(openmoji)
     assert summary.loc["few-shot eligible (5-shot)", "classes"] <= summary.loc["few-shot eligible (1-shot)", "classes"]
+
+
+def test_the_class_table_holds_every_class_once_and_notebook_00_draws_it(openmoji, settings, tmp_path):
+    """`class_sizes.csv`: one row per class, largest first, its images and long-tail bin; the class-size figure
+    draws one bar per row at its height and colour, and the class grid labels each strip with its size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_rgba
+
+    from genie_utils import plots
+
+    tables = splits.make_splits(openmoji, settings)
+    path = splits.write_summary({"root": str(tmp_path), "paths": {"results": "results"}, "splits": settings},
+                                openmoji, tables)["class_sizes"]
+    table = pd.read_csv(path, keep_default_na=False)
+    assert len(table) == openmoji.class_name.nunique() and table.class_name.is_unique
+    assert table.images.sum() == len(openmoji) and table.images.is_monotonic_decreasing
+    longtail = tables["longtail_classes.csv"].set_index("class_name").bin
+    assert (table.set_index("class_name").longtail_bin.reindex(longtail.index) == longtail).all()
+    axis = plots.class_sizes(path).axes[0]
+    assert [bar.get_height() for bar in axis.patches[:len(table)]] == list(table.images)
+    assert [bar.get_facecolor() for bar in axis.patches[:len(table)]] == \
+        [to_rgba(plots.BIN_COLOURS[b]) for b in table.longtail_bin]
+    assert axis.get_title() == f"{len(table)} classes, {len(openmoji)} images"
+    axis = plots.class_grid(openmoji, path, per_class=2, classes=4, thumbnail=8).axes[0]
+    assert [label.get_text() for label in axis.get_yticklabels()] == \
+        [f"{n} ({i})" for n, i in zip(table.class_name[:4], table.images[:4])]
