@@ -14,6 +14,8 @@ import os
 import tomllib
 from pathlib import Path
 
+from .validation import check_guidance_scale, check_image_size, check_prompt_template
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "embedded"
 BACKBONES = ("efficientnet-lite0", "resnet18", "resnet34", "resnet50")
@@ -169,6 +171,22 @@ def _check_values(profile: dict) -> list[str]:
     for key in ("num_inference_steps", "batch_size"):
         if isinstance(generation.get(key), int) and generation[key] < 1:
             problems.append(f"generation.{key} = {generation[key]} must be at least 1")
+    # the recipe's own checks (recipe.Recipe), so that a value no generation can run fails when the profile loads
+    for key, check in (("guidance_scale", check_guidance_scale), ("prompt_template", check_prompt_template)):
+        if key in generation:
+            try:
+                check(generation[key])
+            except ValueError as error:
+                problems.append(f"generation.{key}: {error}")
+    resolution = profile.get("dataset", {}).get("resolution")
+    if isinstance(resolution, int):
+        try:
+            check_image_size(resolution, "dataset.resolution")
+        except ValueError as error:
+            problems.append(str(error))
+    interval = generation.get("guidance_timesteps")
+    if interval is not None and not (len(interval) == 2 and 0 <= interval[0] <= interval[1] <= 999):
+        problems.append(f"generation.guidance_timesteps = {interval} must be [low, high] with 0 <= low <= high <= 999")
     return problems
 
 

@@ -123,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --profile smoke (what make test runs): after running, store the outputs of the "
                              "`# NBVAL_CHECK_OUTPUT` cells in notebooks/")
     args = parser.parse_args(argv)
-    if args.only and not notebooks(project_root() / "notebooks", args.only):
-        print(f"no notebooks match {args.only}", file=sys.stderr)
-        return 1
+    folder = project_root() / "notebooks"
+    if args.only and not notebooks(folder, args.only):  # usage errors: exit status 2, as argparse's own
+        parser.error(f"--only {' '.join(args.only)}: no notebook's name starts so; give prefixes of "
+                     f"{', '.join(p.name for p in notebooks(folder))}")
     if args.record_checks and args.profile != "smoke":
-        print("--record-checks stores what make test compares, i.e. the smoke profile's outputs: "
-              "add --profile smoke", file=sys.stderr)
-        return 1
+        parser.error("--record-checks stores what make test compares, i.e. the smoke profile's outputs: "
+                     "add --profile smoke")
     timings = run(args.profile, args.only, args.force)
     print(f"ran {len(timings)} notebooks in {sum(t for _, t in timings):.0f} s")
     if args.record_checks:

@@ -7,8 +7,6 @@ import math
 import numbers
 import string
 
-import torch
-
 
 def check_noise_ratio(noise_ratio) -> float:
     """r as a plain float rounded to 6 decimals (1 and 1.0 give one store key), or an error.
@@ -81,6 +79,8 @@ def check_batch_size(batch_size) -> int:
 
 def check_device(name: str) -> torch.device:
     """The device a user named, checked before any work: it must parse and be usable on this machine."""
+    import torch  # here, not at the top: profiles check their settings with this module, without torch
+
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -112,7 +112,8 @@ def check_class(class_name: str, class_names: dict[str, str] | None) -> str:
     if class_name not in class_names:
         close = difflib.get_close_matches(str(class_name), list(class_names), n=3)
         raise KeyError(f"unknown class {class_name!r}" + (f"; did you mean {close}?" if close else "")
-                       + f" The dataset has {len(class_names)} classes (see its class_name column).")
+                       + f" The dataset has {len(class_names)} classes (see its class_name column): use one of them, "
+                       "or add the class to class_names.")
     return class_names[class_name]
 
 

@@ -98,3 +98,17 @@ def test_an_extends_loop_names_the_profiles_in_it(tmp_path):
     itself = write(tmp_path, f'extends = "{tmp_path / "c.toml"}"\n', "c.toml")
     with pytest.raises(profiles.ProfileError, match=r"loop, c.toml -> c.toml"):
         profiles.load_profile(itself)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[generation]\nguidance_scale = nan\n", r"generation.guidance_scale: guidance scale must be a finite number >= 0, "
+                                             r"got nan"),
+    ('[generation]\nprompt_template = "{0} {1}"\n', r"generation.prompt_template: prompt template '\{0\} \{1\}' needs "
+                                                    r"one placeholder"),
+    ("[dataset]\nresolution = 63\n", r"dataset.resolution = 63 px is not a positive multiple of 8 .* use 56 or 64"),
+    ("[generation]\nguidance_timesteps = [600, 100]\n", r"generation.guidance_timesteps = \[600, 100\] must be "
+                                                        r"\[low, high\] with 0 <= low <= high <= 999"),
+])
+def test_recipe_values_that_no_generation_can_run_are_refused_when_the_profile_loads(tmp_path, text, message):
+    with pytest.raises(profiles.ProfileError, match=r"mine.toml: .*" + message):
+        profiles.load_profile(write(tmp_path, 'extends = "smoke"\n' + text))

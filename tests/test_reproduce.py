@@ -26,7 +26,6 @@ def test_keys_chain_so_a_changed_notebook_reruns_itself_and_what_follows(tmp_pat
 def test_only_selects_by_prefix():
     folder = profiles.project_root() / "notebooks"
     assert [p.name[:2] for p in reproduce.notebooks(folder, ["04", "06"])] == ["04", "06"]
-    assert reproduce.main(["--profile", "smoke", "--only", "99"]) == 1
 
 
 def _cells(path):
@@ -71,8 +70,9 @@ def test_recording_refuses_an_executed_copy_without_the_checked_cell(tmp_path):
 
 
 def test_checks_are_recorded_only_from_the_smoke_profile(capsys):
-    assert reproduce.main(["--profile", "embedded", "--record-checks", "--only", "00"]) == 1
-    assert "--profile smoke" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        reproduce.main(["--profile", "embedded", "--record-checks", "--only", "00"])
+    assert exit.value.code == 2 and "--profile smoke" in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -101,3 +101,11 @@ def test_an_unknown_or_looping_profile_is_a_usage_error(no_notebooks, capsys, tm
         reproduce.main(["--profile", str(tmp_path / "loop.toml")])
     assert exit.value.code == 2 and "`extends` makes a loop, loop.toml -> loop.toml" in capsys.readouterr().err
     assert no_notebooks == []
+
+
+def test_a_prefix_that_matches_no_notebook_is_a_usage_error_naming_the_notebooks(no_notebooks, capsys):
+    with pytest.raises(SystemExit) as exit:
+        reproduce.main(["--profile", "smoke", "--only", "99"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "--only 99: no notebook's name starts so; give prefixes of" in err
+    assert "00_embedded_dataset.ipynb" in err and no_notebooks == []
