@@ -7,6 +7,7 @@ import difflib
 import importlib.metadata
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import file_sha256, load_image
+from .data import ImageReadError, check_image_file, file_sha256, load_image
 from .recipe import METHODS, Recipe, pair_seed
 from .store import Store, claimed_batches, spec_key
 from .validation import check_batch_size, check_class, check_noise_ratio, check_shard
@@ -121,7 +122,11 @@ def manifest_row(generator: GenieGenerator, spec: dict, source_path: str, second
 
 
 def keyed_jobs(generator: GenieGenerator, jobs: Iterable[Job], class_names: dict[str, str]) -> list[tuple[str, Job, dict]]:
-    """(store key, job, spec) per job, checking every class and source file before any work."""
+    """(store key, job, spec) per job, checking every class and source file (present, and readable as
+    `data.check_image_file` checks a dataset's files) before any work."""
+    if not isinstance(class_names, Mapping):
+        raise TypeError(f"class_names must map each class to its display name (data.class_display_names(dataset)), "
+                        f"got {type(class_names).__name__}")
     hashes: dict[str, str] = {}
     keyed = []
     for job in jobs:
@@ -131,6 +136,10 @@ def keyed_jobs(generator: GenieGenerator, jobs: Iterable[Job], class_names: dict
         if job.source_path not in hashes:
             if not Path(job.source_path).is_file():
                 raise FileNotFoundError(f"source image {job.source_id} not found at {job.source_path}")
+            why = check_image_file(Path(job.source_path)) if job.noise_ratio < 1 else None  # r = 1 never reads it
+            if why:
+                raise ImageReadError(f"source image {job.source_id} at {job.source_path} cannot be used ({why}): "
+                                     "replace or delete it, and load the dataset again")
             hashes[job.source_path] = file_sha256(job.source_path)
         spec = job_spec(generator, job, prompt, hashes[job.source_path])
         keyed.append((spec_key(spec), job, spec))

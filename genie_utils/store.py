@@ -10,9 +10,10 @@ Several processes can fill one store: each claims a key before making its image,
 and a row once written is never replaced (a resumed run cannot mix two versions of a key). An interrupted
 run leaves at most temporary files and a claim; the next claim of that key removes both. A claim is stale, and
 taken over, when its process is gone (same host; a process id reused by another process counts as gone) or when
-its holder has not refreshed it (`heartbeat`) for CLAIM_STALE_SECONDS, whichever host holds it. A row whose image is
-gone or empty, or a row file that is not JSON, is damage: `has` removes the row with a warning naming the file,
-so that the next run makes the image again, and reading it names the file and the fix (`StoreDamageError`).
+its holder has not refreshed it (`heartbeat`) for CLAIM_STALE_SECONDS, whichever host holds it. A row file that is
+not a JSON object of its own key, a row that names no file or one outside the store, and an image that is gone,
+empty or not a complete PNG are damage: `has` removes the row with a warning naming the file, so that the next run
+makes the image again, and reading it names the file and the fix (`StoreDamageError`).
 """
 from __future__ import annotations
 
@@ -36,15 +37,26 @@ from .validation import seconds_setting
 
 TEMPORARY_PREFIX = ".tmp-"
 HALF_WRITTEN_CLAIM_SECONDS = 10.0  # a claim file still empty after this long lost its writer
-CLAIM_HEARTBEAT_SECONDS = 30.0  # how often a worker refreshes the claims it holds (their modification time)
+CLAIM_HEARTBEAT_SECONDS = 30.0  # how often a worker refreshes the claims it holds (their modification time), at most
 CLAIM_STALE_SECONDS = 300.0  # a claim not refreshed for this long is taken over (GENIE_CLAIM_STALE_SECONDS)
 _METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+# A PNG file starts with its signature and ends with the IEND chunk (empty, so always these 12 bytes)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 def claim_stale_seconds() -> float:
-    """GENIE_CLAIM_STALE_SECONDS, or CLAIM_STALE_SECONDS when unset: a positive number of seconds (more than
-    CLAIM_HEARTBEAT_SECONDS, or live workers' claims are taken over)."""
+    """GENIE_CLAIM_STALE_SECONDS, or CLAIM_STALE_SECONDS when unset: a positive number of seconds. Workers refresh
+    their claims at least three times within it (`heartbeat`), so that a live worker's claim is never taken over."""
     return seconds_setting("GENIE_CLAIM_STALE_SECONDS", os.environ.get("GENIE_CLAIM_STALE_SECONDS"), CLAIM_STALE_SECONDS)
+
+
+def _is_complete_png(path: Path) -> bool:
+    """Whether a file starts with PNG's signature and ends with its IEND chunk (two small reads, no decoding)."""
+    with open(path, "rb") as f:
+        start = f.read(len(PNG_SIGNATURE))
+        f.seek(max(0, path.stat().st_size - len(PNG_END)))
+        return start == PNG_SIGNATURE and f.read() == PNG_END
 
 
 def process_start(pid: int) -> int | None:
@@ -196,9 +208,11 @@ class Store:
         return False
 
     def heartbeat(self, keys, every: float | None = None):
-        """A context manager that refreshes the claims of `keys` every `every` seconds (CLAIM_HEARTBEAT_SECONDS)
-        from a background thread while the caller makes their images, so that other workers never take them over."""
-        return _Heartbeat([self._claim_path(k) for k in keys], CLAIM_HEARTBEAT_SECONDS if every is None else every)
+        """A context manager that refreshes the claims of `keys` every `every` seconds (default CLAIM_HEARTBEAT_SECONDS,
+        or a third of `claim_stale_seconds()` when that is shorter) from a background thread while the caller makes
+        their images, so that other workers never take them over."""
+        every = min(CLAIM_HEARTBEAT_SECONDS, claim_stale_seconds() / 3) if every is None else every
+        return _Heartbeat([self._claim_path(k) for k in keys], every)
 
     def claim_holder(self, key: str) -> str:
         """Who holds `key`'s claim, in words (for a worker that waits on it)."""
@@ -237,22 +251,38 @@ class Store:
         return self._read_row(self._row_path(key), key)
 
     def _read_row(self, path: Path, key: str | None = None) -> dict:
+        """A row file's row: a JSON object whose key is the file's name (else `StoreDamageError`)."""
         try:
-            return json.loads(path.read_text())
+            row = json.loads(path.read_text())
         except FileNotFoundError:
             raise KeyError(f"no image with key {key or path.stem} in {self}") from None
         except (ValueError, UnicodeDecodeError):
             raise StoreDamageError(f"store row {path} is damaged (not JSON): delete it, and the next run makes "
                                    "its image again") from None
+        if not isinstance(row, dict) or row.get("key") != path.stem:
+            what = (f"its key {row.get('key')!r} is not its file name" if isinstance(row, dict)
+                    else f"a JSON {type(row).__name__}, not an object")
+            raise StoreDamageError(f"store row {path} is damaged ({what}): delete it, and the next run makes its "
+                                   "image again")
+        return row
 
     def image_file(self, key: str) -> Path:
-        """The path of `key`'s image, checked to exist and be non-empty (else `StoreDamageError`)."""
-        file = self.root / self.row(key)["file"]
-        if not file.is_file() or file.stat().st_size == 0:
-            state = "missing" if not file.is_file() else "empty (zero bytes)"
-            raise StoreDamageError(f"store image {file} of key {key} is {state}: delete its row "
-                                   f"{self._row_path(key)}, and the next run makes it again")
-        return file
+        """The path of `key`'s image, checked to lie inside the store and to be a complete PNG file (else
+        `StoreDamageError`)."""
+        row_path, file = self._row_path(key), self.row(key).get("file")
+        if not isinstance(file, str) or not file:
+            raise StoreDamageError(f"store row {row_path} is damaged (it names no image file): delete it, and the "
+                                   "next run makes its image again")
+        path = self.root / file
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise StoreDamageError(f"store row {row_path} names the file {file!r}, outside the store: delete the "
+                                   "row, and the next run makes its image again")
+        state = ("missing" if not path.is_file() else "empty (zero bytes)" if path.stat().st_size == 0
+                 else None if _is_complete_png(path) else "not a complete PNG file (cut short or overwritten)")
+        if state:
+            raise StoreDamageError(f"store image {path} of key {key} is {state}: delete its row {row_path}, and the "
+                                   "next run makes it again")
+        return path
 
     def load_image(self, key: str) -> Image.Image:
         file = self.image_file(key)
@@ -298,6 +328,7 @@ def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=Non
     Items another live worker has claimed are skipped, then waited for (polling the store), and taken over
     if that worker's claim goes stale: parallel workers on one store share the work and never duplicate it.
     The caller writes each item into the store; claims are released after each batch."""
+    claim_stale_seconds()  # a bad GENIE_CLAIM_STALE_SECONDS is named before any work, not when a claim is first met
     done = done or (lambda item: store.has(key_of(item)))
     pending = [item for item in items if not done(item)]
     said = float("-inf")

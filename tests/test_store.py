@@ -392,3 +392,74 @@ def test_a_worker_waiting_on_another_s_claims_says_so_then_takes_over_a_stale_on
     assert batches == [["b" * 20], ["a" * 20]]
     assert "waiting for 1 image that other workers are making (the first held by process 1234 on elsewhere)" \
         in capsys.readouterr().err
+
+
+def test_an_image_that_is_no_complete_png_or_lies_outside_and_a_row_that_is_no_row_are_named_and_made_again(tmp_path):
+    import json
+
+    from PIL import Image
+    from genie_utils.store import StoreDamageError
+    store = Store(tmp_path / "s")
+    keys = [c * 20 for c in "abcd"]
+    for key in keys:
+        store.put(key, Image.new("RGB", (4, 4), "red"), {"method": "genie"})
+    (tmp_path / "s" / store.row(keys[0])["file"]).write_text("not a png, written over it")
+    cut = tmp_path / "s" / store.row(keys[1])["file"]
+    cut.write_bytes(cut.read_bytes()[:-20])
+    row = store._row_path(keys[2])
+    row.write_text(json.dumps({k: v for k, v in json.loads(row.read_text()).items() if k != "file"}))
+    Image.new("RGB", (4, 4), "green").save(tmp_path / "outside.png")
+    row = store._row_path(keys[3])
+    row.write_text(json.dumps({**json.loads(row.read_text()), "file": str(tmp_path / "outside.png")}))
+    for key, said in zip(keys, ("is not a complete PNG file", "is not a complete PNG file", "it names no image file",
+                                "outside.png', outside the store")):
+        with pytest.raises(StoreDamageError, match=said):
+            store.image_file(key)
+        with pytest.warns(UserWarning, match=said):
+            assert not store.has(key)  # not counted as done: its row is removed ...
+        store.put(key, Image.new("RGB", (4, 4), "blue"), {"method": "genie"})  # ... and the image made again
+        assert store.load_image(key).getpixel((0, 0)) == (0, 0, 255)
+    row = store._row_path(keys[0])
+    row.write_text("[1, 2]")
+    with pytest.raises(StoreDamageError, match=r"aaaa.*json is damaged \(a JSON list, not an object\): delete it"):
+        store.manifest()
+    row.write_text(json.dumps({"key": "../../escaped", "method": "genie", "file": "images/genie/x.png"}))
+    with pytest.raises(StoreDamageError, match=r"is damaged \(its key '../../escaped' is not its file name\)"):
+        store.manifest()
+
+
+def test_a_bad_claim_bound_is_named_before_any_claim_and_claims_are_refreshed_within_the_bound(tmp_path, monkeypatch):
+    import time
+
+    store = Store(tmp_path)
+    monkeypatch.setenv("GENIE_CLAIM_STALE_SECONDS", "soon")
+    with pytest.raises(ValueError, match="GENIE_CLAIM_STALE_SECONDS='soon' is not a time"):
+        next(claimed_batches(store, ["a" * 20], lambda item: item, 1))
+    assert not (tmp_path / "claims").exists()
+    monkeypatch.setenv("GENIE_CLAIM_STALE_SECONDS", "0.6")  # below the default heartbeat of 30 s
+    assert store.claim("f" * 20)
+    claim = tmp_path / "claims" / ("f" * 20)
+    with store.heartbeat(["f" * 20]):  # refreshed every 0.2 s, a third of the bound: never stale while held
+        time.sleep(1.0)
+        assert time.time() - claim.stat().st_mtime < 0.6
+
+
+def test_run_jobs_names_missing_class_names_an_unknown_class_and_an_unreadable_source_before_any_work(
+        fast_generator, openmoji, class_names, tmp_path):
+    import shutil
+
+    from genie_utils.data import ImageReadError
+    rows = openmoji[openmoji.class_name == "heart"].head(2)
+    paths = [shutil.copy(path, tmp_path / f"{n}.png") for n, path in enumerate(rows.path)]
+    jobs = [Job("genie", f"src-{n}", str(path), "heart", "animal-mammal", 0.8) for n, path in enumerate(paths)]
+    store = Store(tmp_path / "store")
+    with pytest.raises(TypeError, match=r"class_names must map each class to its display name .*got NoneType"):
+        run_jobs(fast_generator, jobs, store, None, progress=False)
+    with pytest.raises(KeyError, match=r"unknown class 'animal-mammal' The dataset has 1 classes .*: use one of them, "
+                                        r"or add the class to class_names"):
+        run_jobs(fast_generator, jobs, store, {"heart": "heart"}, progress=False)
+    whole = (tmp_path / "1.png").read_bytes()
+    (tmp_path / "1.png").write_bytes(whole[:len(whole) // 2])  # cut short after the dataset was read
+    with pytest.raises(ImageReadError, match=r"source image src-1 at .*1.png cannot be used \(truncated or damaged"):
+        run_jobs(fast_generator, jobs, store, class_names, batch_size=1, progress=False)
+    assert not (tmp_path / "store" / "rows").exists()  # refused before the first image
