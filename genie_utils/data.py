@@ -345,14 +345,15 @@ def style_renderings(rows: pd.DataFrame, style: str, cache_dir: str | os.PathLik
 
 def read_class_names(path: str | os.PathLike) -> dict[str, str]:
     """Folder name -> display name, from a UTF-8 text file of lines `n01532829 house finch, linnet` or a JSON
-    object {folder: name}. An empty file, a folder named twice, a line without a name, a JSON file that is not an
-    object of strings, or a file that is not UTF-8 is an error naming the file (and the line)."""
+    object {folder: name} (a byte-order mark, as Windows editors write, is allowed). An empty file, a folder named
+    twice, a line without a name, a JSON file that is not an object of strings, or a file that is not UTF-8 is an
+    error naming the file (and the line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class-name file not found: {path}. Give the right path in the profile's "
                                 "[dataset] class_names, or set it to \"\" to use the folder names as they are.")
     try:
-        text = path.read_text("utf-8")
+        text = path.read_text("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 ({error.reason} at byte {error.start}): save it as UTF-8") from None
     if path.suffix == ".json":
@@ -381,25 +382,46 @@ def read_class_names(path: str | os.PathLike) -> dict[str, str]:
     return names
 
 
+def _jpeg_has_end(path: Path) -> bool:
+    """Whether a JPEG's image data ends with its end marker (EOI). Read from the file's end first; failing that (data
+    after the image, as a phone's motion photo appends a video), the segments before the first scan are skipped (an
+    EXIF thumbnail there has an end marker of its own) and the rest searched: inside a scan 0xFF is never followed by
+    0xD9, so an end marker after it is the image's own."""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 1024))
+        if f.read().rstrip(b"\x00").endswith(b"\xff\xd9"):
+            return True
+    content = path.read_bytes()
+    at = 2  # after the start-of-image marker
+    while at + 4 <= len(content) and content[at] == 0xFF:
+        if content[at + 1] == 0xFF:  # a fill byte
+            at += 1
+        elif content[at + 1] == 0xDA:  # start of scan
+            return content.find(b"\xff\xd9", at) != -1
+        else:
+            at += 2 + int.from_bytes(content[at + 2:at + 4], "big")
+    return False
+
+
 def check_image_file(path: Path) -> str | None:
     """Why an image file cannot be used (zero bytes, unreadable, not an image, truncated), or None. Cheap enough for
-    every file of a dataset: the header, then a PNG's chunk checksums (no decoding) or a JPEG's end marker."""
+    every file of a dataset: the header, then a PNG's chunk checksums (no decoding) or a JPEG's end marker; the other
+    formats (TIFF, GIF, BMP, WebP, ...), rarer in large datasets, are decoded."""
     try:
         if path.stat().st_size == 0:
             return "zero bytes"
         with Image.open(path) as image:
             image.size  # noqa: B018 - the header is parsed on open
             kind = image.format
-            if kind == "PNG":
-                try:
+            try:
+                if kind == "PNG":
                     image.verify()  # every chunk read and its CRC checked: a cut file fails here
-                except (SyntaxError, OSError, ValueError) as error:
-                    return f"truncated or damaged ({type(error).__name__}: {error})"
-        if kind == "JPEG":
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - 1024))
-                if not f.read().rstrip(b"\x00").endswith(b"\xff\xd9"):
-                    return "truncated (no JPEG end marker)"
+                elif kind != "JPEG":
+                    image.load()
+            except (SyntaxError, OSError, ValueError) as error:
+                return f"truncated or damaged ({type(error).__name__}: {error})"
+        if kind == "JPEG" and not _jpeg_has_end(path):
+            return "truncated (no JPEG end marker)"
     except Image.DecompressionBombError as error:
         return f"too large to decode safely: {error}"
     except PermissionError:
@@ -430,9 +452,10 @@ def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike |
     """A dataset from `root/<class>/*.jpg|png`; `class_names` maps folder names to display names.
 
     Checked at load time, not at generation time: hidden files (`._img.png`, `.DS_Store`), files of other formats
-    than IMAGE_EXTENSIONS and folders inside class folders are skipped with a warning naming them; a zero-byte,
-    unreadable, non-image or too large file with an image extension, a file or folder name that is not UTF-8, an
-    empty class folder, or a class missing from `class_names` is an error naming them. Folders named by WordNet id (n01532829) need
+    than IMAGE_EXTENSIONS, folders inside class folders and images beside the class folders are skipped with a warning
+    naming them; a zero-byte, unreadable, non-image or too large file with an image extension, a symbolic link to
+    nothing, a file or folder name that is not UTF-8, an empty class folder, or a class missing from `class_names` is
+    an error naming them. Folders named by WordNet id (n01532829) need
     `class_names`, so that a prompt never reads "a photo of a n01532829". Each image is its own identity.
     """
     root = Path(root)
@@ -442,11 +465,15 @@ def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike |
     names = read_class_names(class_names) if isinstance(class_names, (str, os.PathLike)) and str(class_names) \
         else dict(class_names or {})
     rows, hidden, bad, empty, other, nested = [], [], [], [], [], []
+    loose = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.suffix.lower() in IMAGE_EXTENSIONS)
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not _is_utf8(class_dir.name):
             bad.append((class_dir, "folder name not UTF-8: rename it"))
             continue
         entries = sorted(class_dir.iterdir())
+        bad += [(p, "a symbolic link to nothing: point it at its image or delete it")
+                for p in entries if p.is_symlink() and not p.exists()]
         nested += [p for p in entries if p.is_dir() and not p.name.startswith(".")]
         other += [p for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTENSIONS]
         files = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -467,6 +494,9 @@ def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike |
     if other:
         warnings.warn(f"skipped {len(other)} files under {root} that are not images by their extension (e.g. "
                       f"{_shown(other[0])}); read are {', '.join(IMAGE_EXTENSIONS)}", stacklevel=2)
+    if loose and rows:
+        warnings.warn(f"skipped {len(loose)} images directly under {root} (e.g. {_shown(loose[0])}): only "
+                      "root/<class>/<image> is read; move them into their class folder", stacklevel=2)
     if nested:
         warnings.warn(f"skipped {len(nested)} folders inside class folders under {root} (e.g. {_shown(nested[0])}): "
                       "only root/<class>/<image> is read; move their images up into the class folder", stacklevel=2)

@@ -270,3 +270,46 @@ def test_a_truncated_jpeg_or_png_is_found_when_the_dataset_loads(tmp_path):
     with pytest.raises(data.ImageReadError, match=r"2 files .*cut.jpg \(truncated \(no JPEG end marker\)\).*cut.png "
                                                    r"\(truncated or damaged"):
         data.load_class_folders(tmp_path / "root")
+
+
+def test_a_byte_order_mark_and_a_jpeg_followed_by_other_data_are_read(tmp_path):
+    (tmp_path / "names.txt").write_bytes("\ufeffcat a cat\ndog a dog\n".encode())  # as Windows editors save UTF-8
+    assert data.read_class_names(tmp_path / "names.txt") == {"cat": "a cat", "dog": "a dog"}
+    make_folders(tmp_path / "root", {"cat": 1, "dog": 1})
+    noise = Image.effect_noise((64, 64), 50).convert("RGB")
+    noise.save(tmp_path / "root" / "cat" / "motion.jpg", quality=90)
+    with open(tmp_path / "root" / "cat" / "motion.jpg", "ab") as f:  # a phone's motion photo: a video after the image
+        f.write(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    table = data.load_class_folders(tmp_path / "root", tmp_path / "names.txt")
+    assert sorted(table.image_id) == ["cat/img0.jpg", "cat/motion.jpg", "dog/img0.jpg"]
+    assert data.load_image(tmp_path / "root" / "cat" / "motion.jpg").size == (64, 64)
+    # cut short, with an EXIF thumbnail (whose own end marker lies before the image's data) and the same trailer
+    whole = (tmp_path / "root" / "cat" / "motion.jpg").read_bytes()
+    thumbnail = (tmp_path / "thumb.jpg")
+    Image.new("RGB", (8, 8), "red").save(thumbnail)
+    body = b"Exif\x00\x00" + thumbnail.read_bytes()
+    cut = whole[:2] + b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body + whole[2:whole.index(b"\xff\xd9") - 500]
+    (tmp_path / "root" / "cat" / "motion.jpg").write_bytes(cut + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    with pytest.raises(data.ImageReadError, match=r"motion.jpg \(truncated \(no JPEG end marker\)\)"):
+        data.load_class_folders(tmp_path / "root", tmp_path / "names.txt")
+
+
+def test_other_formats_cut_short_and_a_link_to_nothing_are_errors_and_loose_images_are_named_at_load(tmp_path):
+    make_folders(tmp_path / "root", {"cat": 1, "dog": 1})
+    noise = Image.effect_noise((64, 64), 50).convert("RGB")
+    for name in ("cut.tif", "cut.gif", "cut.bmp"):
+        noise.save(tmp_path / "root" / "cat" / name)
+        whole = (tmp_path / "root" / "cat" / name).read_bytes()
+        (tmp_path / "root" / "cat" / name).write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "root" / "dog" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(data.ImageReadError, match=r"4 files .*cut.bmp \(truncated or damaged .*cut.gif \(truncated or "
+                                                   r"damaged .*cut.tif \(truncated or damaged .*gone.png \(a symbolic "
+                                                   r"link to nothing: point it at its image or delete it\)"):
+        data.load_class_folders(tmp_path / "root")
+    for name in ("cut.tif", "cut.gif", "cut.bmp"):
+        (tmp_path / "root" / "cat" / name).unlink()
+    (tmp_path / "root" / "dog" / "gone.png").unlink()
+    Image.new("RGB", (8, 8)).save(tmp_path / "root" / "loose.png")
+    with pytest.warns(UserWarning, match=r"skipped 1 images directly under .*root \(e.g. .*loose.png\): only "
+                                         r"root/<class>/<image> is read; move them into their class folder"):
+        assert len(data.load_class_folders(tmp_path / "root")) == 2
