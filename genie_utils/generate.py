@@ -25,6 +25,7 @@ This module holds the generator and the direct API (`genie`, `img2img`, `txt2img
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -308,7 +309,9 @@ def txt2img(generator: GenieGenerator, target_class: str, count: int, class_name
 
     In an episode a Txt2Img image is seeded by the support image it stands in for (`source_ids`); without
     ids the images are numbered `txt2img-0`, `txt2img-1`, ..."""
-    ids = list(source_ids) if source_ids is not None else [f"txt2img-{i}" for i in range(check_batch_size(count))]
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+        raise ValueError(f"count must be a positive integer (the number of images to make), got {count!r}")
+    ids = list(source_ids) if source_ids is not None else [f"txt2img-{i}" for i in range(count)]
     if source_ids is not None and len(ids) != count:
         raise ValueError(f"got {len(ids)} source ids for {count} images")
     return _direct(generator, "txt2img", None, ids, target_class, target_class, 1.0, class_names, variant,

@@ -85,6 +85,14 @@ def model_location(model: str | os.PathLike) -> tuple[str, Path | None]:
 
 # The parts GenieGenerator runs: model_index.json must list each.
 PIPELINE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+# The configuration file each part is built from
+PART_CONFIGS = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
+                "scheduler": "scheduler_config.json"}
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's text on one line (the hub's and the loaders' messages span several)."""
+    return " ".join(str(error).split())
 _VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "vocab.txt")
 # diffusers renames these parameters of its old attention blocks on loading (ModelMixin._fix_state_dict_keys_on_load)
 _LEGACY_ATTENTION = re.compile(r"\.(query|key|value|proj_attn)\.(weight|bias)$")
@@ -117,6 +125,9 @@ def check_model_folder(folder: Path) -> None:
         if not part.is_dir():
             raise ModelLoadError(f"broken local model folder: {folder} has no {name} folder, which {index.name} lists "
                                  f"({spec[1]}). Restore it.")
+        if name in PART_CONFIGS and not (part / PART_CONFIGS[name]).is_file():
+            raise ModelLoadError(f"broken local model folder: {part} has no {PART_CONFIGS[name]}, which loading the "
+                                 f"{name} needs. Restore it (git checkout, or save_pretrained again).")
         for config in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
             if (part / config).is_file():
                 try:
@@ -207,14 +218,15 @@ def _load_from_hub(model_id: str, dtype):
         HfApi().model_info(model_id, timeout=HUB_TIMEOUT_SECONDS)
     except Exception as error:  # network errors come from httpx, hub errors from huggingface_hub
         raise ModelLoadError(f"cannot load the diffusion model {model_id!r}: the hub at {constants.ENDPOINT} did not "
-                             f"answer within {HUB_TIMEOUT_SECONDS} s or refused ({type(error).__name__}: {error}). "
+                             f"answer within {HUB_TIMEOUT_SECONDS} s or refused ({type(error).__name__}: {_one_line(error)}). "
                              f"{fix}") from error
     try:
         return _from_pretrained(_download(model_id, fix), dtype)
     except ModelLoadError:
         raise
     except (OSError, ValueError) as error:
-        raise ModelLoadError(f"cannot load the diffusion model {model_id!r} from the hub: {error}. {fix}") from error
+        raise ModelLoadError(f"cannot load the diffusion model {model_id!r} from the hub: {_one_line(error)} {fix}") \
+            from error
 
 
 def _cached_bytes(folder: Path) -> int:
@@ -282,7 +294,8 @@ def load_pipeline(model: str | os.PathLike, device: str | torch.device | None = 
         try:
             pipe = _from_pretrained(str(folder), dtype)
         except (OSError, ValueError, RuntimeError) as error:
-            raise ModelLoadError(f"broken local model folder {folder}: {error}") from error
+            raise ModelLoadError(f"broken local model folder {folder}: {_one_line(error)} Restore it (git checkout, "
+                                 "or save_pretrained again).") from error
         info = {"model": str(model), "model_revision": "", "model_fingerprint": folder_fingerprint(folder)}
     else:
         pipe = _load_from_hub(str(model), dtype)

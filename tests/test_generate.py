@@ -529,3 +529,60 @@ def test_old_attention_parameter_names_still_load(broken_copy):
     save_file(weights, file)
     pipe, _ = pipeline.load_pipeline(broken_copy, device="cpu")
     assert pipe.vae.encoder.mid_block.attentions[0].to_q.weight.device.type == "cpu"
+
+
+def test_a_missing_part_config_is_named_with_the_fix(broken_copy):
+    (broken_copy / "scheduler" / "scheduler_config.json").unlink()
+    with pytest.raises(pipeline.ModelLoadError, match=r"broken local model folder: .*scheduler has no "
+                                                      r"scheduler_config.json, which loading the scheduler needs. "
+                                                      r"Restore it"):
+        pipeline.load_pipeline(broken_copy, device="cpu")
+
+
+def test_a_hub_error_is_said_on_one_line_with_the_fix(tmp_path):
+    """huggingface_hub's messages span several lines; the ModelLoadError says one, ending with the fix."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class MissingFiles(BaseHTTPRequestHandler):  # answers the model info, then 404 for every file
+        def answer(self, body):
+            found = self.path.startswith("/api/models/")
+            content = (json.dumps({"id": "example-org/missing", "sha": "0" * 40,
+                                   "siblings": [{"rfilename": "model_index.json"}]}).encode() if found
+                       else b"Entry not found")
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json" if found else "text/plain")
+            self.send_header("Content-Length", str(len(content)))
+            if not found:
+                self.send_header("X-Error-Code", "EntryNotFound")
+            self.end_headers()
+            if body:
+                self.wfile.write(content)
+
+        def do_GET(self):
+            self.answer(True)
+
+        def do_HEAD(self):
+            self.answer(False)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MissingFiles)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _, out = load_in_a_subprocess("example-org/missing", HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
+                                      HF_HOME=str(tmp_path / "hf"), GENIE_HUB_TIMEOUT_SECONDS="5")
+    finally:
+        server.shutdown()
+    said = [line for line in out.splitlines() if line.strip()]
+    assert len(said) == 1 and said[0].startswith("ModelLoadError: cannot load the diffusion model 'example-org/missing'")
+    assert "404" in said[0] and said[0].endswith("point the profile's [generation] model at a local diffusers folder.")
+
+
+def test_txt2img_names_a_count_that_is_no_positive_integer(generator):
+    for count in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match=rf"count must be a positive integer \(the number of images to make\), "
+                                             rf"got {count!r}"):
+            generate.txt2img(generator, "heart", count)
