@@ -83,20 +83,32 @@ BENCHMARK_COLUMNS = ("device", "batch_size", "images_per_second", "steps", "nois
 
 def check_benchmark(path: Path) -> Path:
     """A --benchmark file given by the user: its folder must exist (the speed records beside it set `--speed auto`)
-    and the file, when there, must have the columns of benchmarks/throughput.py's CSV."""
+    and the file, when there, must have the columns of benchmarks/throughput.py's CSV, with device names as text and
+    numbers in the others."""
     if not path.parent.is_dir():
         raise UsageError(f"--benchmark {path}: no such folder {path.parent} (benchmarks/throughput.py writes "
-                         "throughput.csv and its speed records into one folder)")
+                         "throughput.csv and its speed records into one folder): pass that throughput.csv, or leave "
+                         "--benchmark out")
     if not path.is_file():
         return path  # no estimate for --dry-run, but the records beside it still count
     try:
-        columns = set(pd.read_csv(path, nrows=0).columns)
+        table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise UsageError(f"--benchmark {path} is not a CSV file ({error})") from None
-    missing = [c for c in BENCHMARK_COLUMNS if c not in columns]
+    missing = [c for c in BENCHMARK_COLUMNS if c not in table]
     if missing:
         raise UsageError(f"--benchmark {path} lacks the columns {', '.join(missing)} of benchmarks/throughput.py's "
                          "throughput.csv: pass that file, or leave --benchmark out")
+    for column in BENCHMARK_COLUMNS:
+        values = table[column].dropna()
+        wrong = (values[~values.map(lambda v: isinstance(v, str))] if column == "device"
+                 else values[pd.to_numeric(values, errors="coerce").isna()])
+        if len(wrong):
+            value = wrong.iloc[0]
+            shown = repr(value) if isinstance(value, str) else value
+            raise UsageError(f"--benchmark {path}: column {column} holds {shown}, not "
+                             f"{'a device name' if column == 'device' else 'a number'}: pass the throughput.csv that "
+                             "benchmarks/throughput.py wrote, or leave --benchmark out")
     return path
 
 
@@ -143,6 +155,29 @@ def speed_setting(args, device, benchmark: Path) -> tuple[str, str]:
     return speed.device_default(device, benchmark.parent, Path(args.model).name)
 
 
+def check_store_outside(store: Path, dataset: Path) -> None:
+    """A store inside the dataset folder (or the folder itself) would be read as a class of it by the next run."""
+    store, dataset = store.resolve(), dataset.resolve()
+    if store == dataset or store.is_relative_to(dataset):
+        raise UsageError(f"--store {store} lies inside the dataset folder {dataset}: the next run would read the store "
+                         "as a class folder; give a --store outside the dataset")
+
+
+def check_runs_a_step(method: str, noise_ratio: float, steps: int) -> None:
+    """Every noise ratio the method runs must keep at least one of the schedule's `steps` (int(steps * r) >= 1)."""
+    import math
+
+    from .ada import ADA_RATIOS
+    from .recipe import METHODS, kept_steps
+
+    ratios = (ADA_RATIOS if method == "genie_ada" else [noise_ratio] if method == "genie"
+              else [METHODS[method].noise_ratio])
+    idle = [r for r in ratios if kept_steps(steps, r) == 0]
+    if idle:
+        raise UsageError(f"--steps {steps} runs no denoising step at r = {idle[0]:g} (int(steps * r) = 0: the source "
+                         f"would come back unchanged): use --steps {math.ceil(1 / idle[0] - 1e-9)} or more")
+
+
 def generate_command(args) -> int:
     from . import data
     from .generate import GenieGenerator
@@ -177,6 +212,8 @@ def generate_command(args) -> int:
         raise UsageError(f"--backbone {args.backbone} needs --backbone-checkpoint FILE (a UniSiam checkpoint)")
     benchmark = check_benchmark(Path(args.benchmark)) if args.benchmark else default_benchmark()
     claim_stale_seconds()  # a bad GENIE_CLAIM_STALE_SECONDS is named now, not when a claim is first met
+    check_runs_a_step(args.method, noise_ratio, args.steps)
+    check_store_outside(Path(args.store), Path(args.data))
     state = None if args.dry_run else process_state()
     device = (check_device(args.device) if args.device  # one GPU a process
               else state.device if state else default_device())
@@ -208,8 +245,8 @@ def generate_command(args) -> int:
     generator = GenieGenerator.from_pretrained(args.model, recipe, device, batch_size=args.batch_size,
                                                         speed=setting)
     store = Store(args.store)
-    check_one_version(store, version_spec(generator))
     names = data.class_display_names(dataset)
+    check_one_version(store, version_spec(generator), {c: recipe.prompt(names[c]) for c in targets})
     progress = not args.no_progress
     if args.method == "genie_ada":
         from . import ada
@@ -228,9 +265,10 @@ def generate_command(args) -> int:
     return 0
 
 
-def check_one_version(store, version: dict) -> None:
-    """A store holds one version of its images (`jobs.version_spec`: model, recipe, size, dtype, base seed);
-    a run that would add a second is refused before any image is made, so that export never ships a pair twice."""
+def check_one_version(store, version: dict, prompts: dict[str, str] | None = None) -> None:
+    """A store holds one version of its images (`jobs.version_spec`: model, recipe, size, dtype, base seed, and
+    the prompt of each class, `prompts`: class -> prompt, which the template and the class names make); a run that
+    would add a second is refused before any image is made, so that export never ships a pair twice."""
     import math
 
     fields = sorted(set(version) | {"guidance_timesteps"})  # set only for a limited guidance interval
@@ -245,6 +283,11 @@ def check_one_version(store, version: dict) -> None:
             shown = ", ".join(f"{f} {plain(row.get(f))!r} there, {mine[f]!r} now" for f in differing)
             raise UsageError(f"the store {store.root} holds images of another version ({shown}): generate into "
                              "another --store, so that one store never holds a pair twice")
+        target = row.get("target_class")
+        if prompts and target in prompts and row.get("prompt") != prompts[target]:
+            raise UsageError(f"the store {store.root} holds images of another version (prompt {row.get('prompt')!r} "
+                             f"there for class {target}, {prompts[target]!r} now: another --prompt-template or "
+                             "--class-names): generate into another --store, so that one store never holds a pair twice")
 
 
 EXPORT_MARK = ".genie-export"  # in every folder `export` wrote: only such a folder, or an empty one, is written again
@@ -255,8 +298,9 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
     ImageFolder reads), for the given methods (default all); returns the exported rows. GeNIe-Ada rows point
     at the candidate they chose. A rerun overwrites nothing that is already there.
 
-    Checked before anything is written: `out` is new, empty or an earlier export (a dataset folder is none of
-    these), every row's target class is one folder name and every row's file lies inside the store."""
+    Checked before anything is written: `out` is new, empty or an earlier export of this store (a dataset folder is
+    none of these), every row's target class is one folder name and every row's image is a complete file inside the
+    store (`Store.image_file`). Each image is copied atomically: a full disk names the file and leaves no part of it."""
     from .store import Store, atomic_write
 
     store = Store(store_root)
@@ -273,24 +317,38 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
         raise UsageError(f"{out} is not empty and was not written by `genie export`: export into a new or empty "
                          "folder (a dataset folder would take the images in as real ones)")
     root = store.root.resolve()
+    if (out / EXPORT_MARK).is_file():
+        try:
+            earlier = json.loads((out / EXPORT_MARK).read_text()).get("store")
+        except (ValueError, AttributeError):
+            earlier = None
+        if earlier != str(root):
+            raise UsageError(f"{out} is an export of another store ({earlier}): export {store.root} into a new or "
+                             "empty folder, so that the manifest.csv of each export lists every image in it")
+    files = {}
     for row in manifest.itertuples():
-        label = str(row.target_class)
-        if label in ("", ".", "..") or "/" in label or "\\" in label or Path(label).name != label:
+        label = row.target_class
+        if not isinstance(label, str) or label in ("", ".", "..") or "/" in label or "\\" in label \
+                or Path(label).name != label:
             raise UsageError(f"row {row.key} of {store.root} has target class {label!r}, which is not a folder name: "
                              "the store is damaged; delete that row and generate again")
-        if not (store.root / row.file).resolve().is_relative_to(root):
-            raise UsageError(f"row {row.key} of {store.root} names the file {row.file!r}, outside the store: "
-                             "the store is damaged; delete that row and generate again")
+        files[row.key] = store.image_file(row.key)  # inside the store, a complete PNG, else StoreDamageError
     out.mkdir(parents=True, exist_ok=True)
     (out / EXPORT_MARK).write_text(json.dumps({"store": str(root)}) + "\n")
     for row in manifest.itertuples():
         target = out / row.target_class / f"{row.key}.png"
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(store.root / row.file, target.with_suffix(".tmp"))
-            target.with_suffix(".tmp").replace(target)
+            atomic_write(target, _copy_of(files[row.key]))
     atomic_write(out / "manifest.csv", lambda f: manifest.to_csv(f, index=False))
     return manifest
+
+
+def _copy_of(source: Path):
+    """A writer (for `atomic_write`) that copies `source`'s bytes."""
+    def write(f):
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, f)
+    return write
 
 
 def export_command(args) -> int:

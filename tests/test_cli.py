@@ -258,3 +258,76 @@ def test_a_bad_claim_bound_is_named_before_any_work(folders, tmp_path, capsys, m
     monkeypatch.setenv("GENIE_CLAIM_STALE_SECONDS", "-5")
     code, _, err = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run")
     assert code == 2 and "GENIE_CLAIM_STALE_SECONDS='-5' is not a time" in err and not (tmp_path / "s").exists()
+
+
+def test_export_checks_every_row_and_image_before_writing_and_copies_each_image_atomically(tmp_path, capsys,
+                                                                                          monkeypatch):
+    import errno
+    import json
+    import shutil
+
+    store = Store(tmp_path / "s")
+    for key in ("a" * 20, "b" * 20):
+        store.put(key, Image.new("RGB", (4, 4), "red"), {"method": "genie", "target_class": "boat"})
+    image, row = tmp_path / "s" / store.row("b" * 20)["file"], store._row_path("b" * 20)
+    good = row.read_text()
+    for damage, said in ((lambda: image.unlink(), "is missing"), (lambda: image.write_text("x"), "not a complete PNG"),
+                         (lambda: row.write_text(json.dumps({**json.loads(good), "target_class": None})),
+                          "has target class nan, which is not a folder name"),
+                         (lambda: row.write_text(json.dumps({**json.loads(good), "key": "../../escaped"})),
+                          "its key '../../escaped' is not its file name")):
+        damage()
+        code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "out")
+        assert code == 2 and said in err and "Traceback" not in err, err
+        assert not (tmp_path / "out").exists() and not (tmp_path / "escaped.png").exists()  # nothing written
+        Image.new("RGB", (4, 4), "red").save(image)
+        row.write_text(good)
+    other = Store(tmp_path / "other")
+    other.put("c" * 20, Image.new("RGB", (4, 4), "blue"), {"method": "genie", "target_class": "boat"})
+    assert run(capsys, "export", tmp_path / "other", tmp_path / "out")[0] == 0
+    code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "out")
+    assert code == 2 and f"is an export of another store ({(tmp_path / 'other').resolve()})" in err
+    assert sorted(p.name for p in (tmp_path / "out" / "boat").iterdir()) == [f"{'c' * 20}.png"]
+
+    def full(source, target):
+        target.write(b"part")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "fresh")
+    assert code == 2 and "No space left on device while writing" in err and "boat/aaaa" in err and "free space" in err
+    assert [p.name for p in (tmp_path / "fresh").rglob("*") if p.is_file()] == [".genie-export"]  # no part of one
+
+
+def test_a_store_inside_the_dataset_an_r_that_runs_no_step_and_a_benchmark_of_other_values_are_refused(
+        folders, tmp_path, capsys):
+    benchmark = tmp_path / "throughput.csv"
+    columns = "device,batch_size,images_per_second,steps,noise_ratio\n"
+    for argv, said in ((["--store", folders / "store"], f"lies inside the dataset folder {folders}"),
+                       (["--store", folders], "the next run would read the store as a class folder"),
+                       (["--steps", "1"], "--steps 1 runs no denoising step at r = 0.8 (int(steps * r) = 0"),
+                       (["--method", "img2img_low", "--steps", "3"], "r = 0.3 (int(steps * r) = 0: the source would "
+                                                                     "come back unchanged): use --steps 4 or more"),
+                       (["--benchmark", benchmark, "CPU,8,fast,20,0.8\n"], "column images_per_second holds 'fast', "
+                                                                         "not a number: pass the throughput.csv"),
+                       (["--benchmark", benchmark, "CPU,8,2.0,twenty,0.8\n"], "column steps holds 'twenty'"),
+                       (["--benchmark", benchmark, "0,8,2.0,20,0.8\n"], "column device holds 0, not a device name")):
+        if "--benchmark" in argv:
+            benchmark.write_text(columns + argv.pop())
+        code, out, err = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run", "--device", "cpu",
+                             *argv)
+        assert code == 2 and said in err and "Traceback" not in err, (argv, err)
+    assert not (folders / "store").exists() and not (tmp_path / "s").exists()
+
+
+def test_another_prompt_template_or_class_names_file_is_another_version_of_the_store(folders, tiny_model_dir,
+                                                                                     tmp_path, capsys):
+    store = tmp_path / "store"
+    code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "boat"))
+    assert code == 0, err
+    made = len(Store(store).manifest())
+    (tmp_path / "names.txt").write_text("apple red apple\nboat sail boat\ncloud cumulus\n")
+    for extra in (["--prompt-template", "a picture of a {}"], ["--class-names", tmp_path / "names.txt"]):
+        code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "boat", *extra))
+        assert code == 2 and "holds images of another version (prompt 'a photo of a boat.' there for class boat" in err
+    assert len(Store(store).manifest()) == made
