@@ -155,8 +155,12 @@ def speed_setting(args, device, benchmark: Path) -> tuple[str, str]:
     return speed.device_default(device, benchmark.parent, Path(args.model).name)
 
 
-def check_store_outside(store: Path, dataset: Path) -> None:
-    """A store inside the dataset folder (or the folder itself) would be read as a class of it by the next run."""
+def check_store_folder(store: Path, dataset: Path) -> None:
+    """A store is a folder (new or not), outside the dataset folder: inside it (or the folder itself) it would be read
+    as a class by the next run."""
+    if store.exists() and not store.is_dir():
+        raise UsageError(f"--store {store} is a file, not a store folder: give a new folder, or one genie generate "
+                         "wrote")
     store, dataset = store.resolve(), dataset.resolve()
     if store == dataset or store.is_relative_to(dataset):
         raise UsageError(f"--store {store} lies inside the dataset folder {dataset}: the next run would read the store "
@@ -213,7 +217,7 @@ def generate_command(args) -> int:
     benchmark = check_benchmark(Path(args.benchmark)) if args.benchmark else default_benchmark()
     claim_stale_seconds()  # a bad GENIE_CLAIM_STALE_SECONDS is named now, not when a claim is first met
     check_runs_a_step(args.method, noise_ratio, args.steps)
-    check_store_outside(Path(args.store), Path(args.data))
+    check_store_folder(Path(args.store), Path(args.data))
     state = None if args.dry_run else process_state()
     device = (check_device(args.device) if args.device  # one GPU a process
               else state.device if state else default_device())
@@ -298,8 +302,8 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
     ImageFolder reads), for the given methods (default all); returns the exported rows. GeNIe-Ada rows point
     at the candidate they chose. A rerun overwrites nothing that is already there.
 
-    Checked before anything is written: `out` is new, empty or an earlier export of this store (a dataset folder is
-    none of these), every row's target class is one folder name and every row's image is a complete file inside the
+    Checked before anything is written: `out` is new, empty or an earlier export whose images are all this store's
+    (a dataset folder, or another store's export, is none of these), every row's target class is one folder name and every row's image is a complete file inside the
     store (`Store.image_file`). Each image is copied atomically: a full disk names the file and leaves no part of it."""
     from .store import Store, atomic_write
 
@@ -307,6 +311,7 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
     manifest = store.manifest()
     if manifest.empty:
         raise UsageError(f"the store {store.root} holds no images: run `genie generate` into it first")
+    keys = set(manifest.key)
     if methods:
         unknown = sorted(set(methods) - set(manifest.method))
         if unknown:
@@ -317,14 +322,12 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
         raise UsageError(f"{out} is not empty and was not written by `genie export`: export into a new or empty "
                          "folder (a dataset folder would take the images in as real ones)")
     root = store.root.resolve()
-    if (out / EXPORT_MARK).is_file():
-        try:
-            earlier = json.loads((out / EXPORT_MARK).read_text()).get("store")
-        except (ValueError, AttributeError):
-            earlier = None
-        if earlier != str(root):
-            raise UsageError(f"{out} is an export of another store ({earlier}): export {store.root} into a new or "
-                             "empty folder, so that the manifest.csv of each export lists every image in it")
+    if (out / EXPORT_MARK).is_file():  # an earlier export: of this store (moved or copied alike), by its images' keys
+        foreign = sorted(p for p in out.glob("*/*.png") if p.stem not in keys)
+        if foreign:
+            raise UsageError(f"{out} holds images of another store (e.g. {foreign[0]}, not in {store.root}): export "
+                             "into a new or empty folder, so that the manifest.csv of each export lists every image "
+                             "in it")
     files = {}
     for row in manifest.itertuples():
         label = row.target_class

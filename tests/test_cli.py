@@ -265,6 +265,7 @@ def test_export_checks_every_row_and_image_before_writing_and_copies_each_image_
     import errno
     import json
     import shutil
+    from pathlib import Path
 
     store = Store(tmp_path / "s")
     for key in ("a" * 20, "b" * 20):
@@ -286,8 +287,10 @@ def test_export_checks_every_row_and_image_before_writing_and_copies_each_image_
     other.put("c" * 20, Image.new("RGB", (4, 4), "blue"), {"method": "genie", "target_class": "boat"})
     assert run(capsys, "export", tmp_path / "other", tmp_path / "out")[0] == 0
     code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "out")
-    assert code == 2 and f"is an export of another store ({(tmp_path / 'other').resolve()})" in err
+    assert code == 2 and f"holds images of another store (e.g. {tmp_path / 'out' / 'boat' / ('c' * 20)}.png" in err
     assert sorted(p.name for p in (tmp_path / "out" / "boat").iterdir()) == [f"{'c' * 20}.png"]
+    moved = Path(shutil.copytree(tmp_path / "other", tmp_path / "moved"))  # the same store, elsewhere: its export
+    assert run(capsys, "export", moved, tmp_path / "out")[0] == 0
 
     def full(source, target):
         target.write(b"part")
@@ -303,7 +306,9 @@ def test_a_store_inside_the_dataset_an_r_that_runs_no_step_and_a_benchmark_of_ot
         folders, tmp_path, capsys):
     benchmark = tmp_path / "throughput.csv"
     columns = "device,batch_size,images_per_second,steps,noise_ratio\n"
+    (tmp_path / "a-file").write_text("x")
     for argv, said in ((["--store", folders / "store"], f"lies inside the dataset folder {folders}"),
+                       (["--store", tmp_path / "a-file"], "a-file is a file, not a store folder: give a new folder"),
                        (["--store", folders], "the next run would read the store as a class folder"),
                        (["--steps", "1"], "--steps 1 runs no denoising step at r = 0.8 (int(steps * r) = 0"),
                        (["--method", "img2img_low", "--steps", "3"], "r = 0.3 (int(steps * r) = 0: the source would "
