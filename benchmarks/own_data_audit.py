@@ -67,7 +67,7 @@ CATEGORIES = ("normal", "hangs", "export", "versions", "sources", "bad-images", 
 STEPS = "4"
 FIX_WORDS = re.compile(r"\b(use|give|set|unset|delete|remove|rename|replace|restore|add|check|pass|leave|write|save|"
                        r"run|free|generate|export|choose|move|point|retry|download|keep|did you mean|expected|must|"
-                       r"should|needs?|one of|known|valid|at least|e\.g\.|instead|only|install|is not a|not a)\b", re.I)
+                       r"should|needs?|one of|known|valid|at least|e\.g\.|instead|only|install)\b", re.I)
 
 
 # --------------------------------------------------------------------------------------------------
