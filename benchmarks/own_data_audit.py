@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import errno
 import json
 import os
 import re

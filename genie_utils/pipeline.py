@@ -89,14 +89,15 @@ PIPELINE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 PART_CONFIGS = {"unet": "config.json", "vae": "config.json", "text_encoder": "config.json",
                 "scheduler": "scheduler_config.json"}
 
-
-def _one_line(error: BaseException) -> str:
-    """An error's text on one line (the hub's and the loaders' messages span several)."""
-    return " ".join(str(error).split())
 _VOCABULARY_FILES = ("tokenizer.json", "vocab.json", "vocab.txt")
 # diffusers renames these parameters of its old attention blocks on loading (ModelMixin._fix_state_dict_keys_on_load)
 _LEGACY_ATTENTION = re.compile(r"\.(query|key|value|proj_attn)\.(weight|bias)$")
 _LEGACY_NAMES = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's text on one line (the hub's and the loaders' messages span several)."""
+    return " ".join(str(error).split())
 
 
 def check_model_folder(folder: Path) -> None:
@@ -218,7 +219,8 @@ def _load_from_hub(model_id: str, dtype):
         HfApi().model_info(model_id, timeout=HUB_TIMEOUT_SECONDS)
     except Exception as error:  # network errors come from httpx, hub errors from huggingface_hub
         raise ModelLoadError(f"cannot load the diffusion model {model_id!r}: the hub at {constants.ENDPOINT} did not "
-                             f"answer within {HUB_TIMEOUT_SECONDS} s or refused ({type(error).__name__}: {_one_line(error)}). "
+                             f"answer within {HUB_TIMEOUT_SECONDS} s or refused "
+                             f"({{type(error).__name__}}: {{_one_line(error)}}). "
                              f"{fix}") from error
     try:
         return _from_pretrained(_download(model_id, fix), dtype)

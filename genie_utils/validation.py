@@ -6,6 +6,10 @@ import difflib
 import math
 import numbers
 import string
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_noise_ratio(noise_ratio) -> float:
