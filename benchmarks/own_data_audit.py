@@ -1,20 +1,20 @@
 """Your own data, audited: every entry point a new user calls, fed the inputs that go wrong, one subprocess each.
 
-    python benchmarks/own_data_audit.py                                  # every case (about 30 min on 2 CPU cores)
+    python benchmarks/own_data_audit.py                                  # every case (about 20 min on 2 CPU cores)
     python benchmarks/own_data_audit.py --categories export hangs        # some categories
     python benchmarks/own_data_audit.py --cases export-key-escape --keep # one case, its folder kept
     python benchmarks/own_data_audit.py --list                           # the cases, with what each expects
 
-The kinds of input of issue [N] 21, grouped by its ten categories plus the normal, accepted ones: hangs (stale claims,
-a hub that stalls), `genie export` into the wrong folder or from damaged rows, a store mixing versions, sources read
-wrong (16-bit, EXIF orientation, formats, nested folders), bad images, unchecked settings, broken model folders,
-command-line options, store damage and the rest (class-name files, disk full, unknown classes). Each case builds its
-inputs in its own folder under a temporary root (removed at the end unless --keep), then runs one entry point in a
-fresh Python process with a hard timeout: the library functions a user calls, `python -m genie_utils.cli generate` /
-`export` (the `genie` command) and `python -m genie_utils.reproduce`, with GENIE_PROFILE=smoke, a tiny random-weight
-SD-shaped model (`companion.build_pipeline(companion.TINY)`, as the tests build it) or the shipped one, 4 denoising
-steps and two to six 64 px images. Hang cases run with small user-set bounds (GENIE_HUB_TIMEOUT_SECONDS=3,
-GENIE_CLAIM_STALE_SECONDS=3) against a local fake hub served from this process.
+The kinds of input a user with their own data gives, in ten categories plus the normal, accepted ones: hangs (stale
+claims, a hub that stalls), `genie export` into the wrong folder or from damaged rows, a store mixing versions,
+sources read wrong (16-bit, EXIF orientation, formats, nested folders), bad images, unchecked settings, broken model
+folders, command-line options, store damage and the rest (class-name files, disk full, unknown classes). Each case
+builds its inputs in its own folder under a temporary root (removed at the end unless --keep), then runs one entry
+point in a fresh Python process with a hard timeout: the library functions a user calls, `python -m genie_utils.cli
+generate` / `export` (the `genie` command) and `python -m genie_utils.reproduce`, with GENIE_PROFILE=smoke, a tiny
+random-weight SD-shaped model (`companion.build_pipeline(companion.TINY)`, as the tests build it) or the shipped
+one, 4 denoising steps and two to six 64 px images. Hang cases run with small user-set bounds
+(GENIE_HUB_TIMEOUT_SECONDS=3, GENIE_CLAIM_STALE_SECONDS=2 or 12) against a local fake hub served from this process.
 
 Each outcome is classified as
   clear-before-work    exit status 2 (command line) or a genie_utils exception (library) whose message names the
