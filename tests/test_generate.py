@@ -1,9 +1,12 @@
 """The generator: timesteps, noising, seeds, batching, errors. Tiny random-weight pipeline on CPU."""
 import contextlib
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -152,6 +155,17 @@ def load_in_a_subprocess(model_id: str, **env) -> tuple[float, str]:
     return time.perf_counter() - began, result.stdout
 
 
+@contextlib.contextmanager
+def local_hub(handler):
+    """A hub served on this machine by `handler` (a BaseHTTPRequestHandler class); yields its endpoint."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
 def test_unreachable_hub_id_fails_fast():
     """No retry loop: a hub that refuses connections gives a ModelLoadError in seconds."""
     seconds, out = load_in_a_subprocess("example-org/no-such-model", HF_ENDPOINT="http://127.0.0.1:9",
@@ -164,10 +178,6 @@ def test_unreachable_hub_id_fails_fast():
 def test_a_hub_that_answers_then_stalls_on_the_files_fails_within_the_bound(tmp_path):
     """The model-info call is answered; every file request then gets no answer at all: the load gives up once
     nothing has arrived for GENIE_HUB_TIMEOUT_SECONDS, instead of huggingface_hub's retries per file."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     release = threading.Event()
 
     class StallingHub(BaseHTTPRequestHandler):
@@ -188,14 +198,12 @@ def test_a_hub_that_answers_then_stalls_on_the_files_fails_within_the_bound(tmp_
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StallingHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        seconds, out = load_in_a_subprocess("example-org/stalling", HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
-                                            HF_HOME=str(tmp_path / "hf"), GENIE_HUB_TIMEOUT_SECONDS="2")
-    finally:
-        release.set()
-        server.shutdown()
+    with local_hub(StallingHub) as endpoint:
+        try:
+            seconds, out = load_in_a_subprocess("example-org/stalling", HF_ENDPOINT=endpoint,
+                                                HF_HOME=str(tmp_path / "hf"), GENIE_HUB_TIMEOUT_SECONDS="2")
+        finally:
+            release.set()
     assert "ModelLoadError: cannot load the diffusion model 'example-org/stalling'" in out, out
     assert "made no progress for 2 s (GENIE_HUB_TIMEOUT_SECONDS" in out and seconds < 40
 
@@ -541,10 +549,6 @@ def test_a_missing_part_config_is_named_with_the_fix(broken_copy):
 
 def test_a_hub_error_is_said_on_one_line_with_the_fix(tmp_path):
     """huggingface_hub's messages span several lines; the ModelLoadError says one, ending with the fix."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     class MissingFiles(BaseHTTPRequestHandler):  # answers the model info, then 404 for every file
         def answer(self, body):
             found = self.path.startswith("/api/models/")
@@ -569,13 +573,9 @@ def test_a_hub_error_is_said_on_one_line_with_the_fix(tmp_path):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), MissingFiles)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        _, out = load_in_a_subprocess("example-org/missing", HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
-                                      HF_HOME=str(tmp_path / "hf"), GENIE_HUB_TIMEOUT_SECONDS="5")
-    finally:
-        server.shutdown()
+    with local_hub(MissingFiles) as endpoint:
+        _, out = load_in_a_subprocess("example-org/missing", HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf"),
+                                      GENIE_HUB_TIMEOUT_SECONDS="5")
     said = [line for line in out.splitlines() if line.strip()]
     assert len(said) == 1 and said[0].startswith("ModelLoadError: cannot load the diffusion model 'example-org/missing'")
     assert "404" in said[0] and said[0].endswith("point the profile's [generation] model at a local diffusers folder.")
