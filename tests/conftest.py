@@ -1,14 +1,17 @@
 """Shared fixtures: a tiny random-weight SD-style pipeline saved as a diffusers folder, the embedded dataset
-rendered once per test session, and an emoji style served from a local folder instead of the npm registry."""
+rendered once per test session, an emoji style served from a local folder instead of the npm registry, and a tiny
+backbone that counts what it embeds."""
 import base64
 import hashlib
 import io
 import tarfile
 
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
-from genie_utils import companion, data, generate, pipeline
+from genie_utils import companion, data, features, generate, pipeline
 from genie_utils.recipe import Recipe
 
 
@@ -72,3 +75,23 @@ def fast_generator(tiny_pipeline):
     """10 denoising steps: for tests of bookkeeping rather than of the schedule."""
     pipe, info = tiny_pipeline
     return generate.GenieGenerator(pipe, Recipe(num_inference_steps=10), info)
+
+
+class CountingBackbone(features.Backbone):
+    """A tiny random conv net that counts the images it embeds."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        network = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        super().__init__("counting", "random", network, features.Transform(resize=40, crop=32), network)
+        self.embedded = 0
+
+    def embed_inputs(self, batch):
+        self.embedded += len(batch)
+        return super().embed_inputs(batch)
+
+
+@pytest.fixture
+def counting_backbone():
+    """The `CountingBackbone` class: each call makes a new one, with its own count."""
+    return CountingBackbone

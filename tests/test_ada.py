@@ -81,22 +81,8 @@ def test_cost_per_kept_image_is_175_versus_40_steps():
 # Backbones and the feature cache
 
 
-class CountingBackbone(features.Backbone):
-    """A tiny random conv net that counts the images it embeds."""
-
-    def __init__(self):
-        torch.manual_seed(0)
-        network = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        super().__init__("counting", "random", network, features.Transform(resize=40, crop=32), network)
-        self.embedded = 0
-
-    def embed_inputs(self, batch):
-        self.embedded += len(batch)
-        return super().embed_inputs(batch)
-
-
-def test_feature_cache_computes_each_image_once(openmoji, tmp_path):
-    backbone, cache = CountingBackbone(), features.FeatureCache(tmp_path)
+def test_feature_cache_computes_each_image_once(counting_backbone, openmoji, tmp_path):
+    backbone, cache = counting_backbone(), features.FeatureCache(tmp_path)
     paths = list(openmoji.path[:5]) + [openmoji.path[0]]
     first = features.embed(backbone, paths, cache)
     assert first.shape == (6, 8) and backbone.embedded == 5
@@ -104,7 +90,7 @@ def test_feature_cache_computes_each_image_once(openmoji, tmp_path):
     np.testing.assert_array_equal(first[0], first[5])
     again = features.embed(backbone, paths, cache)
     assert backbone.embedded == 5 and np.array_equal(first, again)
-    other = CountingBackbone()
+    other = counting_backbone()
     other.transform = features.Transform(resize=48, crop=32)  # another transform: another cache key
     assert other.key != backbone.key
 
@@ -177,12 +163,12 @@ def test_measure_cost_counts_each_method_s_work_per_kept_image_on_fresh_stores(f
         ada.measure_cost(fast_generator, pairs, class_names, tmp_path)
 
 
-def test_ada_choices_keep_one_image_per_pair(fast_generator, openmoji, class_names, tmp_path):
+def test_ada_choices_keep_one_image_per_pair(counting_backbone, fast_generator, openmoji, class_names, tmp_path):
     support = one_shot_support(openmoji)
     pairs = pairing.episode_jobs(support, "genie")
     store = Store(tmp_path)
     candidates = ada.generate_candidates(fast_generator, pairs, store, class_names, progress=False)
-    choices = ada.ada_choices(CountingBackbone(), candidates, support, store)
+    choices = ada.ada_choices(counting_backbone(), candidates, support, store)
     assert len(choices) == len(pairs)  # the Ada set has the size of the GeNIe set
     assert set(choices.noise_ratio) <= {0.6, 0.7, 0.8, 0.9}
     for row in choices.itertuples():
@@ -287,11 +273,12 @@ def test_checkpoints_of_another_architecture_or_broken_files_are_refused(tmp_pat
         features.resnet("resnet18", tmp_path / "cut.pth")
 
 
-def test_embed_and_candidates_refuse_empty_inputs_and_bad_batch_sizes(fast_generator, class_names, tmp_path):
+def test_embed_and_candidates_refuse_empty_inputs_and_bad_batch_sizes(counting_backbone, fast_generator, class_names,
+                                                                      tmp_path):
     with pytest.raises(ValueError, match="non-empty list of images"):
-        features.embed(CountingBackbone(), [])
+        features.embed(counting_backbone(), [])
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
-        features.embed(CountingBackbone(), ["x.png"], batch_size=0)
+        features.embed(counting_backbone(), ["x.png"], batch_size=0)
     with pytest.raises(ValueError, match="no \\(source, target\\) pairs given"):
         ada.generate_candidates(fast_generator, [], Store(tmp_path), class_names, progress=False)
     job = Job("genie", "a", "x.png", "heart", "face-smiling", 0.8)

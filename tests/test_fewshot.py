@@ -51,10 +51,9 @@ def test_augmentations_have_equal_counts_per_class_and_shared_pairs_are_made_onc
     assert generator.counts.vae_decodes == decodes and again.equals(table)  # a rerun generates nothing
 
 
-def test_every_row_is_evaluated_and_evaluation_never_generates(generated, openmoji, tmp_path):
-    from tests.test_ada import CountingBackbone
+def test_every_row_is_evaluated_and_evaluation_never_generates(counting_backbone, generated, openmoji, tmp_path):
     episodes, table, store, _ = generated
-    out = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False, labels={"profile": "test"})
+    out = fewshot.evaluate(counting_backbone(), episodes, table, store, progress=False, labels={"profile": "test"})
     results = out["results"]
     assert set(results.method) == set(fewshot.table_rows()) and len(results) == 2 * len(fewshot.table_rows())
     assert (results.set_index("method").generated_per_class.drop(["weak", "strong"]) == 2).all()
@@ -75,7 +74,7 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(generated, openmo
     hearts = openmoji[openmoji.class_name == "heart"].sort_values("image_id").iloc[8:12]
     uneven = pd.concat([episodes, hearts.assign(**extra.iloc[0][["episode", "role", "ways", "shots"]])],
                        ignore_index=True)
-    out = fewshot.evaluate(CountingBackbone(), uneven, table, store, progress=False)
+    out = fewshot.evaluate(counting_backbone(), uneven, table, store, progress=False)
     hits = out["query_outcomes"]
     assert hits[(hits.episode == 0) & (hits.method == "weak")].query_class.value_counts().to_dict() == {
         "heart": 7, "animal-mammal": 3, "face-smiling": 3}
@@ -89,7 +88,7 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(generated, openmo
     uneven[["episode", "ways", "shots", "role", "image_id", "class_name", "drawn_query"]].to_csv(
         tmp_path / "episodes.csv", index=False)
     drawn = fewshot.drawn_query_differences(tmp_path, hits.assign(backbone="b"))
-    alone = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False)["results"]
+    alone = fewshot.evaluate(counting_backbone(), episodes, table, store, progress=False)["results"]
     expected = result_tables.paired_differences(alone.assign(backbone="b"), order=fewshot.table_rows())
     assert np.allclose(drawn["mean"], expected["mean"]) and np.allclose(drawn.half_width, expected.half_width)
     assert not np.allclose(drawn["mean"], result_tables.paired_differences(out["results"], order=fewshot.table_rows())["mean"])
@@ -97,16 +96,15 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(generated, openmo
     moved.rename(tmp_path / "away.png")
     try:
         with pytest.raises(FileNotFoundError, match="evaluation never generates"):
-            fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False)
+            fewshot.evaluate(counting_backbone(), episodes, table, store, progress=False)
     finally:
         (tmp_path / "away.png").rename(moved)
 
 
-def test_mixing_keeps_gen_ie_budget_and_soft_labels_sum_to_one(openmoji):
-    from tests.test_ada import CountingBackbone
+def test_mixing_keeps_gen_ie_budget_and_soft_labels_sum_to_one(counting_backbone, openmoji):
     episodes = two_episodes(openmoji)
     support, _ = pairing.episode_sets(episodes, 0)
-    features, soft, samples = fewshot.mixed_features(CountingBackbone(), support, "cutmix", 5)
+    features, soft, samples = fewshot.mixed_features(counting_backbone(), support, "cutmix", 5)
     assert features.shape[0] == soft.shape[0] == 3 * 2 and soft.shape[1] == 3
     np.testing.assert_allclose(soft.sum(1), 1)
     labels = dict(zip(support.image_id, support.class_name))
@@ -218,7 +216,7 @@ def test_each_row_trains_on_exactly_the_images_and_labels_it_names(monkeypatch):
     np.testing.assert_allclose(probabilities.p_source, p[np.arange(30), candidates.source_class.map(column)])
 
 
-def test_the_figures_of_notebook_05_draw_exactly_what_their_result_files_hold(generated, tmp_path):
+def test_the_figures_of_notebook_05_draw_exactly_what_their_result_files_hold(counting_backbone, generated, tmp_path):
     """The few-shot result files as the notebooks write them, then the figures drawn from them: the accuracy-
     against-r figure plots each fixed-r row's mean and half-width and the reference rows; the r* histogram counts
     every pair's choice once."""
@@ -226,10 +224,9 @@ def test_the_figures_of_notebook_05_draw_exactly_what_their_result_files_hold(ge
 
     matplotlib.use("Agg")
     from genie_utils import plots
-    from tests.test_ada import CountingBackbone
 
     episodes, table, store, _ = generated
-    out = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False, labels={"profile": "test"})
+    out = fewshot.evaluate(counting_backbone(), episodes, table, store, progress=False, labels={"profile": "test"})
     summary = result_tables.summarise(out["results"], ["backbone", "shots", "method"])
     summary.to_csv(tmp_path / "summary.csv", index=False)
     out["ada_choices"].to_csv(tmp_path / "ada_choices.csv", index=False)
@@ -252,7 +249,7 @@ def test_the_figures_of_notebook_05_draw_exactly_what_their_result_files_hold(ge
     assert heights[0] == 0 and axis.get_title() == "GeNIe-Ada over 12 pairs"
 
 
-def test_the_analyses_of_notebook_05_write_the_files_their_figures_draw(generated, tmp_path):
+def test_the_analyses_of_notebook_05_write_the_files_their_figures_draw(counting_backbone, generated, tmp_path):
     """The four analyses of notebook 05, written by their functions from a real evaluation's files, then drawn:
     each file holds one row per thing it counts, and each figure plots exactly the file's numbers."""
     import matplotlib
@@ -262,7 +259,6 @@ def test_the_analyses_of_notebook_05_write_the_files_their_figures_draw(generate
     from PIL import Image
 
     from genie_utils import oracle, plots
-    from tests.test_ada import CountingBackbone
 
     episodes, table, store, _ = generated
     profile = {"name": "test", "root": str(tmp_path), "paths": {"results": "results"}, "dataset": {"resolution": 64},
@@ -270,7 +266,7 @@ def test_the_analyses_of_notebook_05_write_the_files_their_figures_draw(generate
                "fewshot": {"shots": [1], "figure_episode": 1, "views_per_image": 2}}
     folder = fewshot.run_folder(profile)
     result_tables.write_table(table.assign(shots=1), folder / "augmentations.csv")
-    out = fewshot.evaluate(CountingBackbone(), episodes, table, store, progress=False, labels={"profile": "test"})
+    out = fewshot.evaluate(counting_backbone(), episodes, table, store, progress=False, labels={"profile": "test"})
     result_tables.write_table(out["class_probabilities"], folder / "class_probabilities.csv")
 
     # the class-probability figure: P(target) and P(source) over the 12 GeNIe pairs at each r
@@ -302,7 +298,7 @@ def test_the_analyses_of_notebook_05_write_the_files_their_figures_draw(generate
     np.testing.assert_allclose(heights, list(drawn.oracle_agrees) + list(drawn.p_label))
 
     # figure 5: the episode's 3 support images, 9 queries and its GeNIe (r = 0.8) and baseline images, each a point
-    view = pd.read_csv(fewshot.embedding_view(profile, episodes, store, CountingBackbone()))
+    view = pd.read_csv(fewshot.embedding_view(profile, episodes, store, counting_backbone()))
     mine = table[(table.episode == 1) & table.method.isin(["genie", "img2img_low", "img2img_high", "txt2img"])
                  & ((table.method != "genie") | (table.noise_ratio == 0.8))]
     assert view.role.value_counts().to_dict() == {"augmentation": len(mine), "query": 9, "support": 3}

@@ -53,10 +53,10 @@ def test_a_row_names_its_augmentation_and_its_loss():
             longtail.row_parts(bad)
 
 
-def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_names, tmp_path, monkeypatch):
+def test_every_row_trains_and_is_reported_by_bin(counting_backbone, tiny_pipeline, openmoji, class_names, tmp_path,
+                                                 monkeypatch):
     from genie_utils import generate
     from genie_utils.store import Store
-    from tests.test_ada import CountingBackbone
     pipe, info = tiny_pipeline
     generator = generate.GenieGenerator(pipe, Recipe(num_inference_steps=5), info, batch_size=8)
     train, test, classes = small_split(openmoji)
@@ -73,7 +73,7 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
         return fit(x, targets, names, **settings)
 
     monkeypatch.setattr(longtail, "fit_linear_sgd", recording_fit)
-    outcomes = longtail.evaluate(CountingBackbone(), train, test, classes, plan, augmentations, store, seeds=(0, 1),
+    outcomes = longtail.evaluate(counting_backbone(), train, test, classes, plan, augmentations, store, seeds=(0, 1),
                                  training={"epochs": 3, "batch_size": 8}, progress=False)
     # the loss rows as their definitions say: plain cross-entropy on the training set; `balanced` draws each image
     # with weight 1 / its class's size; `logit_adjusted` adds log(prior) to the logits; generative rows add their
@@ -149,11 +149,10 @@ def test_every_row_trains_and_is_reported_by_bin(tiny_pipeline, openmoji, class_
             for m, label in zip(gain.method.unique(), labels)] == [True] * 3
 
 
-def test_the_budget_curve_grows_one_set_of_images_and_repeats_the_table_rows(tiny_pipeline, openmoji, class_names,
-                                                                          tmp_path):
+def test_the_budget_curve_grows_one_set_of_images_and_repeats_the_table_rows(counting_backbone, tiny_pipeline, openmoji,
+                                                                          class_names, tmp_path):
     from genie_utils import generate
     from genie_utils.store import Store
-    from tests.test_ada import CountingBackbone
     pipe, info = tiny_pipeline
     train, test, classes = small_split(openmoji)
     profile = {"longtail": {"top_up_below": 5, "seeds": 2, "training": {"epochs": 3, "batch_size": 8}}}
@@ -162,7 +161,7 @@ def test_the_budget_curve_grows_one_set_of_images_and_repeats_the_table_rows(tin
     def generator(seed):
         return generate.GenieGenerator(pipe, Recipe(num_inference_steps=5, seed=seed), info, batch_size=8)
 
-    curve = longtail.budget_curve(profile, generator(0), CountingBackbone(), train, test, classes, store, class_names,
+    curve = longtail.budget_curve(profile, generator(0), counting_backbone(), train, test, classes, store, class_names,
                                   [2, 1], progress=False)
     assert list(curve.budget.unique()) == [1, 2] and set(curve.generation_seed) == {0}
     assert set(curve.method) == {"genie", "genie_ada", "txt2img"} and set(curve.group) == {"many", "medium", "few", "overall"}
@@ -173,17 +172,17 @@ def test_the_budget_curve_grows_one_set_of_images_and_repeats_the_table_rows(tin
     # the curve's budget-2 rows are what notebook 06's steps give for that budget
     plan = longtail.budget(classes, 5, 2)
     two["source_path"] = two.source_id.map(dict(zip(train.image_id, train.path)))
-    outcomes = longtail.evaluate(CountingBackbone(), train, test, classes, plan, two, store, seeds=(0, 1),
+    outcomes = longtail.evaluate(counting_backbone(), train, test, classes, plan, two, store, seeds=(0, 1),
                                  training=profile["longtail"]["training"], methods=longtail.BUDGET_ROWS, progress=False)
     expected = result_tables.bootstrap_differences(outcomes, longtail.bin_groups(classes), "plain")
     got = curve[curve.budget == 2].drop(columns=["budget", "generation_seed"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, expected)
     # another generation seed: other sources and other noise
-    other = longtail.budget_curve(profile, generator(1), CountingBackbone(), train, test, classes, store, class_names,
+    other = longtail.budget_curve(profile, generator(1), counting_backbone(), train, test, classes, store, class_names,
                                   [2], progress=False)
     assert set(other.generation_seed) == {1} and len(store.manifest()) > len(made)
     with pytest.raises(ValueError, match="lack 'plain'"):
-        longtail.budget_curve(profile, generator(0), CountingBackbone(), train, test, classes, store, class_names, [1],
+        longtail.budget_curve(profile, generator(0), counting_backbone(), train, test, classes, store, class_names, [1],
                               rows=("genie",), progress=False)
 
 
