@@ -186,7 +186,7 @@ def generate_command(args) -> int:
     from . import data
     from .generate import GenieGenerator
     from .jobs import process_state, run_jobs, version_spec
-    from .pipeline import default_device
+    from .pipeline import check_model_folder, default_device, model_location
     from .recipe import Recipe
     from .validation import check_device, check_noise_ratio
     from .store import Store, claim_stale_seconds
@@ -218,6 +218,9 @@ def generate_command(args) -> int:
     claim_stale_seconds()  # a bad GENIE_CLAIM_STALE_SECONDS is named now, not when a claim is first met
     check_runs_a_step(args.method, noise_ratio, args.steps)
     check_store_folder(Path(args.store), Path(args.data))
+    kind, folder = model_location(args.model)  # a wrong --model fails now, a dry run's included
+    if kind == "folder":
+        check_model_folder(folder)
     state = None if args.dry_run else process_state()
     device = (check_device(args.device) if args.device  # one GPU a process
               else state.device if state else default_device())

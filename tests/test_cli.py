@@ -50,7 +50,7 @@ def test_help_documents_every_option(capsys):
         assert method in text
 
 
-def test_dry_run_counts_pairs_and_estimates_from_the_benchmark(folders, tmp_path, capsys):
+def test_dry_run_counts_pairs_and_estimates_from_the_benchmark(folders, tiny_model_dir, tmp_path, capsys):
     benchmark = tmp_path / "throughput.csv"
     row = {"device": "CPU, 2 threads", "dtype": "float32", "batch_size": 8, "noise_ratio": 0.8, "steps": 20}
     pd.DataFrame([{**row, "images_per_second": 1.0, "model": "genie-companion", "within_tolerance": True},
@@ -65,8 +65,14 @@ def test_dry_run_counts_pairs_and_estimates_from_the_benchmark(folders, tmp_path
     assert code == 0 and "genie: 12 images for 3 target classes, 480 UNet evaluations at 50 steps" in out
     assert "estimated time: 0.5 min" in out and "model genie-companion)" in out and not (tmp_path / "s").exists()
     code, out, _ = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run", "--device", "cpu",
-                       "--benchmark", benchmark, "--model", "./my-model")
+                       "--benchmark", benchmark, "--model", tiny_model_dir)
     assert "another model" in out  # no row of this model: the fastest within tolerance, said to be another's
+    code, _, err = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run", "--model", "./my-model")
+    assert code == 2 and "no diffusers model folder at ./my-model" in err  # checked by a dry run too
+    (tmp_path / "empty-model").mkdir()
+    code, _, err = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run", "--model",
+                       tmp_path / "empty-model")
+    assert code == 2 and "is not a diffusers pipeline folder (no model_index.json)" in err
     code, out, _ = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run", "--method", "genie_ada",
                        "--target-classes", "boat", "--benchmark", tmp_path / "none.csv")
     assert code == 0 and "genie_ada: 4 pairs" in out and f"{4 * 175} UNet evaluations" in out
