@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError, f
 from tqdm.auto import tqdm
 
 from .profiles import resolve
+from .validation import WORDNET_ID
 
 # The raster formats Pillow decodes itself (those this Pillow build lacks, e.g. AVIF, drop out); other files in a
 # class folder are skipped with a warning that names them.
@@ -431,9 +432,6 @@ def check_image_file(path: Path) -> str | None:
     return None
 
 
-_WNID = re.compile(r"^n\d{8}$")
-
-
 def _is_utf8(name: str) -> bool:
     """False for a name the file system gave as bytes that are not UTF-8 (Python keeps them as surrogates)."""
     try:
@@ -517,7 +515,7 @@ def load_class_folders(root: str | os.PathLike, class_names: str | os.PathLike |
         if unnamed:
             raise KeyError(f"{len(unnamed)} class folders have no display name in the class-name file "
                            f"(e.g. {unnamed[:3]}). Add lines '<folder> <display name>' for them.")
-    elif any(_WNID.match(c) for c in classes):
+    elif any(WORDNET_ID.match(c) for c in classes):
         raise ValueError(f"the class folders under {root} are WordNet ids (e.g. {classes[0]}) and no class-name "
                          "file was given: prompts would read 'a photo of a n0...'. Set [dataset] class_names to a "
                          "file of lines '<wnid> <synonyms>' (e.g. 'n01532829 house finch, linnet, Carpodacus mexicanus').")

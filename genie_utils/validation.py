@@ -5,11 +5,14 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import re
 import string
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+WORDNET_ID = re.compile(r"^n\d{8}$")  # ImageNet's class names (n01532829): a prompt needs their words instead
 
 
 def check_noise_ratio(noise_ratio) -> float:
@@ -110,8 +113,13 @@ def check_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
 
 
 def check_class(class_name: str, class_names: dict[str, str] | None) -> str:
-    """The display name of a class, or an error listing the closest known classes."""
+    """The display name of a class, or an error listing the closest known classes. Without `class_names` the class
+    is its own name, unless it is a WordNet id, which no prompt should read."""
     if class_names is None:
+        if WORDNET_ID.match(str(class_name)):
+            raise ValueError(f"class {class_name!r} is a WordNet id and no class_names were given: the prompt would "
+                             f"read 'a photo of a {class_name}'. Pass class_names (data.class_display_names(dataset), "
+                             "or data.read_class_names(FILE) of lines '<wnid> <words>')")
         return class_name
     if class_name not in class_names:
         close = difflib.get_close_matches(str(class_name), list(class_names), n=3)

@@ -126,6 +126,11 @@ def test_unknown_class_names_close_matches(generator, openmoji, class_names):
     paths, ids = sources(openmoji, 1)
     with pytest.raises(KeyError, match=r"unknown class 'animal-mamal'.*animal-mammal"):
         generate.genie(generator, paths, "animal-mamal", 0.8, class_names, source_ids=ids)
+    # without class_names the class is its own prompt word, but a WordNet id never reaches a prompt
+    with pytest.raises(ValueError, match=r"class 'n02085620' is a WordNet id and no class_names were given"):
+        generate.genie(generator, paths, "n02085620", 0.8, source_ids=ids)
+    with pytest.raises(ValueError, match="WordNet id"):
+        generate.txt2img(generator, "n02085620", 1)
 
 
 def test_missing_and_corrupt_images_are_named(generator, tmp_path, class_names):
