@@ -1711,18 +1711,15 @@ for _name, _content, _file, _names in (
                                                              _names_file(f, content, file)), names=_names)
 simple("other-class-names-missing-file", "other", CLEAR, "--class-names names.txt that does not exist",
        lambda w, f: generate(w, copy_data(w, f), f / "store", "--class-names", f / "names.txt"), names=("names.txt",))
-simple("other-class-names-utf8-bom", "other", ACCEPT, "--class-names saved as UTF-8 with a byte-order mark (Notepad)",
-       lambda w, f: generate(w, copy_data(w, f), f / "store", "--class-names",
-                             _names_file(f, "\ufeffapple red apple\nboat sail boat\n")),
-       check=lambda f, o: rows_check(4)(f, o) or (None if {r["prompt"] for r in read_rows(f / "store")} ==
-                                                  {"a photo of a red apple.", "a photo of a sail boat."}
-                                                  else "prompts do not use the display names"))
-simple("other-class-names-crlf", "other", ACCEPT, "--class-names with Windows line ends",
-       lambda w, f: generate(w, copy_data(w, f), f / "store", "--class-names",
-                             _names_file(f, "apple red apple\r\nboat sail boat\r\n")),
-       check=lambda f, o: rows_check(4)(f, o) or (None if {r["prompt"] for r in read_rows(f / "store")} ==
-                                                  {"a photo of a red apple.", "a photo of a sail boat."}
-                                                  else "prompts do not use the display names"))
+for _name, _description, _content in (
+        ("utf8-bom", "saved as UTF-8 with a byte-order mark (Notepad)", "\ufeffapple red apple\nboat sail boat\n"),
+        ("crlf", "with Windows line ends", "apple red apple\r\nboat sail boat\r\n")):
+    simple(f"other-class-names-{_name}", "other", ACCEPT, f"--class-names {_description}",
+           lambda w, f, content=_content: generate(w, copy_data(w, f), f / "store", "--class-names",
+                                                   _names_file(f, content)),
+           check=lambda f, o: rows_check(4)(f, o) or (None if {r["prompt"] for r in read_rows(f / "store")} ==
+                                                      {"a photo of a red apple.", "a photo of a sail boat."}
+                                                      else "prompts do not use the display names"))
 simple("other-wordnet-without-class-names", "other", CLEAR, "WordNet-id folders and no --class-names",
        lambda w, f: _wordnet(w, f, names=False), names=("class",))
 simple("other-lib-wordnet-without-class-names", "other", CLEAR, "load_class_folders of WordNet-id folders, no names",
