@@ -2,6 +2,7 @@
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -243,9 +244,6 @@ def test_scheduler_is_dpm_solver_pp_order_two(generator):
 
 def test_a_silent_hub_fails_within_the_timeout(tmp_path):
     """A hub that accepts the connection and never answers: a ModelLoadError after the timeout, not a hang."""
-    import socket
-    import threading
-
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
