@@ -138,9 +138,10 @@ def oracle_agreement(settings: dict, plain: torch.Tensor, fast: torch.Tensor) ->
 
 
 def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], images: int, noise_ratio: float,
-        device: torch.device, repeats: int = 3, with_ada: bool = False) -> dict:
+        device: torch.device, repeats: int = 3, with_ada: bool = False, time_plain: bool = True) -> dict:
     """Every setting checked against plain, then timed `repeats` times per batch size, the settings taking turns
-    (a machine's speed drifts over minutes: interleaving keeps the comparison fair); the median is reported."""
+    (a machine's speed drifts over minutes: interleaving keeps the comparison fair); the median is reported.
+    `time_plain=False`: plain (names[0]) only makes the reference batch and gets no row."""
     base, info = load_base(model, settings)
     recipe = profile_recipe(settings)
     check = min(batch_sizes)
@@ -152,6 +153,7 @@ def run(settings: dict, model: str, names: list[str], batch_sizes: list[int], im
         plain = images_out if plain is None else plain
         checks[name] = (float((images_out - plain).abs().max()), oracle_agreement(settings, plain, images_out))
     methods = ["genie", "genie_ada"] if with_ada else ["genie"]
+    names = names if time_plain else names[1:]
     rates = {(name, b, m): [] for name in names for b in batch_sizes for m in methods}
     steps = {}  # UNet steps per kept image, by method (counted, the same for every setting)
     for batch_size in batch_sizes:
@@ -209,6 +211,9 @@ def main(argv=None) -> int:
     parser.add_argument("--noise-ratio", type=float, default=0.8)
     parser.add_argument("--ada", action="store_true", help="also time GeNIe-Ada's sweep (5 ratios per kept image)")
     parser.add_argument("--device", help="cpu or cuda (default: a GPU if there is one)")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="plain (float32) makes the reference batch of the tolerance check but is not timed: for "
+                             "sd15-shaped on a GPU, where timing float32 at 512 px takes minutes")
     parser.add_argument("--out", help="folder for throughput.csv and the JSON (default: results/<profile>/benchmarks)")
     args = parser.parse_args(argv)
 
@@ -216,8 +221,10 @@ def main(argv=None) -> int:
     device = torch.device(args.device) if args.device else pipeline.default_device()
     names = args.settings or default_settings(device)
     names = ["plain"] + [n for n in names if n != "plain"]
+    if args.reference_only and len(names) == 1:
+        parser.error("--reference-only times no setting besides plain: name one with --settings")
     record = run(settings, args.model, names, args.batch_sizes, args.images, args.noise_ratio, device, args.repeats,
-                 args.ada)
+                 args.ada, time_plain=not args.reference_only)
     out = Path(args.out) if args.out else speed.benchmarks_folder(settings)
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(record["rows"])

@@ -38,6 +38,20 @@ def test_throughput_compares_each_setting_with_plain_and_names_the_fastest(tiny_
     assert (rows.ada_relative_cost > 1).all()
 
 
+def test_throughput_reference_only_checks_against_plain_without_timing_it(tiny_model_dir, tmp_path, capsys):
+    throughput = load_benchmark("throughput")
+    assert throughput.main(["--profile", "smoke", "--model", str(tiny_model_dir), "--device", "cpu", "--reference-only",
+                            "--settings", "bf16", "--batch-sizes", "2", "--images", "2", "--repeats", "1",
+                            "--out", str(tmp_path)]) == 0
+    record = json.loads(next(tmp_path.glob("throughput-cpu-*.json")).read_text())
+    assert [row["setting"] for row in record["rows"]] == ["bf16"]  # plain made the reference, no row
+    assert record["rows"][0]["max_abs_difference"] > 0  # compared with plain's float32 batch, not with itself
+    assert record["default"] is None  # the built-in (plain on a CPU) was not timed
+    with pytest.raises(SystemExit) as exit_:
+        throughput.main(["--profile", "smoke", "--reference-only", "--settings", "plain"])
+    assert exit_.value.code == 2 and "--reference-only times no setting besides plain" in capsys.readouterr().err
+
+
 def test_editing_settings_parse_and_bad_ones_name_the_format():
     import argparse
 
