@@ -1,5 +1,6 @@
 """The companion model: tokenizer, training (smoke-sized), exact resume, the oracle, the shipped weights."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -215,21 +216,23 @@ def test_smoke_finetuning_changes_the_schedule_keeps_the_vae_and_loads_in_stock_
         companion.train.read_model(tmp_path)
 
 
-def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_target(tmp_path, monkeypatch):
-    """The choice among snapshots, with the benchmark replaced by made-up measurements per step."""
-    from genie_utils import editing
+def write_snapshots(folder, steps) -> None:
+    """Snapshot files s<step>.safetensors whose weights all equal their step, so that chosen weights show which."""
+    from safetensors.torch import save_file
 
-    measured = {2: (0.10, 0.55), 4: (0.30, 0.70), 6: (0.20, 0.65), 8: (0.20, 0.61)}  # step: (copy rate, P(target))
     _, unet, text_encoder = companion.architecture.build_parts(companion.TINY)
     names = [f"unet.{n}" for n, _ in unet.named_parameters()] + \
         [f"text_encoder.{n}" for n, _ in text_encoder.named_parameters()]
-    from safetensors.torch import save_file
-    for step in measured:  # snapshot k holds weights all equal to k, so the chosen weights show which was taken
+    for step in steps:
         save_file({n: torch.full_like(p, float(step)).half() for n, p in
-                   zip(names, [*unet.parameters(), *text_encoder.parameters()])}, tmp_path / f"s{step}.safetensors")
-    trained = {"parts": companion.architecture.build_parts(companion.TINY), "record": {"settings": {}},
-               "histories": {"finetune": [{"step": s, "loss": 1.0, "snapshot": f"s{s}.safetensors"} for s in measured]
-                             + [{"step": 9, "loss": 1.0}]}}
+                   zip(names, [*unet.parameters(), *text_encoder.parameters()])}, Path(folder) / f"s{step}.safetensors")
+
+
+def fake_snapshot_benchmark(monkeypatch, measured: dict) -> list:
+    """The editing benchmark replaced by made-up measurements per step (copy rate, P(target)), read off the weights;
+    returns the steps measured, in order."""
+    from genie_utils import editing
+
     steps_seen = []
 
     def fake_assemble(trained_parts, out):
@@ -243,6 +246,17 @@ def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_targ
 
     monkeypatch.setattr(companion.train, "assemble_companion", fake_assemble)
     monkeypatch.setattr(editing, "benchmark", fake_benchmark)
+    return steps_seen
+
+
+def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_target(tmp_path, monkeypatch):
+    """The choice among snapshots, with the benchmark replaced by made-up measurements per step."""
+    measured = {2: (0.10, 0.55), 4: (0.30, 0.70), 6: (0.20, 0.65), 8: (0.20, 0.61)}  # step: (copy rate, P(target))
+    write_snapshots(tmp_path, measured)
+    trained = {"parts": companion.architecture.build_parts(companion.TINY), "record": {"settings": {}},
+               "histories": {"finetune": [{"step": s, "loss": 1.0, "snapshot": f"s{s}.safetensors"} for s in measured]
+                             + [{"step": 9, "loss": 1.0}]}}
+    steps_seen = fake_snapshot_benchmark(monkeypatch, measured)
     profile = profiles.load_profile("smoke")
     chosen = companion.train.choose_snapshot(profile, trained, tmp_path, progress=False)
     assert steps_seen == [2, 4, 6, 8]  # every snapshot measured, the final weights without one are not
@@ -254,6 +268,30 @@ def test_snapshot_choice_is_the_lowest_copy_rate_among_those_that_reach_the_targ
     steps_seen.clear()
     chosen = companion.train.choose_snapshot(profile, trained, tmp_path, progress=False)
     assert chosen["record"]["snapshot_choice"]["chosen_step"] == 2
+
+
+def test_weights_trained_elsewhere_choose_among_the_snapshots_brought_back_and_the_final_weights(tmp_path, monkeypatch,
+                                                                                               capsys):
+    """Of snapshots at steps 2, 4, 6 and 8 (the last), only step 4's file was brought back: the choice measures it
+    and the final weights (which are step 8's EMA), says which were left out, and never opens the absent files."""
+    write_snapshots(tmp_path, [4])
+    parts = companion.architecture.build_parts(companion.TINY)
+    for part in parts[1:]:  # the final weights: all 8
+        for p in part.parameters():
+            torch.nn.init.constant_(p, 8.0)
+    trained = {"parts": parts, "record": {"settings": {}},
+               "histories": {"denoiser": [{"step": s, "loss": 1.0, "snapshot": f"s{s}.safetensors"} for s in (2, 4, 6, 8)]}}
+    present = companion.train.snapshots_present(trained, tmp_path)
+    assert [e.get("snapshot") for e in present["histories"]["denoiser"]] == [None, "s4.safetensors", None, "s8.safetensors"]
+    assert "left out of the choice: steps [2, 6]" in capsys.readouterr().out
+    steps_seen = fake_snapshot_benchmark(monkeypatch, {4: (0.1, 0.5), 8: (0.2, 0.7)})
+    chosen = companion.train.choose_snapshot(profiles.load_profile("smoke"), present, tmp_path, progress=False)
+    assert steps_seen == [4, 8]
+    assert chosen["record"]["snapshot_choice"]["chosen_step"] == 8  # step 4 misses P(target) 0.6
+    assert all(torch.all(p == 8) for p in chosen["parts"][2].parameters())
+    assert chosen["parts"][1] is not parts[1]  # a copy: the trained parts stay as they were
+    with pytest.raises(FileNotFoundError, match="no snapshot folder"):
+        companion.train.snapshots_present(trained, tmp_path / "elsewhere")
 
 
 def test_fit_writes_a_snapshot_at_each_checkpoint_and_names_it_in_the_history(tmp_path):

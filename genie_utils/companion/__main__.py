@@ -4,6 +4,7 @@ To train on another machine (a GPU) that has torch, diffusers and transformers b
     python -m genie_utils.companion pack --pack companion.npz            # here: the training data, one file
     python -m genie_utils.companion train --pack companion.npz --weights trained/ [--time-budget 400]   # there
     python -m genie_utils.companion assemble --weights trained/          # here: the model folder
+    [--snapshots DIR]   # choose among the EMA snapshots brought back into DIR (and the last), as fine-tuning does
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from .. import editing
 from ..oracle import OracleSettings, train_oracle
 from ..profiles import load_profile, profile_argument, resolve
 from .card import judge, one_target_samples, write_model_card
-from .train import (assemble_companion, finetune_companion, pack_training_data, read_model, read_pack, read_weights,
-                    train_companion, train_pack, write_pack, write_weights)
+from .train import (assemble_companion, choose_snapshot, finetune_companion, pack_training_data, read_model,
+                    read_pack, read_weights, snapshots_present, train_companion, train_pack, write_pack, write_weights)
 
 
 def main(argv=None) -> int:
@@ -30,6 +31,9 @@ def main(argv=None) -> int:
                                        "the weights to --weights (no dataset or tokenizer needed)")
     parser.add_argument("--weights", help="train --pack: where the trained weights go; assemble: where they are")
     parser.add_argument("--workdir", help="train --pack: checkpoints (default: ./companion-training)")
+    parser.add_argument("--snapshots", help="assemble: choose among the EMA snapshot files `train` wrote that were "
+                                            "copied into this folder, and the final weights, by the editing "
+                                            "benchmark's copy rate (choose_snapshot); default: the final weights")
     parser.add_argument("--time-budget", type=float, help="seconds: lower the denoiser's steps to fit (train)")
     parser.add_argument("--start", help="finetune: the model folder to start from (default: the profile's output, "
                                         "which is then replaced by the fine-tuned model)")
@@ -49,7 +53,10 @@ def main(argv=None) -> int:
     if args.stage == "assemble":
         if not args.weights:
             parser.error("assemble needs --weights DIR (the folder `train --pack` wrote)")
-        print(assemble_companion(read_weights(args.weights), resolve(profile, profile["companion"]["output"])))
+        trained = read_weights(args.weights)
+        if args.snapshots:
+            trained = choose_snapshot(profile, snapshots_present(trained, args.snapshots), args.snapshots)
+        print(assemble_companion(trained, resolve(profile, profile["companion"]["output"])))
         return 0
     if args.stage in ("train", "all"):
         print(train_companion(profile, device=args.device, time_budget=args.time_budget))

@@ -474,22 +474,44 @@ def with_snapshot(parts: tuple, path) -> tuple:
     return vae, unet, text_encoder
 
 
+def snapshots_present(trained: dict, folder) -> dict:
+    """`trained` with only the EMA snapshots whose files are in `folder` left to choose from, and the last one (the
+    trained weights themselves): for weights trained elsewhere, of whose snapshots only some were brought back."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no snapshot folder {folder}: give the folder the snapshot files were copied into")
+    stage = "finetune" if "finetune" in trained["histories"] else "denoiser"
+    history = trained["histories"][stage]
+    kept = [{k: v for k, v in entry.items() if k != "snapshot" or entry is history[-1] or (folder / v).is_file()}
+            for entry in history]
+    absent = [entry["step"] for entry, now in zip(history, kept) if "snapshot" in entry and "snapshot" not in now]
+    if absent:
+        print(f"snapshots not in {folder}, left out of the choice: steps {absent}")
+    return {**trained, "histories": {**trained["histories"], stage: kept}}
+
+
 def choose_snapshot(profile: dict, trained: dict, workdir, ratio: float = 0.8, per_class: int = 1, seed: int = 1,
                     progress: bool = True) -> dict:
     """Choose among the EMA snapshots of the last denoiser training (history entries naming a `snapshot` file in
-    `workdir`) by the editing benchmark at the profile's recipe, not by loss: the lowest copy rate at r = `ratio`
-    among the snapshots whose P(target) there reaches the target (the highest P(target) if none does). Measured on
-    `per_class` pairs per target class drawn with `seed` (other pairs than the model card's).
+    `workdir`; the last one's weights are the trained parts, used when its file is absent) by the editing benchmark
+    at the profile's recipe, not by loss: the lowest copy rate at r = `ratio` among the snapshots whose P(target)
+    there reaches the target (the highest P(target) if none does). Measured on `per_class` pairs per target class
+    drawn with `seed` (other pairs than the model card's).
 
     Returns `trained` with the chosen weights, and the comparison in its record's `snapshot_choice`."""
     stage = "finetune" if "finetune" in trained["histories"] else "denoiser"
-    entries = [entry for entry in trained["histories"][stage] if isinstance(entry.get("snapshot"), str)]
+    history = trained["histories"][stage]
+    entries = [entry for entry in history if isinstance(entry.get("snapshot"), str)]
     if not entries:
         return trained
     own = editing.profile_settings(profile)[-1]
     rows, candidates = [], {}
     for entry in entries:
-        parts = with_snapshot(trained["parts"], Path(workdir) / entry["snapshot"])
+        path = Path(workdir) / entry["snapshot"]
+        if entry is history[-1] and not path.is_file():  # the last snapshot is the EMA the trained parts hold
+            parts = tuple(copy.deepcopy(part) for part in trained["parts"])
+        else:
+            parts = with_snapshot(trained["parts"], path)
         candidates[entry["step"]] = parts
         with tempfile.TemporaryDirectory() as scratch:
             folder = assemble_companion({**trained, "parts": tuple(copy.deepcopy(p) for p in parts)},
