@@ -253,7 +253,11 @@ def generate_command(args) -> int:
                                                         speed=setting)
     store = Store(args.store)
     names = data.class_display_names(dataset)
-    check_one_version(store, version_spec(generator), {c: recipe.prompt(names[c]) for c in targets})
+    settings = ({"noise_ratio": noise_ratio} if args.method == "genie" else
+                {"backbone": args.backbone, "backbone_key": backbone.key} if args.method == "genie_ada" else {})
+    known = check_one_version(store, version_spec(generator), {c: recipe.prompt(names[c]) for c in targets},
+                              args.method, settings)
+    store.write_settings({**known, args.method: settings})  # before the first image: an interrupted run counts
     progress = not args.no_progress
     if args.method == "genie_ada":
         from . import ada
@@ -272,10 +276,48 @@ def generate_command(args) -> int:
     return 0
 
 
-def check_one_version(store, version: dict, prompts: dict[str, str] | None = None) -> None:
+SETTING_NAMES = {"noise_ratio": "--noise-ratio", "backbone": "--backbone", "backbone_key": "backbone weights"}
+
+
+def _setting(name: str, value) -> str:
+    shown = " and ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in (value if isinstance(value, list)
+                                                                                 else [value]))
+    return f"{SETTING_NAMES.get(name, name)} {shown}"
+
+
+def method_settings(store, manifest: pd.DataFrame | None = None) -> dict:
+    """The settings beyond the recipe each method's images in the store were made with ({method: {setting: value}}:
+    GeNIe's `noise_ratio`, GeNIe-Ada's `backbone`): those `genie generate` recorded (`Store.settings`); for a store
+    without the record (written by the library), what its rows show: the ratio of the genie rows that no genie_ada row
+    lists as a candidate (a list when there are several), the genie_ada rows' backbone. `manifest`: the store's, when
+    read already."""
+    recorded = store.settings()
+    if recorded is not None:
+        return recorded
+    manifest = store.manifest() if manifest is None else manifest
+    if manifest.empty:
+        return {}
+    settings = {}
+    listed = {k for keys in manifest.get("candidate_keys", pd.Series(dtype=object)).dropna() for k in keys}
+    plain = manifest[(manifest.method == "genie") & ~manifest.key.isin(listed)]
+    ratios = sorted(set(plain.get("noise_ratio", pd.Series(dtype=float)).dropna()))
+    if ratios:
+        settings["genie"] = {"noise_ratio": ratios[0] if len(ratios) == 1 else ratios}
+    backbones = sorted(set(manifest[manifest.method == "genie_ada"].get("backbone", pd.Series(dtype=object))
+                           .dropna()))
+    if backbones:
+        settings["genie_ada"] = {"backbone": backbones[0] if len(backbones) == 1 else backbones}
+    return settings
+
+
+def check_one_version(store, version: dict, prompts: dict[str, str] | None = None, method: str | None = None,
+                      settings: dict | None = None) -> dict:
     """A store holds one version of its images (`jobs.version_spec`: model, recipe, size, dtype, base seed, and
-    the prompt of each class, `prompts`: class -> prompt, which the template and the class names make); a run that
-    would add a second is refused before any image is made, so that export never ships a pair twice."""
+    the prompt of each class, `prompts`: class -> prompt, which the template and the class names make), and of each
+    method one image per (source, target) pair: `method`'s `settings` beyond the recipe (GeNIe's noise ratio,
+    GeNIe-Ada's backbone) must be those its images in the store were made with (`method_settings`). A run that
+    would add a second version, or a second image of each pair, is refused before any image is made, so that export
+    never ships a pair twice. Returns the store's settings per method (`method_settings`)."""
     import math
 
     fields = sorted(set(version) | {"guidance_timesteps"})  # set only for a limited guidance interval
@@ -284,7 +326,8 @@ def check_one_version(store, version: dict, prompts: dict[str, str] | None = Non
         return None if isinstance(value, float) and math.isnan(value) else value
 
     mine = {f: version.get(f) for f in fields}
-    for row in store.manifest().to_dict("records"):
+    manifest = store.manifest()
+    for row in manifest.to_dict("records"):
         differing = [f for f in fields if plain(row.get(f)) != mine[f]]
         if differing:
             shown = ", ".join(f"{f} {plain(row.get(f))!r} there, {mine[f]!r} now" for f in differing)
@@ -295,6 +338,19 @@ def check_one_version(store, version: dict, prompts: dict[str, str] | None = Non
             raise UsageError(f"the store {store.root} holds images of another version (prompt {row.get('prompt')!r} "
                              f"there for class {target}, {prompts[target]!r} now: another --prompt-template or "
                              "--class-names): generate into another --store, so that one store never holds a pair twice")
+    known = method_settings(store, manifest)
+    there = known.get(method, {})
+    differing = [f for f in (settings or {}) if f in there and there[f] != settings[f]]
+    options = [f for f in differing if SETTING_NAMES.get(f, "").startswith("--")]  # the others follow from them
+    if differing:
+        differing = options or differing
+        made, now = (", ".join(_setting(f, values[f]) for f in differing) for values in (there, settings))
+        hint = (f" (or give {made} to add to this one)"
+                if options and not any(isinstance(there[f], list) for f in differing) else "")
+        raise UsageError(f"the store {store.root} holds {method} images made with {made}, not {now}: this run would "
+                         f"add a second {method} image of each (source, target) pair; generate into another --store"
+                         + hint)
+    return known
 
 
 EXPORT_MARK = ".genie-export"  # in every folder `export` wrote: only such a folder, or an empty one, is written again

@@ -260,6 +260,46 @@ def test_a_store_refuses_a_second_model_or_recipe_before_any_image(folders, tiny
     assert code == 0, err  # the same version: more images into the same store
 
 
+def test_a_second_noise_ratio_is_refused_before_any_image_and_a_rerun_at_the_same_ratio_adds_nothing(
+        folders, tiny_model_dir, tmp_path, capsys):
+    store = tmp_path / "store"
+    argv = generate_args(folders, store, tiny_model_dir, "--target-classes", "boat")
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    made = Store(store).manifest()
+    files = sorted(p.name for p in store.rglob("*.png"))
+    assert len(made) == 4 and set(made.noise_ratio) == {0.8}
+    for recorded in (True, False):  # the store's record, then (a store without it) its rows
+        if not recorded:
+            (store / "methods.json").unlink()
+        code, _, err = run(capsys, *argv, "--noise-ratio", 0.5)
+        assert code == 2 and "holds genie images made with --noise-ratio 0.8, not --noise-ratio 0.5" in err, err
+        assert "a second genie image of each (source, target) pair" in err and "another --store" in err
+        assert sorted(p.name for p in store.rglob("*.png")) == files  # refused before any image
+    code, _, err = run(capsys, *argv, "--noise-ratio", 0.8)  # a rerun at the same ratio: the same keys, no more
+    assert code == 0, err
+    assert sorted(Store(store).manifest().key) == sorted(made.key)
+    assert sorted(p.name for p in store.rglob("*.png")) == files
+
+
+def test_a_second_ada_backbone_is_refused_as_a_second_image_of_each_pair(tmp_path):
+    store = Store(tmp_path / "s")
+    store.put("a" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "target_class": "boat",
+                                                          "noise_ratio": 0.7})
+    store.put_row("b" * 20, {**store.row("a" * 20), "method": "genie_ada", "candidate_keys": ["a" * 20],
+                             "backbone": "efficientnet-lite0"})
+    for recorded in (False, True):  # its rows, then its record
+        if recorded:
+            store.write_settings({"genie_ada": {"backbone": "efficientnet-lite0", "backbone_key": "k0"}})
+        with pytest.raises(cli.UsageError, match="holds genie_ada images made with --backbone efficientnet-lite0, "
+                                                 "not --backbone resnet18: this run would add a second genie_ada"):
+            cli.check_one_version(store, {}, None, "genie_ada", {"backbone": "resnet18", "backbone_key": "k1"})
+    with pytest.raises(cli.UsageError, match="made with backbone weights k0, not backbone weights k1"):
+        cli.check_one_version(store, {}, None, "genie_ada", {"backbone": "efficientnet-lite0", "backbone_key": "k1"})
+    # GeNIe's ratio is its own: the candidate at r = 0.7 is no GeNIe image of another ratio
+    assert cli.check_one_version(store, {}, None, "genie", {"noise_ratio": 0.8})["genie_ada"]["backbone_key"] == "k0"
+
+
 def test_a_bad_claim_bound_is_named_before_any_work(folders, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GENIE_CLAIM_STALE_SECONDS", "-5")
     code, _, err = run(capsys, "generate", folders, "--store", tmp_path / "s", "--dry-run")

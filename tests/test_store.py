@@ -463,3 +463,16 @@ def test_run_jobs_names_missing_class_names_an_unknown_class_and_an_unreadable_s
     with pytest.raises(ImageReadError, match=r"source image src-1 at .*1.png cannot be used \(truncated or damaged"):
         run_jobs(fast_generator, jobs, store, class_names, batch_size=1, progress=False)
     assert not (tmp_path / "store" / "rows").exists()  # refused before the first image
+
+
+def test_settings_are_recorded_per_method_and_a_damaged_record_is_named(tmp_path):
+    from genie_utils.store import StoreDamageError
+
+    store = Store(tmp_path / "s")
+    assert store.settings() is None  # no record: the CLI reads the rows instead
+    store.write_settings({"genie": {"noise_ratio": 0.8}, "txt2img": {}})
+    assert store.settings() == {"genie": {"noise_ratio": 0.8}, "txt2img": {}}
+    for damage in ("{\"genie\": 0.8}", "[1, 2]", "{\"genie\":"):
+        (tmp_path / "s" / "methods.json").write_text(damage)
+        with pytest.raises(StoreDamageError, match="methods.json is damaged .*: delete it"):
+            store.settings()
