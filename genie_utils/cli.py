@@ -356,14 +356,27 @@ def check_one_version(store, version: dict, prompts: dict[str, str] | None = Non
 EXPORT_MARK = ".genie-export"  # in every folder `export` wrote: only such a folder, or an empty one, is written again
 
 
-def export(store_root: str | Path, out: str | Path, methods: list[str] | None = None) -> pd.DataFrame:
+def ada_candidates(manifest: pd.DataFrame, settings: dict) -> pd.Series:
+    """Which rows of a store's manifest are GeNIe-Ada's candidates rather than GeNIe's images: the genie rows at a
+    noise ratio other than the store's GeNIe ratio (`method_settings`; every genie row in a store where GeNIe ran
+    only as GeNIe-Ada's sweep)."""
+    ratio = settings.get("genie", {}).get("noise_ratio", [])
+    ratios = manifest.get("noise_ratio", pd.Series(float("nan"), index=manifest.index))
+    return (manifest.method == "genie") & ratios.notna() & ~ratios.isin(ratio if isinstance(ratio, list) else [ratio])
+
+
+def export(store_root: str | Path, out: str | Path, methods: list[str] | None = None,
+           candidates: bool = False) -> pd.DataFrame:
     """Copy the store's images into `out/<target class>/<key>.png` (one folder per label, as torchvision's
-    ImageFolder reads), for the given methods (default all); returns the exported rows. GeNIe-Ada rows point
-    at the candidate they chose. A rerun overwrites nothing that is already there.
+    ImageFolder reads), one per (source, target, method), for the given methods (default all); returns the exported
+    rows, with a `candidate` column, and the number of candidates left out in `.attrs["candidates_left_out"]`.
+    GeNIe-Ada rows point at the candidate they chose; the other images of its sweep (`ada_candidates`) are exported
+    only with `candidates` (and genie among the methods). A rerun overwrites nothing that is already there.
 
     Checked before anything is written: `out` is new, empty or an earlier export whose images are all this store's
-    (a dataset folder, or another store's export, is none of these), every row's target class is one folder name and every row's image is a complete file inside the
-    store (`Store.image_file`). Each image is copied atomically: a full disk names the file and leaves no part of it."""
+    (a dataset folder, or another store's export, is none of these), every row's target class is one folder name and
+    every row's image is a complete file inside the store (`Store.image_file`). Each image is copied atomically: a
+    full disk names the file and leaves no part of it."""
     from .store import Store, atomic_write
 
     store = Store(store_root)
@@ -371,11 +384,27 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
     if manifest.empty:
         raise UsageError(f"the store {store.root} holds no images: run `genie generate` into it first")
     keys = set(manifest.key)
+    candidate = ada_candidates(manifest, method_settings(store, manifest))
     if methods:
         unknown = sorted(set(methods) - set(manifest.method))
         if unknown:
             raise UsageError(f"no {unknown} images in {store.root}; it holds {sorted(manifest.method.unique())}")
-        manifest = manifest[manifest.method.isin(methods)]
+        chosen = manifest.method.isin(methods)
+    else:
+        chosen = pd.Series(True, index=manifest.index)
+    if candidates and not (chosen & candidate).any():
+        among = f" among its {' and '.join(methods)} images" if candidate.any() else ""
+        raise UsageError(f"--candidates: {store.root} holds no GeNIe-Ada candidates (genie images of its sweep)"
+                         f"{among}: leave --candidates out" + (", or add genie to --method" if among else ""))
+    if not candidates and not (chosen & ~candidate).any():
+        ratios = ", ".join(f"{r:g}" for r in sorted(set(manifest.noise_ratio[chosen & candidate])))
+        raise UsageError(f"the {' and '.join(methods or ['genie'])} images of {store.root} are all GeNIe-Ada's "
+                         f"candidates (r = {ratios}), none of them GeNIe's own image or GeNIe-Ada's choice: add "
+                         "--candidates to export them, or finish the GeNIe-Ada run (genie generate --method "
+                         "genie_ada) and export its choices")
+    left_out = int((chosen & candidate).sum()) if not candidates else 0
+    manifest = manifest[chosen & (candidates | ~candidate)].assign(candidate=candidate)
+    manifest.attrs["candidates_left_out"] = left_out
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / EXPORT_MARK).is_file())):
         raise UsageError(f"{out} is not empty and was not written by `genie export`: export into a new or empty "
@@ -414,8 +443,12 @@ def _copy_of(source: Path):
 
 
 def export_command(args) -> int:
-    rows = export(args.store, args.out, args.method)
-    print(f"{len(rows)} images in {rows.target_class.nunique()} class folders under {args.out}")
+    rows = export(args.store, args.out, args.method, args.candidates)
+    kinds = rows.groupby(rows.method.where(~rows.candidate, "genie_ada candidate"), sort=True).size()
+    left_out = rows.attrs["candidates_left_out"]
+    print(f"{len(rows)} images in {rows.target_class.nunique()} class folders under {args.out}: "
+          + ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+          + (f"; {left_out} GeNIe-Ada candidates left out (--candidates exports them)" if left_out else ""))
     return 0
 
 
@@ -462,6 +495,9 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("store", help="a store folder written by `genie generate`")
     out.add_argument("out", help="output folder (ImageFolder layout) with manifest.csv")
     out.add_argument("--method", nargs="+", choices=list(METHOD_HELP), help="only these methods (default: all)")
+    out.add_argument("--candidates", action="store_true",
+                     help="also GeNIe-Ada's candidates: the genie images of its sweep (r = 0.5 ... 0.9) besides the "
+                          "one it chose (the manifest's candidate column marks them)")
     out.set_defaults(run=export_command)
     return top
 

@@ -221,6 +221,44 @@ def test_genie_ada_keeps_one_candidate_per_pair(folders, tiny_model_dir, tmp_pat
     assert code == 0 and sorted(p.parent.name for p in (tmp_path / "tree").rglob("*.png")) == ["boat"] * 4
 
 
+def test_export_ships_one_image_per_pair_and_method_and_the_ada_candidates_only_when_asked(folders, tiny_model_dir,
+                                                                                            tmp_path, capsys):
+    store = tmp_path / "store"
+    code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--method", "genie_ada",
+                                              "--target-classes", "boat"))
+    assert code == 0, err
+    manifest = Store(store).manifest()
+    chosen = sorted(manifest.key[manifest.method == "genie_ada"])
+
+    def exported(out):
+        return sorted(p.stem for p in (tmp_path / out).rglob("*.png")), pd.read_csv(tmp_path / out / "manifest.csv")
+
+    code, out, _ = run(capsys, "export", store, tmp_path / "all")  # no --method: the 4 choices, not the 20 candidates
+    keys, rows = exported("all")
+    assert code == 0 and keys == chosen and sorted(rows.key) == chosen and not rows.candidate.any()
+    assert "4 images in 1 class folders" in out and ": 4 genie_ada; 20 GeNIe-Ada candidates left out" in out
+    code, _, err = run(capsys, "export", store, tmp_path / "genie", "--method", "genie")
+    assert code == 2 and "are all GeNIe-Ada's candidates (r = 0.5, 0.6, 0.7, 0.8, 0.9)" in err
+    assert "add --candidates to export them" in err
+    assert not (tmp_path / "genie").exists()
+    code, out, _ = run(capsys, "export", store, tmp_path / "candidates", "--method", "genie", "--candidates")
+    keys, rows = exported("candidates")
+    assert code == 0 and len(keys) == 20 and rows.candidate.all() and "20 genie_ada candidate" in out
+    code, _, err = run(capsys, "export", store, tmp_path / "x", "--method", "genie_ada", "--candidates")
+    assert code == 2 and "add genie to --method" in err
+
+    # GeNIe at r = 0.8 into the same store: its images are the sweep's r = 0.8 candidates, made already
+    code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "boat"))
+    assert code == 0, err
+    assert sorted(Store(store).manifest().key) == sorted(manifest.key)  # nothing added
+    code, out, _ = run(capsys, "export", store, tmp_path / "both")
+    keys, rows = exported("both")
+    genie = sorted(manifest.key[(manifest.method == "genie") & (manifest.noise_ratio == 0.8)])
+    assert code == 0 and keys == sorted(chosen + genie) and len(keys) == 8  # one per (source, target, method)
+    assert rows.groupby(["source_id", "target_class", "method"]).size().eq(1).all()
+    assert ": 4 genie, 4 genie_ada; 16 GeNIe-Ada candidates left out" in out
+
+
 def test_export_writes_only_into_a_new_empty_or_earlier_export_folder_and_only_inside_it(tmp_path, capsys):
     store = Store(tmp_path / "s")
     store.put("a" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "target_class": "boat"})
