@@ -374,7 +374,8 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
     only with `candidates` (and genie among the methods). A rerun overwrites nothing that is already there.
 
     Checked before anything is written: `out` is new, empty or an earlier export whose images are all this store's
-    (a dataset folder, or another store's export, is none of these), every row's target class is one folder name and
+    and all among the rows exported now (a dataset folder, another store's export, or an export of other methods is
+    none of these), every row's target class is one folder name and
     every row's image is a complete file inside the store (`Store.image_file`). Each image is copied atomically: a
     full disk names the file and leaves no part of it."""
     from .store import Store, atomic_write
@@ -411,11 +412,18 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
                          "folder (a dataset folder would take the images in as real ones)")
     root = store.root.resolve()
     if (out / EXPORT_MARK).is_file():  # an earlier export: of this store (moved or copied alike), by its images' keys
-        foreign = sorted(p for p in out.glob("*/*.png") if p.stem not in keys)
+        present = sorted(out.glob("*/*.png"))
+        foreign = [p for p in present if p.stem not in keys]
         if foreign:
             raise UsageError(f"{out} holds images of another store (e.g. {foreign[0]}, not in {store.root}): export "
                              "into a new or empty folder, so that the manifest.csv of each export lists every image "
                              "in it")
+        unlisted = [p for p in present if p.stem not in set(manifest.key)]
+        if unlisted:
+            raise UsageError(f"{out} holds {len(unlisted)} images of an earlier export of {store.root} that this one "
+                             f"would not list (e.g. {unlisted[0]}: other --method or --candidates than then): export "
+                             "into a new or empty folder, or with the earlier export's options, so that its "
+                             "manifest.csv lists every image in it")
     files = {}
     for row in manifest.itertuples():
         label = row.target_class

@@ -246,6 +246,11 @@ def test_export_ships_one_image_per_pair_and_method_and_the_ada_candidates_only_
     assert code == 0 and len(keys) == 20 and rows.candidate.all() and "20 genie_ada candidate" in out
     code, _, err = run(capsys, "export", store, tmp_path / "x", "--method", "genie_ada", "--candidates")
     assert code == 2 and "add genie to --method" in err
+    # the candidates' folder again, without them: its manifest would not list the 20 images there
+    code, _, err = run(capsys, "export", store, tmp_path / "candidates")
+    assert code == 2 and "holds 20 images of an earlier export" in err and "would not list" in err
+    assert exported("candidates")[1].candidate.all()  # the earlier export's manifest stays
+    assert run(capsys, "export", store, tmp_path / "all")[0] == 0  # an earlier export with the same options
 
     # GeNIe at r = 0.8 into the same store: its images are the sweep's r = 0.8 candidates, made already
     code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "boat"))
