@@ -255,9 +255,9 @@ def generate_command(args) -> int:
     names = data.class_display_names(dataset)
     settings = ({"noise_ratio": noise_ratio} if args.method == "genie" else
                 {"backbone": args.backbone, "backbone_key": backbone.key} if args.method == "genie_ada" else {})
-    known = check_one_version(store, version_spec(generator), {c: recipe.prompt(names[c]) for c in targets},
-                              args.method, settings)
-    store.write_settings({**known, args.method: settings})  # before the first image: an interrupted run counts
+    check_one_version(store, version_spec(generator), {c: recipe.prompt(names[c]) for c in targets}, args.method,
+                      settings)
+    store.write_settings(args.method, settings)  # before the first image: an interrupted run counts
     progress = not args.no_progress
     if args.method == "genie_ada":
         from . import ada
@@ -287,16 +287,14 @@ def _setting(name: str, value) -> str:
 
 def method_settings(store, manifest: pd.DataFrame | None = None) -> dict:
     """The settings beyond the recipe each method's images in the store were made with ({method: {setting: value}}:
-    GeNIe's `noise_ratio`, GeNIe-Ada's `backbone`): those `genie generate` recorded (`Store.settings`); for a store
-    without the record (written by the library), what its rows show: the ratio of the genie rows that no genie_ada row
-    lists as a candidate (a list when there are several), the genie_ada rows' backbone. `manifest`: the store's, when
-    read already."""
+    GeNIe's `noise_ratio`, GeNIe-Ada's `backbone`): those `genie generate` recorded (`Store.settings`); for a method
+    without a record (images written by the library), what its rows show: the ratio of the genie rows that no
+    genie_ada row lists as a candidate (a list when there are several), the genie_ada rows' backbone. `manifest`: the
+    store's, when read already."""
     recorded = store.settings()
-    if recorded is not None:
-        return recorded
     manifest = store.manifest() if manifest is None else manifest
     if manifest.empty:
-        return {}
+        return recorded
     settings = {}
     listed = {k for keys in manifest.get("candidate_keys", pd.Series(dtype=object)).dropna() for k in keys}
     plain = manifest[(manifest.method == "genie") & ~manifest.key.isin(listed)]
@@ -307,7 +305,7 @@ def method_settings(store, manifest: pd.DataFrame | None = None) -> dict:
                            .dropna()))
     if backbones:
         settings["genie_ada"] = {"backbone": backbones[0] if len(backbones) == 1 else backbones}
-    return settings
+    return {**settings, **recorded}
 
 
 def check_one_version(store, version: dict, prompts: dict[str, str] | None = None, method: str | None = None,

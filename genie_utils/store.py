@@ -4,7 +4,7 @@ Layout under a store root:
     images/<method>/<key>.png     the image
     rows/<key[:2]>/<key>.json     its manifest row, written last: a row exists only for a complete image
     claims/<key>                  a worker is making this image now (pid, its start time, host, time)
-    methods.json                  each method's settings beyond the recipe (GeNIe's noise ratio, GeNIe-Ada's
+    methods/<method>.json         that method's settings beyond the recipe (GeNIe's noise ratio, GeNIe-Ada's
                                   backbone), as `genie generate` recorded them before its first image
 
 The key is a hash of everything that determines the image, so a rerun finds what exists and skips it.
@@ -41,7 +41,7 @@ TEMPORARY_PREFIX = ".tmp-"
 HALF_WRITTEN_CLAIM_SECONDS = 10.0  # a claim file still empty after this long lost its writer
 CLAIM_HEARTBEAT_SECONDS = 30.0  # how often a worker refreshes the claims it holds (their modification time), at most
 CLAIM_STALE_SECONDS = 300.0  # a claim not refreshed for this long is taken over (GENIE_CLAIM_STALE_SECONDS)
-SETTINGS_FILE = "methods.json"
+SETTINGS_FOLDER = "methods"
 _METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 # A PNG file starts with its signature and ends with the IEND chunk (empty, so always these 12 bytes)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -304,25 +304,29 @@ class Store:
         table = pd.DataFrame(rows)
         return table.sort_values("key", ignore_index=True) if len(table) else table
 
-    def settings(self) -> dict | None:
-        """The settings recorded per method in `methods.json` ({method: {setting: value}}, `write_settings`); None
-        for a store without that file. A file that is not a JSON object of objects is `StoreDamageError`."""
-        path = self.root / SETTINGS_FILE
-        try:
-            settings = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (ValueError, UnicodeDecodeError):
-            settings = None
-        if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
-            raise StoreDamageError(f"store file {path} is damaged (not a JSON object of each method's settings): "
-                                   "delete it, and the next genie generate records them again from the rows")
-        return settings
+    def settings(self) -> dict:
+        """The settings recorded per method under `methods/` ({method: {setting: value}}, `write_settings`), empty
+        for a store without records. A file that is not a JSON object is `StoreDamageError`, naming it."""
+        folder = self.root / SETTINGS_FOLDER
+        recorded = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                settings = json.loads(path.read_text())
+            except (ValueError, UnicodeDecodeError):
+                settings = None
+            if not isinstance(settings, dict):
+                raise StoreDamageError(f"store file {path} is damaged (not a JSON object of the method's settings): "
+                                       "delete it, and the next genie generate records them again from the rows")
+            recorded[path.stem] = settings
+        return recorded
 
-    def write_settings(self, settings: dict) -> None:
-        """Write `settings` ({method: {setting: value}}) as `methods.json`, atomically, replacing the file."""
+    def write_settings(self, method: str, settings: dict) -> None:
+        """Record one method's `settings` as `methods/<method>.json`, atomically. Each method has its own file, so
+        that runs of two methods started at once never overwrite each other's record."""
+        if not _METHOD_NAME.match(method):
+            raise ValueError(f"method {method!r} is not a valid store folder name (lower-case letters, digits, _)")
         text = json.dumps(settings, sort_keys=True, indent=1) + "\n"
-        atomic_write(self.root / SETTINGS_FILE, lambda f: f.write(text.encode()))
+        atomic_write(self.root / SETTINGS_FOLDER / f"{method}.json", lambda f: f.write(text.encode()))
 
     def export_manifest(self, path: str | os.PathLike | None = None) -> Path:
         """Write the manifest as one CSV (default `<root>/manifest.csv`), atomically."""

@@ -314,7 +314,7 @@ def test_a_second_noise_ratio_is_refused_before_any_image_and_a_rerun_at_the_sam
     assert len(made) == 4 and set(made.noise_ratio) == {0.8}
     for recorded in (True, False):  # the store's record, then (a store without it) its rows
         if not recorded:
-            (store / "methods.json").unlink()
+            (store / "methods" / "genie.json").unlink()
         code, _, err = run(capsys, *argv, "--noise-ratio", 0.5)
         assert code == 2 and "holds genie images made with --noise-ratio 0.8, not --noise-ratio 0.5" in err, err
         assert "a second genie image of each (source, target) pair" in err and "another --store" in err
@@ -325,6 +325,16 @@ def test_a_second_noise_ratio_is_refused_before_any_image_and_a_rerun_at_the_sam
     assert sorted(p.name for p in store.rglob("*.png")) == files
 
 
+def test_a_method_without_a_record_is_read_from_its_rows_beside_the_records_of_others(tmp_path):
+    store = Store(tmp_path / "s")  # genie images written by the library, then a txt2img run recorded its settings
+    store.put("a" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "target_class": "boat",
+                                                          "noise_ratio": 0.8})
+    store.write_settings("txt2img", {})
+    assert cli.method_settings(store) == {"genie": {"noise_ratio": 0.8}, "txt2img": {}}
+    with pytest.raises(cli.UsageError, match="made with --noise-ratio 0.8, not --noise-ratio 0.5"):
+        cli.check_one_version(store, {}, None, "genie", {"noise_ratio": 0.5})
+
+
 def test_a_second_ada_backbone_is_refused_as_a_second_image_of_each_pair(tmp_path):
     store = Store(tmp_path / "s")
     store.put("a" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "target_class": "boat",
@@ -333,7 +343,7 @@ def test_a_second_ada_backbone_is_refused_as_a_second_image_of_each_pair(tmp_pat
                              "backbone": "efficientnet-lite0"})
     for recorded in (False, True):  # its rows, then its record
         if recorded:
-            store.write_settings({"genie_ada": {"backbone": "efficientnet-lite0", "backbone_key": "k0"}})
+            store.write_settings("genie_ada", {"backbone": "efficientnet-lite0", "backbone_key": "k0"})
         with pytest.raises(cli.UsageError, match="holds genie_ada images made with --backbone efficientnet-lite0, "
                                                  "not --backbone resnet18: this run would add a second genie_ada"):
             cli.check_one_version(store, {}, None, "genie_ada", {"backbone": "resnet18", "backbone_key": "k1"})

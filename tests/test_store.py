@@ -469,10 +469,13 @@ def test_settings_are_recorded_per_method_and_a_damaged_record_is_named(tmp_path
     from genie_utils.store import StoreDamageError
 
     store = Store(tmp_path / "s")
-    assert store.settings() is None  # no record: the CLI reads the rows instead
-    store.write_settings({"genie": {"noise_ratio": 0.8}, "txt2img": {}})
+    assert store.settings() == {}  # no record: the CLI reads the rows instead
+    store.write_settings("genie", {"noise_ratio": 0.8})
+    store.write_settings("txt2img", {})  # a second method, as a run beside the first would: each its own file
     assert store.settings() == {"genie": {"noise_ratio": 0.8}, "txt2img": {}}
-    for damage in ("{\"genie\": 0.8}", "[1, 2]", "{\"genie\":"):
-        (tmp_path / "s" / "methods.json").write_text(damage)
-        with pytest.raises(StoreDamageError, match="methods.json is damaged .*: delete it"):
+    with pytest.raises(ValueError, match="not a valid store folder name"):
+        store.write_settings("../x", {})
+    for damage in ("0.8", "[1, 2]", "{\"noise_ratio\":", "\xff"):
+        (tmp_path / "s" / "methods" / "genie.json").write_text(damage, encoding="latin-1")
+        with pytest.raises(StoreDamageError, match="genie.json is damaged .*: delete it"):
             store.settings()
