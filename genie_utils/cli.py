@@ -373,9 +373,8 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
 
     Checked before anything is written: `out` is new, empty or an earlier export whose images are all this store's
     and all among the rows exported now (a dataset folder, another store's export, or an export of other methods is
-    none of these), every row's target class is one folder name and
-    every row's image is a complete file inside the store (`Store.image_file`). Each image is copied atomically: a
-    full disk names the file and leaves no part of it."""
+    none of these), every row's target class is one folder name and every row's image is a complete file inside the
+    store (`Store.image_file`). Each image is copied atomically: a full disk names the file and leaves no part of it."""
     from .store import Store, atomic_write
 
     store = Store(store_root)
