@@ -24,7 +24,7 @@ from .oracle import crossover, label_consistency, load_oracle
 from .pairing import pairs_per_target
 from .profiles import resolve
 from .recipe import profile_recipe
-from .results import interval
+from .results import normal_interval
 from .splits import BINS, EVALUATION, GENERATOR, bin_of, pool_images
 from .store import Store
 from .validation import check_noise_ratio
@@ -175,7 +175,7 @@ def editing_summary(table: pd.DataFrame, groups: dict[str, list[str]]) -> pd.Dat
         for ratio, part in per_class.groupby("noise_ratio"):
             row = {"noise_ratio": ratio, "classes": len(part), "pairs": int((chosen.noise_ratio == ratio).sum())}
             for measure, column in MEASURES.items():
-                row[measure], row[f"{measure}_half_width"], _ = interval(part[column])
+                row[measure], row[f"{measure}_half_width"], _ = normal_interval(part[column])
             rows.append(row)
         summary = pd.DataFrame(rows).assign(group=name)
         cross = crossover(summary)

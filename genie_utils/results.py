@@ -1,6 +1,10 @@
 """Result tables: means with 95% intervals, paired differences, and the paper's table layout in Markdown and
 LaTeX. Everything here reads tidy result files (one row per episode or seed and method) and writes tables;
 nothing here computes features or trains.
+
+An interval over episodes or training seeds is Student's: mean ± t(0.975, n - 1) · s / √n (s the sample standard
+deviation of the n values, or of the n paired differences), as a mean over few values needs; an interval over
+test images is a bootstrap (`bootstrap_differences`).
 """
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .recipe import METHODS
 from .store import atomic_write
@@ -36,13 +41,51 @@ def method_label(method: str, latex: bool = False) -> str:
     return method
 
 
+def t_quantile(n: int, level: float = 0.95) -> float:
+    """Student's two-sided quantile for a mean over `n` values: t(1 - (1 - level) / 2, n - 1); 4.303 for n = 3,
+    2.201 for n = 12, 1.96 in the limit."""
+    if n < 2:
+        raise ValueError(f"an interval over {n} value(s) has no spread: it needs at least 2")
+    return float(stats.t.ppf(1 - (1 - level) / 2, n - 1))
+
+
+def half_width(std: float, n: int) -> float:
+    """The 95% half-width of a mean over `n` values of sample standard deviation `std`: t(n - 1) * std / sqrt(n)."""
+    return t_quantile(n) * float(std) / np.sqrt(n)
+
+
 def interval(values) -> tuple[float, float, int]:
-    """(mean, 95% half-width 1.96 * std / sqrt(n), n); the sample standard deviation (ddof = 1), 0 for n = 1."""
+    """(mean, 95% half-width t(n - 1) * std / sqrt(n), n) with the sample standard deviation (ddof = 1); the
+    half-width is 0 for n = 1 (no interval: tables show the mean alone)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        raise ValueError("no values to summarise")
+    if len(values) == 1:
+        return float(values[0]), 0.0, 1
+    return float(values.mean()), half_width(values.std(ddof=1), len(values)), len(values)
+
+
+def normal_interval(values) -> tuple[float, float, int]:
+    """(mean, 1.96 * std / sqrt(n), n): the normal approximation, for means over many units (e.g. the editing
+    benchmark's classes); `interval` for means over episodes or seeds."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         raise ValueError("no values to summarise")
     spread = values.std(ddof=1) if len(values) > 1 else 0.0
     return float(values.mean()), float(1.96 * spread / np.sqrt(len(values))), len(values)
+
+
+def episodes_needed(std: float, target: float, at_least: int = 2, limit: int = 1_000_000) -> int:
+    """The fewest episodes (or seeds) n >= `at_least` whose 95% half-width t(n - 1) * std / sqrt(n) is at most
+    `target`, at the spread `std`; `limit` + 1 when even `limit` would not reach it."""
+    if target <= 0:
+        raise ValueError(f"a target half-width must be positive, not {target}")
+    if std <= 0:
+        return at_least
+    n = max(at_least, 2, int(np.floor((1.959963984540054 * std / target) ** 2)))  # the normal bound: t only adds
+    while n <= limit and half_width(std, n) > target:
+        n += 1
+    return n
 
 
 def summarise(results: pd.DataFrame, by: Sequence[str], value: str = "accuracy", scale: float = 100.0) -> pd.DataFrame:
@@ -68,7 +111,8 @@ def paired_differences(results: pd.DataFrame, reference: str = "genie", by: Sequ
                        unit: str = "episode", extra: Sequence[tuple[str, str]] = (("genie_ada", "genie"),),
                        scale: float = 100.0, order: Sequence[str] | None = None) -> pd.DataFrame:
     """Per group: `reference` minus every other method (in `order`), episode by episode (all rows share
-    episodes), with mean and 95% interval; `extra` adds other (a, b) pairs, by default GeNIe-Ada minus GeNIe."""
+    episodes), with mean, 95% interval (Student's t over the n paired differences) and the differences' sample
+    standard deviation `std`; `extra` adds other (a, b) pairs, by default GeNIe-Ada minus GeNIe."""
     rows = []
     for keys, group in results.groupby(list(by), sort=False):
         wide = group.pivot_table(index=unit, columns="method", values="accuracy")
@@ -77,6 +121,7 @@ def paired_differences(results: pd.DataFrame, reference: str = "genie", by: Sequ
             mean, half, n = interval(difference * scale)
             rows.append({**dict(zip(by, keys)), "comparison": f"{a} - {b}", "first": a, "second": b,
                          "mean": mean, "half_width": half, "n": n,
+                         "std": float((difference * scale).std(ddof=1)) if n > 1 else float("nan"),
                          "first_better_share": float((difference > 0).mean())})
     return pd.DataFrame(rows)
 
@@ -94,7 +139,8 @@ def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence
     episodes divided by the variance of the episode differences (the rest is the support set's and the classes';
     a share can exceed 1 by chance with few episodes). `half_width_without_queries` is the 95% half-width left
     if the query draw added nothing, as with very many queries per episode (scoring on n' > n queries per class
-    divides the query part by about n' / n). Half-widths in the units of `scale` (percentage points)."""
+    divides the query part by about n' / n). Half-widths (Student's t over the episodes) in the units of `scale`
+    (percentage points)."""
     rows = []
     for keys, group in outcomes.groupby(list(by), sort=False):
         wide = group.pivot_table(index=["episode", "query", "query_class"], columns="method", values="correct")
@@ -110,9 +156,9 @@ def noise_sources(outcomes: pd.DataFrame, reference: str = "genie", by: Sequence
             rows.append({**dict(zip(by, keys)), "comparison": f"{a} - {b}", "episodes": n,
                          "queries_per_episode": float(diff.groupby("episode").size().mean()),
                          "mean": float(episode.mean()) * scale,
-                         "half_width": 1.96 * np.sqrt(total / n) * scale if n > 1 else float("nan"),
+                         "half_width": half_width(np.sqrt(total), n) * scale if n > 1 else float("nan"),
                          "query_share": query / total if total > 0 else float("nan"),
-                         "half_width_without_queries": 1.96 * np.sqrt(max(total - query, 0.0) / n) * scale
+                         "half_width_without_queries": half_width(np.sqrt(max(total - query, 0.0)), n) * scale
                          if n > 1 else float("nan")})
     return pd.DataFrame(rows)
 
@@ -128,8 +174,8 @@ def precision_against_targets(differences: pd.DataFrame, targets: dict, comparis
                               drawn: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each of `comparisons` (e.g. "genie - txt2img") from `paired_differences`, per backbone and shot count, against
     the 95% half-width asked of it (`targets`: shots -> points). `episodes_needed` is the number of episodes that
-    would reach the target at the same spread: the half-width is 1.96 std / sqrt(n), so n (half_width / target)^2,
-    rounded up. `drawn`: the same differences on fewer queries (`fewshot.drawn_query_differences`), whose
+    would reach the target at the same spread: the fewest n with t(n - 1) std / sqrt(n) <= target
+    (`episodes_needed`). `drawn`: the same differences on fewer queries (`fewshot.drawn_query_differences`), whose
     half-widths go in `half_width_drawn_queries`."""
     other = drawn.set_index(["backbone", "shots", "comparison"]).half_width if drawn is not None else None
     rows = []
@@ -137,9 +183,11 @@ def precision_against_targets(differences: pd.DataFrame, targets: dict, comparis
         if row.shots not in targets:
             continue
         target = float(targets[row.shots])
+        std = row.half_width * np.sqrt(row.n) / t_quantile(row.n) if row.n > 1 else float("nan")
         rows.append({"backbone": row.backbone, "shots": row.shots, "comparison": row.comparison, "episodes": row.n,
-                     "half_width": row.half_width, "target": target, "met": bool(row.half_width <= target),
-                     "episodes_needed": int(np.ceil(row.n * (row.half_width / target) ** 2 - 1e-9)),
+                     "half_width": row.half_width, "target": target,
+                     "met": bool(row.n > 1 and row.half_width <= target),  # one episode has no interval
+                     "episodes_needed": episodes_needed(std, target) if row.n > 1 else float("nan"),
                      "half_width_drawn_queries": float("nan") if other is None
                      else float(other.loc[(row.backbone, row.shots, row.comparison)])})
     frame = pd.DataFrame(rows, columns=["backbone", "shots", "comparison", "episodes", "half_width", "target", "met",
@@ -165,9 +213,13 @@ def precision_table(precision: pd.DataFrame) -> str:
     for row in precision.itertuples():
         label = " - ".join(method_label(m) for m in row.comparison.split(" - "))
         lines.append(f"| {row.backbone} | {row.shots} | {label} | {row.episodes} | {row.half_width:.1f} | "
-                     f"{row.target:.1f} | {'yes' if row.met else 'no'} | {row.episodes_needed} |"
+                     f"{row.target:.1f} | {'yes' if row.met else 'no'} | {_count(row.episodes_needed)} |"
                      + (f" {row.half_width_drawn_queries:.1f} |" if drawn else ""))
     return "\n".join(lines) + "\n"
+
+
+def _count(value) -> str:
+    return "-" if pd.isna(value) else str(int(value))
 
 
 def bootstrap_differences(outcomes: pd.DataFrame, groups: dict[str, Sequence[str]], reference: str,

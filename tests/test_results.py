@@ -6,13 +6,32 @@ import pytest
 from genie_utils import results
 
 
-def test_interval_is_196_sample_std_over_sqrt_n():
+def test_t_quantile_is_students_for_n_minus_1_degrees_of_freedom():
+    assert results.t_quantile(3) == pytest.approx(4.303, abs=5e-4)   # the 3 five-shot episodes
+    assert results.t_quantile(12) == pytest.approx(2.201, abs=5e-4)  # the 12 one-shot episodes
+    assert results.t_quantile(5) == pytest.approx(2.776, abs=5e-4)   # the long tail's 5 seeds
+    assert results.t_quantile(2) == pytest.approx(12.706, abs=5e-4)
+    with pytest.raises(ValueError, match="at least 2"):
+        results.t_quantile(1)
+
+
+def test_interval_is_t_times_sample_std_over_sqrt_n():
     mean, half, n = results.interval([0.5, 0.7, 0.6, 0.8])
     assert (mean, n) == (pytest.approx(0.65), 4)
-    assert half == pytest.approx(1.96 * np.sqrt(((0.15**2) * 2 + 0.05**2 * 2) / 3) / 2)
+    # s = sqrt((0.15^2 * 2 + 0.05^2 * 2) / 3) = 0.129099; t(0.975, 3) = 3.182446
+    assert half == pytest.approx(3.182446 * 0.129099 / 2, rel=1e-5)
     assert results.interval([0.4]) == (0.4, 0.0, 1)
     with pytest.raises(ValueError, match="no values"):
         results.interval([])
+
+
+def test_episodes_needed_solves_t_n_minus_1_std_over_sqrt_n_at_most_the_target():
+    # std 1, target 1: n = 6 gives t(5) / sqrt(6) = 2.5706 / 2.4495 = 1.049 > 1, n = 7 gives 2.4469 / 2.6458 = 0.925
+    assert results.episodes_needed(1.0, 1.0) == 7   # the normal rule would say ceil(1.96^2) = 4
+    assert results.half_width(1.0, 7) <= 1.0 < results.half_width(1.0, 6)
+    assert results.episodes_needed(0.0, 1.0) == 2
+    with pytest.raises(ValueError, match="positive"):
+        results.episodes_needed(1.0, 0.0)
 
 
 def tidy():
@@ -28,7 +47,9 @@ def test_paired_differences_are_per_episode():
     assert set(table.index) == {"genie - weak", "genie - genie_ada", "genie_ada - genie"}
     differences = np.array([10, 5, 15])  # genie - weak, percentage points
     assert table.loc["genie - weak", "mean"] == pytest.approx(10)
-    assert table.loc["genie - weak", "half_width"] == pytest.approx(1.96 * differences.std(ddof=1) / np.sqrt(3))
+    # s = 5, n = 3: 4.302653 * 5 / sqrt(3) = 12.4207 points
+    assert table.loc["genie - weak", "half_width"] == pytest.approx(12.4207, abs=1e-4)
+    assert table.loc["genie - weak", "std"] == pytest.approx(5.0)
     assert table.loc["genie - weak", "first_better_share"] == 1.0
     assert table.loc["genie_ada - genie", "mean"] == pytest.approx((2 - 1 + 5) / 3)
 
@@ -45,13 +66,13 @@ def test_noise_sources_split_an_episode_difference_into_the_query_draw_and_the_r
     draw = np.array([(0.5 / 2 + 0.0 / 2) / 2**2, 0.0])  # sum_c s_c^2 / n_c / C^2 per episode
     assert row["episodes"] == 2 and row["queries_per_episode"] == 4.0
     assert row["mean"] == pytest.approx(37.5)
-    assert row["half_width"] == pytest.approx(1.96 * episode_means.std(ddof=1) / np.sqrt(2) * 100)
+    assert row["half_width"] == pytest.approx(12.7062 * episode_means.std(ddof=1) / np.sqrt(2) * 100, rel=1e-5)
     assert row["query_share"] == pytest.approx(draw.mean() / episode_means.var(ddof=1))
     assert row["half_width_without_queries"] == pytest.approx(
-        1.96 * np.sqrt((episode_means.var(ddof=1) - draw.mean()) / 2) * 100)
+        12.7062 * np.sqrt((episode_means.var(ddof=1) - draw.mean()) / 2) * 100, rel=1e-5)
 
 
-def test_precision_against_targets_keeps_the_claims_and_scales_episodes_by_the_squared_ratio():
+def test_precision_against_targets_keeps_the_claims_and_sizes_episodes_with_t():
     differences = pd.DataFrame([
         {"backbone": "b", "shots": 1, "comparison": "genie - weak", "half_width": 9.0, "n": 12},
         {"backbone": "b", "shots": 1, "comparison": "genie_ada - genie", "half_width": 2.0, "n": 12},
@@ -62,9 +83,11 @@ def test_precision_against_targets_keeps_the_claims_and_scales_episodes_by_the_s
     assert list(zip(table.shots, table.comparison)) == [(1, "genie - txt2img"), (1, "genie_ada - genie"),
                                                         (5, "genie - txt2img")]  # claims only, in their order
     assert list(table.met) == [False, True, True]  # a half-width equal to the target meets it
-    assert list(table.episodes_needed) == [48, 12, 1]  # 12 (4 / 2)^2, 12 (2 / 2)^2, ceil(3 (1 / 2.5)^2)
+    # std = half_width sqrt(n) / t(n - 1): 6.2955 (n 12), 3.1478 (n 12), 0.4026 (n 3); then the fewest n with
+    # t(n - 1) std / sqrt(n) <= target: 41 (n 40 gives 2.013), 12, 3 (n 2 gives 12.706 * 0.4026 / 1.414 = 3.6)
+    assert list(table.episodes_needed) == [41, 12, 3]
     lines = results.precision_table(table).splitlines()
-    assert lines[2] == "| b | 1 | GeNIe (r = 0.8) - Txt2Img | 12 | 4.0 | 2.0 | no | 48 |"
+    assert lines[2] == "| b | 1 | GeNIe (r = 0.8) - Txt2Img | 12 | 4.0 | 2.0 | no | 41 |"
 
 
 def test_bootstrap_differences_resample_test_images_within_each_class():
