@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= embedded
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test browser reproduce site publish lab companion clean-results
+.PHONY: setup test browser reproduce tables site publish lab companion clean-results
 
 setup: $(STAMP)
 
@@ -29,9 +29,16 @@ browser:
 		apt-get install -y -q chromium >/dev/null 2>&1; } || echo "could not install chromium: its test is skipped"; }
 
 # Skips every notebook whose inputs (itself, the library, the profile, the models, earlier notebooks) are unchanged.
+# A settle profile (PROFILE=embedded-settle) runs its slices again instead, into docs/results/<profile>/.
 reproduce: setup
 	GENIE_HEADLESS=1 $(PY) -m genie_utils.reproduce --profile $(PROFILE)
+	$(PY) -m genie_utils.tables
 	$(PY) -m genie_utils.site --profile $(PROFILE)
+
+# README's and docs' tables, written between their markers from the committed result files (docs/results/); runs
+# nothing else. The tests fail when a page differs from its files.
+tables: setup
+	$(PY) -m genie_utils.tables
 
 # The offline site (results/<profile>/site/README.html) from the notebooks make reproduce executed; runs nothing.
 site: setup
@@ -42,6 +49,7 @@ site: setup
 # nothing.
 publish: setup
 	$(PY) -m genie_utils.site --profile $(PROFILE) --publish
+	$(PY) -m genie_utils.tables
 
 # One notebook again, e.g. `make notebook-05`: the analyses re-rendered from the result files and caches.
 notebook-%: setup

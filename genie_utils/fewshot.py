@@ -244,11 +244,13 @@ def run_folder(profile: dict) -> Path:
 
 
 def draw_episodes(profile: dict, dataset: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The profile's episodes (`[fewshot]` shots, counts and `all_queries`, `[splits]` queries per class) written to
-    `episodes.csv` and returned joined with the dataset."""
+    """The profile's episodes (`[fewshot]` shots, counts and `all_queries`, `[splits]` queries per class; episode i
+    drawn with seed i, from `first_episode`, default 0) written to `episodes.csv` and returned joined with the
+    dataset."""
     spec = profile["fewshot"]
-    parts = [episodes_table(dataset, tables, spec["ways"], shots, profile["splits"]["queries_per_class"], range(count),
-                            spec.get("all_queries", False))
+    first = spec.get("first_episode", 0)
+    parts = [episodes_table(dataset, tables, spec["ways"], shots, profile["splits"]["queries_per_class"],
+                            range(first, first + count), spec.get("all_queries", False))
              for shots, count in zip(spec["shots"], spec["episodes"])]
     path = write_episodes(pd.concat(parts, ignore_index=True), run_folder(profile) / "episodes.csv")
     return read_episodes(path, dataset)

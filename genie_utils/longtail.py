@@ -325,23 +325,11 @@ def write_tables(profile: dict) -> dict[str, Path]:
     results = pd.read_csv(folder / "results.csv")
     accuracy = bin_accuracy(results)
     write_table(accuracy, folder / "bin_accuracy.csv")
-    summary = result_tables.summarise(accuracy, ["backbone", "method", "bin"])
-    plan = pd.read_csv(folder / "plan.csv")
-    per_class, total = int(plan.generated.max()), int(plan.generated.sum())
-    frames = []
-    for latex in (False, True):
-        wide = result_tables.wide_table(summary, list(ROWS), ["bin"], latex=latex)
-        wide = wide[[c for c in (*BINS, "overall") if c in wide.columns]]
-        counts = plan.groupby("bin").size()
-        wide.columns = [f"{c.capitalize()} ({counts.get(c, len(plan))} classes)" if c != "overall"
-                        else f"Overall ({len(plan)} classes)" for c in wide.columns]
-        generated = ["0" if m in LOSSES else f"{per_class} / {total}" for m in ROWS if result_tables.method_label(m, latex) in wide.index]
-        wide.insert(0, "generated per rare class / total", generated)
-        frames.append(wide)
+    frames = [accuracy_table(results, latex=latex) for latex in (False, True)]
     paths = result_tables.write_tables(folder / "table", f"{profile['name']}: long-tail top-1 (\\\\%), mean $\\\\pm$ 95\\\\% "
                                "interval over training seeds", *frames)
     outcomes = pd.read_csv(folder / "test_outcomes.csv", keep_default_na=False, dtype={"image_id": str})
-    groups = bin_groups(plan)
+    groups = bin_groups(pd.read_csv(folder / "plan.csv"))
     paths.update(_test_set_differences(
         outcomes, groups, "plain", [m for m in ROWS if m != "plain"], folder / "differences",
         f"{profile['name']}: long-tail top-1 minus plain cross-entropy (points), 95\\\\% interval over the test images"))
@@ -352,6 +340,25 @@ def write_tables(profile: dict) -> dict[str, Path]:
             f"{profile['name']}: each generative row with logit adjustment minus logit adjustment alone (points), "
             "95\\\\% interval over the test images"))
     return paths
+
+
+def accuracy_table(results: pd.DataFrame, rows: Sequence[str] = ROWS, latex: bool = False) -> pd.DataFrame:
+    """The long-tail table from `results.csv` (per method, seed and class, with each class's bin and generated
+    images): Many / Medium / Few / Overall top-1 per row of `rows`, mean ± 95% interval over training seeds
+    (percent; the best of each column among all the rows in bold), after the generated images per rare class and
+    in total."""
+    summary = result_tables.summarise(bin_accuracy(results), ["backbone", "method", "bin"])
+    plan = results.drop_duplicates("class_name")
+    per_class, total = int(plan.generated.max()), int(plan.generated.sum())
+    wide = result_tables.wide_table(summary, list(ROWS), ["bin"], latex=latex)
+    wide = wide[[c for c in (*BINS, "overall") if c in wide.columns]]
+    counts = plan.groupby("bin").size()
+    wide.columns = [f"{c.capitalize()} ({counts.get(c, len(plan))} classes)" if c != "overall"
+                    else f"Overall ({len(plan)} classes)" for c in wide.columns]
+    wide.insert(0, "generated per rare class / total", ["0" if m in LOSSES else f"{per_class} / {total}"
+                                                         for m in ROWS if result_tables.method_label(m, latex) in wide.index])
+    return wide.loc[[result_tables.method_label(m, latex) for m in rows
+                     if result_tables.method_label(m, latex) in wide.index]]
 
 
 BUDGET_ROWS = ("plain", "genie", "genie_ada", "txt2img")

@@ -6,6 +6,9 @@ sources, not their outputs), the library's source, the profile (as loaded, `exte
 models' files and the keys of the notebooks before it (a later notebook reads what an earlier one wrote).
 `--force` runs everything again.
 
+A profile with a `[settle]` table (the settle run, `embedded-settle`) runs no notebooks: it runs every slice of
+`genie_utils.settle` again, into its committed folder, and writes the verdicts.
+
 `--record-checks` runs the smoke profile and stores, in `notebooks/`, the outputs of the cells marked
 `# NBVAL_CHECK_OUTPUT`: the values `make test` (pytest --nbval-lax) compares a fresh run with.
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import papermill
 
+from . import settle
 from .profiles import load_profile, profile_argument, project_root, resolve
 
 
@@ -130,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.record_checks and args.profile != "smoke":
         parser.error("--record-checks stores what make test compares, i.e. the smoke profile's outputs: "
                      "add --profile smoke")
+    if "settle" in load_profile(args.profile):  # the settle run: slices, not notebooks
+        return settle.main(["--profile", args.profile, "--all"])
     timings = run(args.profile, args.only, args.force)
     print(f"ran {len(timings)} notebooks in {sum(t for _, t in timings):.0f} s")
     if args.record_checks:

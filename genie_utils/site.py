@@ -65,13 +65,14 @@ def relative_to_project(text: str, root: Path, escape=lambda path: path) -> str:
     return text
 
 
-# The result files README's paper map names: what each paper figure and table is drawn from (under
+# The result files README's paper map names and its tables are written from (under
 # results/<profile>/; the per-query and per-test-image outcomes, megabytes each, stay there)
 PUBLISHED_RESULTS = ("ada/choices.csv", "ada/cost.csv", "fewshot/method_comparison.csv", "fewshot/embedding_view.csv",
                      "fewshot/results.csv", "fewshot/summary.csv", "fewshot/differences.csv",
                      "fewshot/class_probabilities.csv", "fewshot/class_probability_summary.csv",
-                     "fewshot/ada_choices.csv", "fewshot/label_consistency.csv", "longtail/results.csv",
-                     "longtail/bin_accuracy.csv", "longtail/gain_by_class.csv", "dataset/class_sizes.csv")
+                     "fewshot/ada_choices.csv", "fewshot/label_consistency.csv", "fewshot/noise_sources.csv",
+                     "longtail/results.csv", "longtail/bin_accuracy.csv", "longtail/gain_by_class.csv",
+                     "longtail/differences.csv", "longtail/added_to_logit_adjustment.csv", "dataset/class_sizes.csv")
 
 
 # papermill's record of a run: where and when it ran, cell by cell; none of it is a result
@@ -231,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="require the check in headless Chromium (Debian's chromium); without it, the check runs "
                              "only where chromium is installed")
     args = parser.parse_args(argv)
+    if "settle" in load_profile(args.profile):
+        print(f"{args.profile} is a settle run: it executes no notebooks, so it has no site; its rows and verdicts are "
+              "committed in its [settle] folder and README's tables are written from them (make tables)")
+        return 0
     if args.publish:
         try:
             written = publish(load_profile(args.profile))

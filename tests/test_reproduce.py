@@ -109,3 +109,14 @@ def test_a_prefix_that_matches_no_notebook_is_a_usage_error_naming_the_notebooks
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "--only 99: no notebook's name starts so; give prefixes of" in err
     assert "00_embedded_dataset.ipynb" in err and no_notebooks == []
+
+
+def test_a_settle_profile_runs_its_slices_not_the_notebooks(monkeypatch, capsys):
+    from genie_utils import settle, site
+    calls = []
+    monkeypatch.setattr(settle, "main", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(reproduce, "run", lambda *a, **k: pytest.fail("a settle profile runs no notebooks"))
+    assert reproduce.main(["--profile", "embedded-settle"]) == 0
+    assert calls == [["--profile", "embedded-settle", "--all"]]
+    assert site.main(["--profile", "embedded-settle"]) == 0  # no notebooks, no site: said, not an error
+    assert "settle run" in capsys.readouterr().out
