@@ -151,8 +151,9 @@ def longtail_verdicts(bin_accuracy: pd.DataFrame, margin: float, sized_for: int 
 
 
 def verdict_table(verdicts: pd.DataFrame) -> str:
-    """The verdicts as Markdown: one line per claim and setting, the interval with its n, the verdict, and what an
-    unresolved claim lacks."""
+    """The verdicts as Markdown: one line per claim and setting, the interval with its n, the verdict (marked
+    interim while fewer episodes or seeds have run than the run was sized for), and what an unresolved claim
+    lacks."""
     lines = ["| claim | setting | A - B (points) | 95% interval (Student-t over n; bootstrap over test images) | n | m "
              "| verdict | what it lacks |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
@@ -162,7 +163,8 @@ def verdict_table(verdicts: pd.DataFrame) -> str:
         if row.verdict == UNRESOLVED and row.would_need is not None and not pd.isna(row.would_need) \
                 and verdict(row.low, row.high, row.margin) == UNRESOLVED:
             lacks = f"about {int(row.would_need)} {units} at this spread"
-        if row.sized_for is not None and not pd.isna(row.sized_for) and row.n < row.sized_for:
+        sized = row.sized_for is not None and not pd.isna(row.sized_for)
+        if sized and row.n < row.sized_for:
             lacks = "; ".join(filter(None, [lacks, f"{int(row.sized_for) - row.n} of the {int(row.sized_for)} "
                                                    f"{units} sized for not yet run"]))
         interval_text = f"[{row.low:+.1f}, {row.high:+.1f}]" if row.n > 1 else "-"
@@ -171,6 +173,7 @@ def verdict_table(verdicts: pd.DataFrame) -> str:
             if row.verdict == UNRESOLVED and row.test_set_short:
                 lacks = "; ".join(filter(None, [lacks, "a larger test set (more seeds do not narrow its interval)"]))
         mean = f"{row.mean:+.1f}" if row.n > 0 else "-"
+        interim = row.verdict != NOT_RUN and sized and row.n < row.sized_for  # the run is not yet of its size
         lines.append(f"| {row.claim} | {row.setting} | {mean} | {interval_text} | {row.n} | {row.margin:g} "
-                     f"| **{row.verdict}** | {lacks} |")
+                     f"| **{row.verdict}**{' (interim)' if interim else ''} | {lacks} |")
     return "\n".join(lines) + "\n"

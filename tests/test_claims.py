@@ -45,8 +45,10 @@ def test_fewshot_verdict_from_paired_episodes_with_what_it_lacks():
     # to resolve: a half-width below |mean| = 2 at s = 1: n = 4 gives t(3) / 2 = 1.59 (n = 3 gives 2.48)
     assert row.would_need == 4
     line = claims.verdict_table(table).splitlines()[2]
-    assert line == ("| GeNIe beats weak | 1-shot | +2.0 | [-0.5, +4.5] | 3 | 2 | **unresolved** | about 4 episodes at "
-                    "this spread; 7 of the 10 episodes sized for not yet run |")
+    assert line == ("| GeNIe beats weak | 1-shot | +2.0 | [-0.5, +4.5] | 3 | 2 | **unresolved** (interim) | about 4 episodes "
+                    "at this spread; 7 of the 10 episodes sized for not yet run |")
+    complete = claims.fewshot_verdicts(episodes([1, 2, 3]), {1: 2.0}, {1: 3}, claims=[claim])
+    assert "| **unresolved** | about 4 episodes at this spread |" in claims.verdict_table(complete)
     # five differences of 2 and 3: mean 2.4, s 0.5477, half-width 2.7764 * 0.5477 / 2.2361 = 0.68: holds
     held = claims.fewshot_verdicts(episodes([2, 3, 2, 3, 2]), {1: 2.0}, claims=[claim]).iloc[0]
     assert held.verdict == claims.HOLDS and held.would_need is None
