@@ -5,12 +5,17 @@ code, never by hand. A table's place in a page is a pair of markers,
     ...written here by `python -m genie_utils.tables` (make tables)...
     <!-- /table -->
 
-named after the result files it is drawn from. `--check` rewrites nothing and fails, naming each table, where a
-page differs from its files (the tests run it). An unknown name or a marker left open is an error.
+named after the result files it is drawn from. A number in a sentence is marked the same way, inside its line:
+
+    P(target) crosses P(source) at r = <!-- value: companion/crossover -->0.68<!-- /value -->.
+
+`--check` rewrites nothing and fails, naming each table or value, where a page differs from its files (the tests run
+it). An unknown name or a marker left open is an error.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
@@ -20,15 +25,24 @@ from typing import Callable
 import pandas as pd
 
 from . import claims, longtail, results, settle
+from .companion import card
 from .fewshot import CLAIMS, table_rows
 from .profiles import load_profile, project_root
 
+# The shipped model's folder, whose editing benchmark (editing.csv) README quotes.
+COMPANION = Path("models") / "genie-companion"
+# UNet image-steps of a paper profile's few-shot generation at 50 steps (docs/profiles.md derives them: 275 per pair
+# and ratio set, 20 pairs per 1-shot and 100 per 5-shot episode): mini-ImageNet 600 + 600 episodes, tiered 1000 + 1000.
+PAPER_IMAGE_STEPS = {"paper": 600 * 120 * 275, "paper-tiered": 1000 * 120 * 275}
 # The pages with tables: README and every page under docs/ (not the executed notebooks).
 PAGES = ("README.md", "docs/*.md")
 # A marker is a line of its own (a mention inside a sentence is prose).
 BLOCK = re.compile(r"^<!-- table: (?P<name>[^ ]+) -->\n(?P<body>.*?)^<!-- /table -->$", re.S | re.M)
 OPENED = re.compile(r"^<!-- table: (?P<name>[^ ]+) -->$", re.M)
 CLOSED = re.compile(r"^<!-- /table -->$", re.M)
+# A value is marked inside one line.
+VALUE = re.compile(r"<!-- value: (?P<name>[^ ]+) -->(?P<body>[^\n]*?)<!-- /value -->")
+VALUE_OPENED = re.compile(r"<!-- value: (?P<name>[^ ]+) -->")
 
 # The few-shot comparisons README shows of the quick run (docs/results.md shows every one).
 MAIN_COMPARISONS = ("genie - weak", "genie - img2img_low", "genie - img2img_high", "genie - txt2img",
@@ -105,6 +119,233 @@ def label_consistency(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ada_cost(folder: Path) -> str:
+    """GeNIe-Ada's cost per kept image against GeNIe's, from `ada/cost.csv` (notebook 03)."""
+    table = pd.read_csv(folder / "ada" / "cost.csv")
+    lines = ["| method | images timed | UNet steps | VAE encodes | VAE decodes | seconds | relative |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in table.itertuples():
+        lines.append(f"| {row.method} | {row.kept_images} | {row.unet_steps_per_image:.0f} | "
+                     f"{row.vae_encodes_per_image:.0f} | {row.vae_decodes_per_image:.0f} | {row.seconds_per_image:.2f} | "
+                     f"{row.relative_time:.1f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def ada_choices(folder: Path) -> str:
+    """How many pairs GeNIe-Ada gave each r*, from `ada/choices.csv` (notebook 03)."""
+    counts = pd.read_csv(folder / "ada" / "choices.csv").noise_ratio.value_counts().sort_index()
+    return "r* = " + ", ".join(f"{ratio:g}: {count}" for ratio, count in counts.items()) + " pairs"
+
+
+def ada_pairs(folder: Path) -> str:
+    """The pairs and episodes of notebook 03's GeNIe-Ada run, from `ada/choices.csv`."""
+    choices = pd.read_csv(folder / "ada" / "choices.csv")
+    return f"{len(choices)} GeNIe pairs of {choices.episode.nunique()}"
+
+
+def class_probabilities(folder: Path, shots: int = 5) -> str:
+    """P(source) and P(target) of GeNIe's candidates at the lowest and highest r, and the r where they are closest,
+    from `fewshot/class_probability_summary.csv` (notebook 05)."""
+    table = pd.read_csv(folder / "fewshot" / "class_probability_summary.csv")
+    table = table[table.shots == shots].pivot(index="noise_ratio", columns="value", values="mean").sort_index()
+    low, high = table.index[0], table.index[-1]
+    closest = (table.p_source - table.p_target).abs().idxmin()
+    return (f"P(source) falls from {table.p_source[low]:.2f} to {table.p_source[high]:.2f} and P(target) rises from "
+            f"{table.p_target[low]:.2f} to {table.p_target[high]:.2f} between r = {low:g} and {high:g}; they are "
+            f"closest at r = {closest:g} ({table.p_source[closest]:.2f} and {table.p_target[closest]:.2f})")
+
+
+def support_share(folder: Path, comparisons=("genie - img2img_low", "genie - img2img_high")) -> str:
+    """The range, over shots, of the share of the spread over episodes that is not the queries' (1 - query share) in
+    `comparisons`, from `fewshot/noise_sources.csv`."""
+    table = pd.read_csv(folder / "fewshot" / "noise_sources.csv")
+    share = 1 - table[table.comparison.isin(comparisons)].query_share
+    return f"{share.min():.2f} to {share.max():.2f}"
+
+
+def query_share(folder: Path, comparison: str) -> str:
+    """The queries' share of the spread of one comparison, per shot count, from `fewshot/noise_sources.csv`."""
+    table = pd.read_csv(folder / "fewshot" / "noise_sources.csv").sort_values("shots")
+    part = table[table.comparison == comparison]
+    return " and ".join(f"{row.query_share:.2f} ({row.shots}-shot)" for row in part.itertuples())
+
+
+def queries_per_episode(folder: Path) -> str:
+    """The mean number of queries an episode is scored on, per shot count, from `fewshot/noise_sources.csv`."""
+    table = pd.read_csv(folder / "fewshot" / "noise_sources.csv").drop_duplicates("shots").sort_values("shots")
+    return " and ".join(f"{row.queries_per_episode:.0f} in {row.shots}-shot" for row in table.itertuples())
+
+
+def _gain(row) -> str:
+    return f"{row['mean']:+.1f} [{row['low']:+.1f}, {row['high']:+.1f}]"
+
+
+def test_set_gain(folder: Path, name: str, method: str, group: str = "few") -> str:
+    """One row's difference with its bootstrap interval over the test images, from `longtail/<name>.csv`."""
+    table = pd.read_csv(folder / "longtail" / f"{name}.csv")
+    rows = table[(table.method == method) & (table.group == group)]
+    if len(rows) != 1:
+        raise ValueError(f"{folder / 'longtail' / name}.csv has {len(rows)} rows of {method!r} in {group!r}, not one")
+    return _gain(rows.iloc[0])
+
+
+def budget_curve(path: Path) -> str:
+    """The long tail's gain over plain cross-entropy against the budget and the generation seed (Few bin and
+    overall, bootstrap interval over the test images), from `benchmarks/longtail_budget.py`'s file `path`."""
+    table = pd.read_csv(path)
+    lines = ["| generation seed | images per rare class | row | Few | Overall | minutes (this run) |",
+             "| ---: | ---: | --- | ---: | ---: | ---: |"]
+    for (seed, images, method), part in table.groupby(["generation_seed", "budget", "method"], sort=False):
+        by_group = part.set_index("group")
+        few, overall = by_group.loc["few"], by_group.loc["all"]
+        lines.append(f"| {seed} | {images} | {results.method_label(method)} | {_gain(few)} | {_gain(overall)} | "
+                     f"{part.seconds.iloc[0] / 60:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def budget_gain(path: Path, method: str, images: int, seed: int = 0, group: str = "few") -> str:
+    """One row's gain at one budget and generation seed, from `benchmarks/longtail_budget.py`'s file `path`."""
+    table = pd.read_csv(path)
+    rows = table[(table.method == method) & (table.budget == images) & (table.generation_seed == seed)
+                 & (table.group == group)]
+    if len(rows) != 1:
+        raise ValueError(f"{path} has {len(rows)} rows of {method!r} at budget {images}, seed {seed}, {group!r}")
+    return _gain(rows.iloc[0])
+
+
+def throughput(path: Path, setting: str, measure: str = "images_per_second") -> str:
+    """The best `measure` of one setting in a throughput record (`benchmarks/throughput.py`'s throughput.csv)."""
+    table = pd.read_csv(path)
+    values = table[table.setting == setting][measure].dropna()
+    if values.empty:
+        raise ValueError(f"{path} has no {measure} for setting {setting!r}")
+    return f"{values.max():.2f}"
+
+
+def throughput_table(path: Path) -> str:
+    """Every timed setting of a throughput record (`benchmarks/throughput.py`'s throughput.csv) as Markdown."""
+    lines = ["| setting | batch | images/s (range of repeats) | max abs. difference to float32 | GeNIe-Ada: kept images/s, "
+             "time per image vs GeNIe |", "| --- | ---: | --- | ---: | --- |"]
+    for row in pd.read_csv(path).itertuples():
+        ada = "" if pd.isna(row.ada_images_per_second) else (
+            f"{row.ada_images_per_second:.2f}, {row.ada_relative_cost:.2f}x")
+        lines.append(f"| {row.setting} | {row.batch_size} | {row.images_per_second:.2f} ({row.slowest:.2f}-"
+                     f"{row.fastest:.2f}) | {row.max_abs_difference:.1e} | {ada} |")
+    return "\n".join(lines) + "\n"
+
+
+def throughput_relative(path: Path, setting: str, reference: str = "fp16") -> str:
+    """The best images/s of `setting` over the best of `reference`, from a throughput record."""
+    table = pd.read_csv(path)
+    best = table.groupby("setting").images_per_second.max()
+    return f"{best[setting] / best[reference]:.2f}"
+
+
+def image_steps_per_second(path: Path, setting: str) -> float:
+    """The best UNet image-steps per second of `setting` in a throughput record."""
+    table = pd.read_csv(path)
+    part = table[table.setting == setting]
+    return float((part.images_per_second * part.unet_steps_per_image).max())
+
+
+def companion_rows(path: Path, steps: int | None = None) -> pd.DataFrame:
+    """An editing benchmark's rows (`path`: an editing.csv) at the embedded recipe, or at `steps` denoising steps
+    (the paper's 50) with the recipe's guidance."""
+    own, rows = card.editing_rows(load_profile("embedded"), path)
+    if steps is not None:
+        everything = pd.read_csv(path)
+        rows = everything[(everything.steps == steps) & (everything.guidance_timesteps.isna())]
+        if rows.empty:
+            raise ValueError(f"{path} has no rows at {steps} steps; it has {sorted(set(everything.setting))}")
+    return rows
+
+
+def companion_targets(path: Path) -> str:
+    """An editing benchmark (`path`: an editing.csv) at the embedded recipe against its targets (`editing.TARGETS`)."""
+    return card.targets_table(companion_rows(path)) + "\n"
+
+
+def companion_measure(path: Path, measure: str, ratio: float = 0.8, group: str = "all classes",
+                      steps: int | None = None, percent: bool = False) -> str:
+    """One measure of an editing benchmark (`path`: an editing.csv) for one group of target classes (`crossover`:
+    where P(target) crosses P(source); else its value at `ratio`)."""
+    rows = companion_rows(path, steps)
+    rows = rows[rows.group == group]
+    value = rows.crossover.iloc[0] if measure == "crossover" else rows[rows.noise_ratio.round(6) == ratio][measure].iloc[0]
+    return f"{value:.0%}" if percent else f"{value:.2f}"
+
+
+def companion_editing(path: Path, steps: int | None = None) -> str:
+    """An editing benchmark (`path`: an editing.csv) over all classes, a row per r."""
+    return card.editing_table(companion_rows(path, steps)) + "\n"
+
+
+def steps_difference(path: Path, measure: str, low: float = 0.0, high: float = 1.0, absolute: bool = False) -> str:
+    """The largest difference, 50 steps minus the embedded recipe's, of one measure over all classes at r in
+    [`low`, `high`] (with `absolute`, the largest absolute difference), from an editing.csv."""
+    def curve(steps):
+        rows = companion_rows(path, steps)
+        return rows[rows.group == "all classes"].set_index("noise_ratio")[measure]
+    difference = (curve(50) - curve(None)).loc[low - 1e-9:high + 1e-9]
+    return f"{(difference.abs() if absolute else difference).max():.2g}"
+
+
+def editing_agreement(folder: Path, name: str) -> str:
+    """Each cheaper setting of an editing benchmark against the profile's recipe (`<name>_agreement.csv`,
+    `editing.agreement`): the cells outside the recipe's 95% half-width, and the seconds each setting took
+    (`<name>.csv`)."""
+    cells = pd.read_csv(folder / f"{name}_agreement.csv")
+    seconds = pd.read_csv(folder / f"{name}.csv").groupby("setting", sort=False).seconds.first()
+    labels = {"p_target": "P(target)", "p_source": "P(source)", "copy_rate": "copy rate", "keep": "source keep",
+              "hard_negative_rate": "hard negatives", "oracle_target": "oracle names the target"}
+    lines = ["| setting | seconds | cells outside the recipe's half-width | where: value against the recipe's ± half-width |",
+             "| --- | ---: | ---: | --- |"]
+    for setting, part in cells.groupby("setting", sort=False):
+        missed = part[~part.within.astype(bool)]
+        where = "; ".join(f"{labels.get(row.measure, row.measure)} at r = {row.noise_ratio:g}: {row.value:.3f} against "
+                          f"{row.reference:.3f} ± {row.half_width:.3f}" for row in missed.itertuples())
+        lines.append(f"| {setting} | {seconds.get(setting, float('nan')):.0f} | {len(missed)} of {len(part)} | "
+                     f"{where or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def oracle_reference(path: Path, group: str = "all classes", measure: str = "p_true") -> str:
+    """What the oracle gives real images of identities the generator never saw, for one group of classes, from
+    `editing.oracle_reference`'s table (`path`)."""
+    value = pd.read_csv(path).set_index("group").loc[group, measure]
+    return f"{value:,}" if measure in ("images", "classes") else f"{value:.2f}"
+
+
+def companion_judge(root: Path) -> str:
+    """The oracle's judgement of the shipped model's GeNIe images per r and bin, from `judge_curve.csv`."""
+    return card.judge_table(pd.read_csv(root / COMPANION / "judge_curve.csv")) + "\n"
+
+
+# The editing benchmark's measures, r and groups a page may quote (`companion/editing/...` values).
+EDITING_MEASURES = ("p_target", "p_source", "oracle_target", "copy_rate", "keep", "hard_negative_rate")
+EDITING_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+EDITING_GROUPS = {"": "all classes", "/many": "many (generator pool)", "/medium": "medium (generator pool)",
+                  "/few": "few (generator pool)"}
+
+
+def editing_values(name: str, path: Path, settings=(("editing", None), ("editing-50", 50)),
+                   tables: bool = True) -> dict[str, Callable[[], str]]:
+    """`<name>/targets` and `<name>/editing` (tables, with `tables`), `<name>/crossover[-50]`, and
+    `<name>/<label>/<measure>/<r>[/<bin>]` for each (label, steps) of `settings`: one cell of an editing benchmark
+    (`path`: an editing.csv) at the embedded recipe (steps None) or at that many steps, for all classes or one bin."""
+    values = {f"{name}/targets": lambda: companion_targets(path),
+              f"{name}/editing": lambda: companion_editing(path)} if tables else {}
+    for label, steps in settings:
+        crossover = f"{name}/crossover" + ("" if steps is None else f"-{steps}")
+        values[crossover] = lambda s=steps: companion_measure(path, "crossover", steps=s)
+        for measure in EDITING_MEASURES:
+            for ratio in EDITING_RATIOS:
+                for suffix, group in EDITING_GROUPS.items():
+                    values[f"{name}/{label}/{measure}/{ratio:g}{suffix}"] = (
+                        lambda m=measure, r=ratio, g=group, s=steps: companion_measure(path, m, r, g, s))
+    return values
+
+
 def settle_verdicts(profile: str) -> str:
     """The verdict of every claim from the committed slices of a settle profile."""
     return claims.verdict_table(settle.verdicts(load_profile(profile)))
@@ -128,15 +369,82 @@ def settle_record(profile: str) -> str:
             "command, time and machine are in its `.json` beside its rows.\n")
 
 
+def settle_slices(profile: str) -> str:
+    """A row per committed slice of a settle profile: its episodes, minutes, when it finished, machine and commit."""
+    settings = load_profile(profile)
+    lines = ["| slice | minutes | finished (UTC) | machine | commit |", "| --- | ---: | --- | --- | --- |"]
+    for piece in settle.done(settings):
+        record = json.loads((settle.folder(settings) / f"{piece.name}.json").read_text())
+        lines.append(f"| {piece.name} | {record['seconds'] / 60:.1f} | {record['finished'][:16].replace('T', ' ')} | "
+                     f"{record['device']}, {record['processor']} | {record['commit']} |")
+    return "\n".join(lines) + "\n"
+
+
 def _targets(profile: str) -> dict[int, float]:
     spec = load_profile(profile)["fewshot"]
     return dict(zip(spec["shots"], spec["target_half_widths"]))
 
 
 def renderers(root: Path) -> dict[str, Callable[[], str]]:
-    """Every table a page may name, each drawing from the committed result files under `root`/docs/results/."""
+    """Every table and value a page may name, each drawing from the committed result files under
+    `root`/docs/results/ and the shipped model's folder."""
     embedded = root / "docs" / "results" / "embedded"
+    budget = embedded / "benchmarks" / "longtail_budget.csv"
+    speed = root / "docs" / "results" / "paper" / "benchmarks" / "throughput.csv"
+    first_model = embedded / "benchmarks" / "editing_first_model.csv"
     return {
+        "embedded/ada/cost": lambda: ada_cost(embedded),
+        "embedded/ada/choices": lambda: ada_choices(embedded),
+        "embedded/ada/pairs": lambda: ada_pairs(embedded),
+        "embedded/fewshot/class-probabilities": lambda: class_probabilities(embedded),
+        "embedded/fewshot/queries-per-episode": lambda: queries_per_episode(embedded),
+        "embedded/fewshot/support-share-img2img": lambda: support_share(embedded),
+        "embedded/fewshot/query-share-txt2img": lambda: query_share(embedded, "genie - txt2img"),
+        # one row's Few-bin difference with its interval over the test images: minus plain cross-entropy, and (the
+        # rows on top of logit adjustment) minus logit adjustment alone
+        **{f"embedded/longtail/minus-plain/{method}": (lambda method=method: test_set_gain(embedded, "differences", method))
+           for method in longtail.ROWS if method != "plain"},
+        **{f"embedded/longtail/added-to-logit-adjustment/{method}": (lambda method=method: test_set_gain(
+            embedded, "added_to_logit_adjustment", method)) for method in longtail.COMBINED},
+        "embedded/benchmarks/longtail-budget": lambda: budget_curve(budget),
+        "embedded/benchmarks/editing-steps": lambda: editing_agreement(embedded / "benchmarks", "editing_steps"),
+        "embedded/benchmarks/editing-guidance-interval": lambda: editing_agreement(
+            embedded / "benchmarks", "editing_guidance_interval"),
+        **editing_values("embedded/benchmarks/editing-steps", embedded / "benchmarks" / "editing_steps.csv",
+                         (("editing-10", 10), ("editing-15", 15)), tables=False),
+        **{f"embedded/benchmarks/longtail-budget/{method}-{images}{'-overall' if group == 'all' else ''}":
+           (lambda method=method, images=images, group=group: budget_gain(budget, method, images, group=group))
+           for method in ("genie", "genie_ada", "txt2img") for images in (4, 16) for group in ("few", "all")},
+        "embedded/benchmarks/longtail-budget/genie-4-seed-1": lambda: budget_gain(budget, "genie", 4, seed=1),
+        "paper/benchmarks/throughput/float16": lambda: throughput(speed, "fp16"),
+        "paper/benchmarks/throughput/compiled": lambda: throughput(speed, "fp16-compile"),
+        "paper/benchmarks/throughput/ada-relative-cost": lambda: throughput(speed, "fp16", "ada_relative_cost"),
+        "paper/benchmarks/throughput": lambda: throughput_table(speed),
+        "paper/benchmarks/throughput/compiled-relative": lambda: throughput_relative(speed, "fp16-compile"),
+        "paper/benchmarks/throughput/channels-last-relative": lambda: throughput_relative(speed, "fp16-channels-last"),
+        "paper/benchmarks/throughput/float16-image-steps": lambda: f"{image_steps_per_second(speed, 'fp16'):.0f}",
+        # hours of generation of a paper profile's image-steps (docs/profiles.md counts them) at a setting's best rate
+        **{f"paper/benchmarks/throughput/{name}-hours-{dataset}":
+           (lambda setting=setting, steps=steps: f"{steps / image_steps_per_second(speed, setting) / 3600:.0f}")
+           for name, setting in (("float16", "fp16"), ("compiled", "fp16-compile"))
+           for dataset, steps in (("mini-imagenet", PAPER_IMAGE_STEPS["paper"]),
+                                  ("tiered-imagenet", PAPER_IMAGE_STEPS["paper-tiered"]))},
+        "companion/judge": lambda: companion_judge(root),
+        **{f"oracle/real-images/{measure}{suffix}": (lambda m=measure, g=group: oracle_reference(
+            embedded / "benchmarks" / "oracle_reference.csv", g, m))
+           for measure in ("p_true", "p_true_per_image", "named_per_image", "images")
+           for suffix, group in EDITING_GROUPS.items()},
+        **editing_values("companion", root / COMPANION / "editing.csv"),
+        "companion/hard-negatives-at-0.8": lambda: companion_measure(root / COMPANION / "editing.csv",
+                                                                     "hard_negative_rate", percent=True),
+        **{f"companion/50-steps/{measure}-apart": (lambda measure=measure: steps_difference(
+            root / COMPANION / "editing.csv", measure, absolute=True)) for measure in EDITING_MEASURES},
+        **editing_values("companion/first-model", first_model),
+        "companion/first-model/50-steps/p_target-above-up-to-0.3": lambda: steps_difference(
+            first_model, "p_target", high=0.3),
+        "companion/first-model/50-steps/copy_rate-above": lambda: steps_difference(first_model, "copy_rate"),
+        "companion/first-model/50-steps/p_target-apart-from-0.7": lambda: steps_difference(
+            first_model, "p_target", low=0.7, absolute=True),
         "embedded/fewshot/accuracy": lambda: fewshot_accuracy(embedded),
         "embedded/fewshot/accuracy-main": lambda: fewshot_accuracy(embedded, list(table_rows()[:9])),
         "embedded/fewshot/differences": lambda: fewshot_differences(embedded),
@@ -152,6 +460,7 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
         "embedded/longtail/accuracy-main": lambda: longtail_accuracy(embedded, MAIN_LONGTAIL_ROWS),
         "embedded-settle/verdicts": lambda: settle_verdicts("embedded-settle"),
         "embedded-settle/record": lambda: settle_record("embedded-settle"),
+        "embedded-settle/slices": lambda: settle_slices("embedded-settle"),
     }
 
 
@@ -167,18 +476,32 @@ def rewrite(text: str, tables: dict[str, Callable[[], str]], page: str = "page")
     if len(opened) != len(closed) or len(CLOSED.findall(text)) != len(closed):
         raise ValueError(f"{page}: a table marker is left open or closes nothing (opened: {opened}); each "
                          "`<!-- table: NAME -->` needs a `<!-- /table -->` after it")
-    unknown = [name for name in closed if name not in tables]
+    values = [m.group("name") for m in VALUE.finditer(text)]
+    if len(VALUE_OPENED.findall(text)) != len(values) or text.count("<!-- /value -->") != len(values):
+        raise ValueError(f"{page}: a value marker is left open or closes nothing (closed: {values}); each "
+                         "`<!-- value: NAME -->` needs a `<!-- /value -->` after it on the same line")
+    unknown = [name for name in closed + values if name not in tables]
     if unknown:
-        raise ValueError(f"{page}: unknown table {unknown[0]!r}; the tables: {', '.join(tables)}")
+        close = difflib.get_close_matches(unknown[0], list(tables), n=3, cutoff=0.5)
+        raise ValueError(f"{page}: unknown table or value {unknown[0]!r}" + (f"; did you mean {close}?" if close else "")
+                         + " The names are those of `tables.renderers`.")
     changed = []
 
-    def fill(match: re.Match) -> str:
+    def fill(match: re.Match, kind: str) -> str:
         body = tables[match.group("name")]()
+        if kind == "value":
+            body = body.strip()
+            if "\n" in body:
+                raise ValueError(f"{page}: {match.group('name')!r} is a table; mark it on lines of its own with "
+                                 f"`<!-- table: {match.group('name')} -->`")
         if body != match.group("body"):
             changed.append(match.group("name"))
+        if kind == "value":
+            return f"<!-- value: {match.group('name')} -->{body}<!-- /value -->"
         return f"<!-- table: {match.group('name')} -->\n{body}<!-- /table -->"
 
-    return BLOCK.sub(fill, text), changed
+    text = BLOCK.sub(lambda match: fill(match, "table"), text)
+    return VALUE.sub(lambda match: fill(match, "value"), text), changed
 
 
 def write(root: Path | None = None, check: bool = False) -> dict[str, list[str]]:

@@ -287,6 +287,24 @@ def editing_table(summary: pd.DataFrame, group: str = "all classes") -> str:
                         for _, row in rows.iterrows()])
 
 
+def editing_rows(profile: dict, path: Path) -> tuple[str, pd.DataFrame]:
+    """The label of the profile's own recipe and the rows of the editing benchmark's `path` (editing.csv) at it; a
+    ValueError when the file has none."""
+    summary = pd.read_csv(path)
+    recipe = profile_recipe(profile)
+    own = editing.Setting(recipe.num_inference_steps, recipe.guidance_scale, recipe.guidance_timesteps).label
+    if own not in set(summary.setting):
+        raise ValueError(f"{path} has no rows at the profile's recipe ({own}): run the editing stage again")
+    return own, summary[summary.setting == own]
+
+
+def targets_table(rows: pd.DataFrame) -> str:
+    """The editing benchmark's targets (`editing.TARGETS`) against what `rows` (one setting) reached, as Markdown."""
+    return "\n".join(["| target | asked | reached | met |", "| --- | --- | ---: | --- |"]
+                     + [f"| {row.target} | {row.asked} | {row.reached:.2f} | {'yes' if row.met else '**no**'} |"
+                        for row in editing.target_check(rows).itertuples()])
+
+
 def editing_text(profile: dict, folder: Path, training_images: int) -> str:
     """The model card's section on the editing benchmark, from `editing.csv` in the model folder (written by
     `benchmarks/editing.py --card` or `make companion`); empty when there is none. Draws editing.png beside it."""
@@ -295,12 +313,7 @@ def editing_text(profile: dict, folder: Path, training_images: int) -> str:
         return ""
     summary = pd.read_csv(path)
     plots.editing_curves(path).savefig(folder / "editing.png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    recipe = profile_recipe(profile)
-    own = editing.Setting(recipe.num_inference_steps, recipe.guidance_scale, recipe.guidance_timesteps).label
-    if own not in set(summary.setting):
-        raise ValueError(f"{path} has no rows at the profile's recipe ({own}): run the editing stage again")
-    mine = summary[summary.setting == own]
-    check = editing.target_check(mine)
+    own, mine = editing_rows(profile, path)
     everyone = mine[mine.group == "all classes"]
     tables = "\n\n".join(f"**{setting}** (all classes):\n\n{editing_table(part)}"
                           for setting, part in summary.groupby("setting", sort=False))
@@ -309,9 +322,7 @@ def editing_text(profile: dict, folder: Path, training_images: int) -> str:
     one_target = ("" if not (folder / "samples_one_target.png").is_file() else
                   f"\nSeveral sources (evaluation pool) to one target class, {profile['walkthrough']['targets'][0]}, "
                   f"at the embedded recipe:\n\n![one target](samples_one_target.png)\n")
-    targets = "\n".join(["| target | asked | reached | met |", "| --- | --- | ---: | --- |"]
-                        + [f"| {row.target} | {row.asked} | {row.reached:.2f} | {'yes' if row.met else '**no**'} |"
-                           for row in check.itertuples()])
+    targets = targets_table(mine)
     return f"""
 ## Does it edit like Stable Diffusion? The editing benchmark
 GeNIe needs a middle range of r in which the output keeps the source's layout and colours but shows the target
