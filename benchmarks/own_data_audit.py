@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 CLASSES = ("clear-before-work", "accepted-correctly", "late", "unclear", "crash", "hang", "silent")
 CATEGORIES = ("normal", "hangs", "export", "versions", "sources", "bad-images", "settings", "model-folders",
-              "cli-options", "store-damage", "other")
+              "cli-options", "store-damage", "other", "values")
 STEPS = "4"
 FIX_WORDS = re.compile(r"\b(use|give|set|unset|delete|remove|rename|replace|restore|add|check|pass|leave|write|save|"
                        r"run|free|generate|export|choose|move|point|retry|download|keep|did you mean|expected|must|"
@@ -819,12 +819,12 @@ def _live_claim_small_bound(w, f):
 import subprocess, sys, time
 from genie_utils.store import Store
 worker = "\\n".join(["import sys, time", "from genie_utils.store import Store", "store = Store(sys.argv[1])",
-                    "assert store.claim('k' * 20)", "print('held', flush=True)",
-                    "with store.heartbeat(['k' * 20]):", "    time.sleep(6)"])
+                    "assert store.claim('e' * 20)", "print('held', flush=True)",
+                    "with store.heartbeat(['e' * 20]):", "    time.sleep(6)"])
 holder = subprocess.Popen([sys.executable, "-c", worker, V["store"]], stdout=subprocess.PIPE, text=True)
 started = holder.stdout.readline().strip() == "held"
 time.sleep(4)
-taken = Store(V["store"]).claim("k" * 20)
+taken = Store(V["store"]).claim("e" * 20)
 holder.communicate()
 if not started or holder.returncode:
     audit_fail(f"the worker holding the claim failed (exit {holder.returncode})")
@@ -1763,9 +1763,86 @@ _fsync = os.fsync
 def fsync(fd):
     raise OSError(errno.ENOSPC, "No space left on device")
 os.fsync = fsync
-Store(V["store"]).put("k" * 20, Image.new("RGB", (8, 8)), {"method": "genie"})
+Store(V["store"]).put("e" * 20, Image.new("RGB", (8, 8)), {"method": "genie"})
 ''', store=f / "store"), names=("store",))
 
+
+# ---- store keys and roots, values refused when made, no traceback from the API
+
+_SUPPORT = 'pd.DataFrame({"image_id": ["a"], "path": ["a.png"], "class_name": ["boat"]})'
+for _name, _what, _code, _names in (
+        ("store-key-escapes", "Store.put with the key '../../../x'", 'from PIL import Image\nfrom genie_utils.store '
+         'import Store\nStore(V["store"]).put("../../../x", Image.new("RGB", (8, 8)), {"method": "genie"})',
+         ("../../../x", "store key")),
+        ("store-key-escapes-get", "Store.row with the key '../x'",
+         'from genie_utils.store import Store\nStore(V["store"]).row("../x")', ("../x", "store key")),
+        ("store-root-empty", "Store('')", 'from genie_utils.store import Store\nStore("")', ("store root",)),
+        ("recipe-seed-text", "Recipe(seed='abc')", 'from genie_utils.recipe import Recipe\nRecipe(seed="abc")',
+         ("seed", "abc")),
+        ("job-variant-negative", "Job(..., variant=-1)", 'from genie_utils.jobs import Job\n'
+         'Job("img2img_low", "a", "a.png", "boat", "boat", 0.3, -1)', ("variant", "-1")),
+        ("job-variant-text", "Job(..., variant='a')", 'from genie_utils.jobs import Job\n'
+         'Job("img2img_low", "a", "a.png", "boat", "boat", 0.3, "a")', ("variant", "'a'")),
+        ("own-class-jobs-variants-negative", "own_class_jobs(support, 'img2img_low', variants=-1)",
+         f'import pandas as pd\nfrom genie_utils import pairing\npairing.own_class_jobs({_SUPPORT}, "img2img_low", -1)',
+         ("variants", "-1")),
+        ("ada-candidates-no-ratios", "ada.generate_candidates(..., ratios=[])",
+         'from genie_utils import ada\nada.generate_candidates(None, [object()], None, {}, ratios=[])', ("ratios",)),
+        ("ada-select-lengths", "ada.select_noise_ratio with 5 ratios and 4 candidates", 'import numpy as np\n'
+         'from genie_utils import ada\nada.select_noise_ratio(np.ones(3), np.ones((1, 3)), np.ones((4, 3)))',
+         ("5 ratios", "4 candidates"))):
+    simple(f"values-{_name}", "values", CLEAR, _what,
+           lambda w, f, code=_code: lib(code, store=f / "store"), names=_names)
+simple("values-store-root-a-file", "values", CLEAR, "Store(a file)", lambda w, f: lib(
+    'from genie_utils.store import Store\nStore(V["root"])', root=(lambda p: (p.write_text("x"), p)[1])(f / "file")),
+       names=("file", "not a folder"))
+simple("values-genie-empty-class", "values", CLEAR, "genie(generator, [image], '')", lambda w, f: lib(
+    GENERATOR + 'genie(generator, [V["path"]], "")\n', model=w.model,
+    path=(lambda p: (draw("red").save(p), p)[1])(f / "src.png")), names=("no class name",))
+simple("values-genie-output-np", "values", ACCEPT, "genie(..., output_type='np')", lambda w, f: lib(
+    GENERATOR + 'out = genie(generator, [V["path"]] * 3, "boat", output_type="np")\n'
+    'audit_ok() if out.shape[0] == 3 and out.ndim == 4 else audit_fail(f"shape {out.shape}")\n', model=w.model,
+    path=(lambda p: (draw("red").save(p), p)[1])(f / "src.png")))
+for _name, _text, _names in (
+        ("evaluation-fraction", 'extends = "smoke"\n[splits]\nevaluation_fraction = 1.5\n',
+         ("p.toml", "evaluation_fraction = 1.5")),
+        ("noise-ratios", 'extends = "smoke"\n[walkthrough]\nnoise_ratios = [0, 2]\n', ("p.toml", "noise_ratios")),
+        ("byte-order-mark", '\ufeffextends = "smoke"\n', ("p.toml", "byte-order mark")),
+        ("relative-extends", 'extends = "absent.toml"\n', ("p.toml", "absent.toml", "relative"))):
+    simple(f"values-profile-{_name}", "values", CLEAR, f"a profile: {_name.replace('-', ' ')}",
+           lambda w, f, text=_text: lib('from genie_utils import profiles\nprofiles.load_profile(V["profile"])',
+                                        profile=(lambda p: (p.write_text(text, encoding="utf-8"), p)[1])(f / "p.toml")),
+           names=_names)
+simple("values-profile-latin1", "values", CLEAR, "a profile saved in latin-1", lambda w, f: lib(
+    'from genie_utils import profiles\nprofiles.load_profile(V["profile"])', profile=(lambda p: (p.write_bytes(
+        'extends = "smoke"\ndescription = "caf\u00e9"\n'.encode("latin-1")), p)[1])(f / "p.toml")),
+       names=("p.toml", "UTF-8"))
+simple("values-generate-unknown-backbone", "values", CLEAR, "genie generate --method genie_ada --backbone resnet19",
+       lambda w, f: generate(w, copy_data(w, f), f / "store", "--method", "genie_ada", "--backbone", "resnet19"),
+       names=("resnet19", "unknown"))
+simple("values-export-no-store-folder", "values", CLEAR, "genie export of a store folder that does not exist",
+       lambda w, f: cli("export", f / "nowhere", f / "out"), names=("nowhere", "no store folder"))
+simple("values-model-typo-in-local-folder", "values", CLEAR, "from_pretrained('models/nope') in the project",
+       lambda w, f: lib('import os\nos.chdir(V["root"])\nfrom genie_utils.generate import GenieGenerator\n'
+                        'GenieGenerator.from_pretrained("models/nope")', root=ROOT), names=("models/nope", "no folder"))
+
+
+def _flipped_model(w, f):
+    import shutil
+    from genie_utils.pipeline import write_checksums
+    model = f / "model"
+    shutil.copytree(w.model, model)
+    write_checksums(model)
+    weights = next((model / "unet").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    return lib('from genie_utils.generate import GenieGenerator\nGenieGenerator.from_pretrained(V["model"])',
+               model=model)
+
+
+simple("values-model-flipped-bit", "values", CLEAR, "a model folder with SHA256SUMS whose UNet weights have a flipped "
+       "bit", _flipped_model, names=("diffusion_pytorch_model", "sha256", "git checkout"))
 
 # --------------------------------------------------------------------------------------------------
 

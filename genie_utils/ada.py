@@ -40,6 +40,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def check_ratios(ratios: Sequence[float]) -> list[float]:
+    """GeNIe-Ada's candidate ratios: at least two noise ratios in (0, 1], increasing (a jump lies between two)."""
+    ratios = [check_noise_ratio(r) for r in ratios]
+    if len(ratios) < 2 or ratios != sorted(set(ratios)):
+        raise ValueError(f"GeNIe-Ada's ratios must be at least two increasing noise ratios (the paper's: "
+                         f"{list(ADA_RATIOS)}), got {ratios}")
+    return ratios
+
+
 def select_noise_ratio(source: np.ndarray, target_support: np.ndarray, candidates: np.ndarray,
                        ratios: Sequence[float] = ADA_RATIOS) -> AdaChoice:
     """GeNIe-Ada's rule on embeddings.
@@ -50,12 +59,18 @@ def select_noise_ratio(source: np.ndarray, target_support: np.ndarray, candidate
     embeddings (not re-normalised). v = p_T - z_s; s_r = e_r . v / |v|; r* = ratios[argmax jump + 1] (first
     maximum on ties), so the smallest ratio is never chosen.
     """
-    ratios = list(ratios)
-    target_support = np.atleast_2d(target_support)
-    if candidates.shape[0] != len(ratios) or len(ratios) < 2:
-        raise ValueError(f"need one candidate per ratio ({len(ratios)}), got {candidates.shape[0]}")
-    if list(ratios) != sorted(ratios):
-        raise ValueError(f"ratios must increase, got {ratios}")
+    ratios = check_ratios(ratios)
+    source, candidates = np.asarray(source, dtype=float), np.asarray(candidates, dtype=float)
+    target_support = np.atleast_2d(np.asarray(target_support, dtype=float))
+    if source.ndim != 1 or target_support.ndim != 2 or candidates.ndim != 2:
+        raise ValueError(f"expected a source embedding (D,), target support embeddings (K, D) and candidate "
+                         f"embeddings (ratios, D); got shapes {source.shape}, {target_support.shape}, {candidates.shape}")
+    if candidates.shape[0] != len(ratios):
+        raise ValueError(f"need one candidate embedding per ratio: {len(ratios)} ratios {ratios}, "
+                         f"{candidates.shape[0]} candidates")
+    if not target_support.shape[1] == candidates.shape[1] == source.shape[0]:
+        raise ValueError(f"the embeddings differ in dimension: source {source.shape[0]}, target support "
+                         f"{target_support.shape[1]}, candidates {candidates.shape[1]} (one backbone embeds all)")
     direction = _unit(target_support).mean(axis=0) - _unit(source)
     length = np.linalg.norm(direction)
     if length == 0:
@@ -135,7 +150,7 @@ def generate_candidates(generator: GenieGenerator, pairs: Sequence[Job], store: 
     workers claim pairs. Returns the manifest rows, pair by pair (`batch_size`: pairs per batch, default
     the generator's). With `shard` = (index, count) a process takes only the pairs whose first candidate's key
     is `in_shard`, and returns their rows."""
-    ratios = [check_noise_ratio(r) for r in ratios]
+    ratios = check_ratios(ratios)
     batch_size = check_batch_size(batch_size if batch_size is not None else generator.batch_size)
     pairs = list(pairs)
     if not pairs:

@@ -15,6 +15,7 @@ usage errors answer at once.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import shutil
 import sys
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .profiles import BACKBONES
 from .speed import SETTINGS as SPEED_SETTINGS
+from .validation import INTERRUPTED
 
 METHOD_HELP = {
     "genie": "every image of each source class pushed toward each other target class at --noise-ratio",
@@ -210,6 +213,10 @@ def generate_command(args) -> int:
                          "leave them out, or use --method genie_ada")
     args.variants = 1 if args.variants is None else args.variants
     args.backbone = args.backbone or "efficientnet-lite0"
+    if args.backbone not in BACKBONES:
+        close = difflib.get_close_matches(args.backbone, BACKBONES, n=1, cutoff=0.3)
+        raise UsageError(f"unknown --backbone {args.backbone!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                         + f" Known: {', '.join(BACKBONES)} (the ResNets with --backbone-checkpoint FILE)")
     if args.variants < 1 or args.batch_size < 1:
         raise UsageError("--variants and --batch-size must be at least 1")
     if args.method == "genie_ada" and args.backbone != "efficientnet-lite0" and not args.backbone_checkpoint:
@@ -377,6 +384,8 @@ def export(store_root: str | Path, out: str | Path, methods: list[str] | None = 
     store (`Store.image_file`). Each image is copied atomically: a full disk names the file and leaves no part of it."""
     from .store import Store, atomic_write
 
+    if not Path(store_root).is_dir():
+        raise UsageError(f"no store folder {store_root}: name the folder that `genie generate --store` wrote into")
     store = Store(store_root)
     manifest = store.manifest()
     if manifest.empty:
@@ -514,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, FileNotFoundError, KeyError, ValueError, OSError) as error:
         print(f"genie {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every store write is atomic and claims are released: nothing half-made is kept
+        print(f"genie {args.command}: {INTERRUPTED}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

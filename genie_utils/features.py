@@ -142,10 +142,10 @@ def clean_state_dict(state: dict, network: nn.Module) -> dict:
 
 def resnet(arch: str, checkpoint: str | os.PathLike) -> Backbone:
     """A ResNet from a local checkpoint: UniSiam (self-supervised on base classes) or torchvision weights."""
+    network = _resnet(arch)  # an unknown name is named before the file is looked for
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no backbone checkpoint at {checkpoint}: set [features] checkpoint in the profile.")
-    network = _resnet(arch)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for broken files

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from diffusers import DPMSolverMultistepScheduler
 from PIL import Image
@@ -270,13 +271,19 @@ def _source_ids(sources, images, source_ids):
 def _direct(generator: GenieGenerator, method: str, images, ids, source_class: str, target_class: str,
             noise_ratio: float, class_names, variant: int, output_type: str):
     """Jobs built and seeded exactly as `run_jobs` would, generated in batches, returned in order."""
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"output_type {output_type!r} is not one of {list(OUTPUT_TYPES)}: 'pil' gives PIL images, "
+                         "'np' one array (images, height, width, 3) in [0, 1], 'pt' one tensor (images, 3, height, width)")
     names = {target_class: check_class(target_class, class_names)}
     jobs = [Job(method, i, "", source_class, target_class, noise_ratio, variant) for i in ids]
     specs = [(None, job, {"seed": job_seed(generator.recipe, job)}) for job in jobs]
     size = generator.batch_size
     out = [generate_batch(generator, specs[i:i + size], names, images and images[i:i + size], output_type)
            for i in range(0, len(specs), size)]
-    return torch.cat(out) if output_type == "pt" else sum(out, [])
+    return torch.cat(out) if output_type == "pt" else np.concatenate(out) if output_type == "np" else sum(out, [])
+
+
+OUTPUT_TYPES = ("pil", "np", "pt")  # what `genie`, `img2img` and `txt2img` return
 
 
 def genie(generator: GenieGenerator, sources, target_class: str, noise_ratio: float = 0.8,

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .data import ImageReadError, check_image_file, file_sha256, load_image
 from .recipe import METHODS, Recipe, pair_seed
 from .store import Store, claimed_batches, spec_key
-from .validation import check_batch_size, check_class, check_noise_ratio, check_shard
+from .validation import check_batch_size, check_class, check_count, check_noise_ratio, check_shard
 
 if TYPE_CHECKING:  # annotations only: the generator module imports this one
     from .generate import GenieGenerator
@@ -47,6 +47,11 @@ class Job:
             raise ValueError(f"unknown method {self.method!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                              + f" Known methods: {sorted(METHODS)}")
         object.__setattr__(self, "noise_ratio", check_noise_ratio(self.noise_ratio))
+        check_count(self.variant, "a job's variant (which of several images of one source and class)", minimum=0)
+        for name in ("source_id", "target_class"):  # a direct genie() call knows no source class
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"a job's {name} must be a non-empty name, got {value!r}")
 
 
 def job_seed(recipe: Recipe, job: Job) -> int:

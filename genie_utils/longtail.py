@@ -126,6 +126,10 @@ def load_split(profile: dict, dataset: pd.DataFrame | None = None, tables: dict 
     """The profile's long-tail (train, test, classes): the committed split, or ImageNet-LT's lists."""
     if profile["longtail"].get("train_list"):
         return folder_split(profile)
+    if profile["dataset"]["kind"] != "openmoji":
+        raise ValueError(f"profile {profile['name']!r} has no long tail: its dataset is class folders, without "
+                         "ImageNet-LT's split lists ([longtail] train_list, test_list). Use a long-tail profile "
+                         "(paper-longtail, or one that extends it with your lists).")
     return embedded_split(profile, dataset, tables)
 
 

@@ -75,7 +75,13 @@ class Oracle:
         return torch.cat([self.network(images[i:i + 256]).softmax(-1) for i in range(0, len(images), 256)]).numpy()
 
     def index(self, class_name: str) -> int:
-        return self.classes.index(class_name)
+        """The oracle's output for `class_name`; a ValueError naming the class when the oracle does not know it."""
+        try:
+            return self.classes.index(class_name)
+        except ValueError:
+            raise ValueError(f"the oracle knows no class {class_name!r}: it judges its {len(self.classes)} classes "
+                             f"({', '.join(self.classes[:5])}, ...). Give the profile an oracle trained on this "
+                             "dataset's classes ([oracle] path).") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

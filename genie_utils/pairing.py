@@ -19,6 +19,7 @@ from .jobs import Job
 from .recipe import METHODS
 from .results import write_table
 from .splits import EVALUATION
+from .validation import check_count
 
 BASELINES = ("img2img_low", "img2img_high", "txt2img")  # the generative baselines: own-class prompts, GeNIe's budget
 
@@ -123,7 +124,7 @@ def own_class_jobs(support: pd.DataFrame, method: str, variants: int | None = No
     """The baselines' pairing: `variants` (default N-1) images of every support image, prompted with its own
     class, so each class gets as many images as GeNIe gives it."""
     spec = METHODS[method]
-    variants = support.class_name.nunique() - 1 if variants is None else variants
+    variants = support.class_name.nunique() - 1 if variants is None else check_count(variants, "variants")
     return [Job(method, row.image_id, row.path, row.class_name, row.class_name, spec.noise_ratio, v)
             for row in support.sort_values(["class_name", "image_id"]).itertuples() for v in range(variants)]
 

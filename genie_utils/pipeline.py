@@ -58,6 +58,43 @@ def folder_fingerprint(folder: str | os.PathLike) -> str:
     return digest.hexdigest()[:16]
 
 
+# A model folder may carry the sha256 of each weight file (`sha256sum` format), which loading checks.
+CHECKSUMS = "SHA256SUMS"
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def write_checksums(folder: str | os.PathLike) -> Path:
+    """Record the sha256 of every weight file of a diffusers folder in `folder`/SHA256SUMS (`sha256sum -c` reads it)."""
+    folder = Path(folder)
+    lines = [f"{file_sha256(path)}  {path.relative_to(folder).as_posix()}\n" for path in sorted(folder.rglob("*"))
+             if path.is_file() and path.suffix in WEIGHT_SUFFIXES]
+    (folder / CHECKSUMS).write_text("".join(lines))
+    return folder / CHECKSUMS
+
+
+def check_checksums(folder: Path) -> None:
+    """Where `folder` carries SHA256SUMS, every weight file it lists must have its sha256: a flipped bit or a file
+    replaced is a `ModelLoadError` naming the file and how to restore it."""
+    listed = folder / CHECKSUMS
+    if not listed.is_file():
+        return
+    for number, line in enumerate(listed.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        expected, _, name = line.partition("  ")
+        path = folder / name
+        if not name or len(expected) != 64 or not path.resolve().is_relative_to(folder.resolve()):
+            raise ModelLoadError(f"broken local model folder: {listed} line {number} is not '<sha256>  <file>': "
+                                 "restore it (git checkout), or write it again (pipeline.write_checksums)")
+        if not path.is_file():
+            raise ModelLoadError(f"broken local model folder: {path} is missing; {CHECKSUMS} lists it. Restore it "
+                                 f"(git checkout -- {path}).")
+        if file_sha256(path) != expected:
+            raise ModelLoadError(f"broken local model folder: {path} does not have the sha256 that {listed.name} "
+                                 f"records (a changed or damaged file). Restore it: git checkout -- {path} (or, for "
+                                 f"weights you changed on purpose, write {CHECKSUMS} again: pipeline.write_checksums).")
+
+
 def _hub_revision(model_id: str) -> str:
     try:
         cached = try_to_load_from_cache(model_id, "model_index.json")
@@ -77,6 +114,14 @@ def model_location(model: str | os.PathLike) -> tuple[str, Path | None]:
     for candidate in candidates:
         if candidate.exists():
             return "folder", candidate.resolve()
+    for candidate in candidates:  # `models/nope`: a typo inside a local folder, not a hub id
+        if not path.is_absolute() and len(path.parts) > 1 and (candidate.parents[len(path.parts) - 2]).is_dir():
+            parent = candidate.parent
+            while not parent.is_dir():
+                parent = parent.parent
+            held = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
+            raise ModelLoadError(f"no folder {candidate}: {parent} holds {held}. Check the path (a hub model id is "
+                                 "asked for only when no local folder starts its path).")
     if _HUB_ID.match(text) and not text.startswith((".", "~")):
         return "hub", None
     raise ModelLoadError(f"no diffusers model folder at {model} (looked in {', '.join(map(str, candidates))}). "
@@ -220,7 +265,7 @@ def _load_from_hub(model_id: str, dtype):
     except Exception as error:  # network errors come from httpx, hub errors from huggingface_hub
         raise ModelLoadError(f"cannot load the diffusion model {model_id!r}: the hub at {constants.ENDPOINT} did not "
                              f"answer within {HUB_TIMEOUT_SECONDS} s or refused "
-                             f"({{type(error).__name__}}: {{_one_line(error)}}). "
+                             f"({type(error).__name__}: {_one_line(error)}). "
                              f"{fix}") from error
     try:
         return _from_pretrained(_download(model_id, fix), dtype)
@@ -293,6 +338,7 @@ def load_pipeline(model: str | os.PathLike, device: str | torch.device | None = 
     kind, folder = model_location(model)
     if kind == "folder":
         check_model_folder(folder)
+        check_checksums(folder)
         try:
             pipe = _from_pretrained(str(folder), dtype)
         except (OSError, ValueError, RuntimeError) as error:

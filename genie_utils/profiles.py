@@ -14,7 +14,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from .validation import check_guidance_scale, check_image_size, check_prompt_template
+from .validation import check_guidance_scale, check_image_size, check_noise_ratio, check_prompt_template
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "embedded"
@@ -55,7 +55,7 @@ SCHEMA: dict = {
     "walkthrough": {"source_id": str, "targets": [str], "noise_ratios": [float], "sweep_pairs": int},
     "paths": {"results": str, "figures": str},
     "settle": {"folder": str, "slice_episodes": [int], "sized_from": str},
-    "notebooks": {"grid_images_per_class": int, "grid_classes": int},
+    "notebooks": {"grid_images_per_class": int, "grid_classes": int, "run": [str]},
     "companion": {"output": str, "workdir": str, "size": _SIZE, "training": _TRAINING, "finetune": _TRAINING},
     "oracle": {"path": str, "output": str, "workdir": str,
                "training": {"steps": int, "batch_size": int, "learning_rate": float, "checkpoint_every": int,
@@ -186,6 +186,17 @@ def _check_values(profile: dict) -> list[str]:
             check_image_size(resolution, "dataset.resolution")
         except ValueError as error:
             problems.append(str(error))
+    fraction = profile.get("splits", {}).get("evaluation_fraction")
+    if isinstance(fraction, (int, float)) and not 0 < fraction < 1:
+        problems.append(f"splits.evaluation_fraction = {fraction} must lie strictly between 0 and 1 (the share of each "
+                        "class's identities held out from every model's training, e.g. 0.4)")
+    for key, ratios in (("walkthrough.noise_ratios", profile.get("walkthrough", {}).get("noise_ratios")),):
+        for ratio in ratios or []:
+            try:
+                check_noise_ratio(ratio)
+            except ValueError as error:
+                problems.append(f"{key} = {ratios}: {error}")
+                break
     interval = generation.get("guidance_timesteps")
     if interval is not None and not (len(interval) == 2 and 0 <= interval[0] <= interval[1] <= 999):
         problems.append(f"generation.guidance_timesteps = {interval} must be [low, high] with 0 <= low <= high <= 999")
@@ -193,9 +204,19 @@ def _check_values(profile: dict) -> list[str]:
 
 
 def _read(path: Path) -> dict:
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ProfileError(f"{path}: saved with a byte-order mark (UTF-8 with BOM), which TOML does not allow: save it "
+                           "as plain UTF-8 (in Notepad: Save as, Encoding UTF-8, not 'UTF-8 with BOM')")
     try:
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise ProfileError(f"{path}: not UTF-8 text (byte {raw[error.start]:#x} on line {line}): TOML files are "
+                           "UTF-8; save it as UTF-8 (a latin-1 or Windows-1252 editor setting writes other bytes "
+                           "for accented letters)") from None
+    try:
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"{path}: TOML syntax error: {error}. Fix the line named.") from None
     problems = _check_keys(table, SCHEMA)
@@ -242,7 +263,20 @@ def _load_merged(name_or_path, chain: tuple[Path, ...] = ()) -> dict:
                            "profile outside the loop.")
     profile = _read(path)
     parent = profile.pop("extends", None)
-    return _merge(_load_merged(parent, (*chain, path.resolve())), profile) if parent else profile
+    if not parent:
+        return profile
+    if Path(parent).suffix == ".toml" and not Path(parent).expanduser().is_absolute():
+        parent = path.parent / parent  # a file beside the profile, wherever the run starts
+        if not parent.is_file():
+            raise ProfileError(f"{path}: extends = {profile_extends(path)!r}: no file {parent} (a relative `extends` is "
+                               f"read from the folder of the profile that names it, {path.parent}); check the path, or "
+                               f"name a shipped profile: {available_profiles()}")
+    return _merge(_load_merged(parent, (*chain, path.resolve())), profile)
+
+
+def profile_extends(path: Path) -> str:
+    """The `extends` line of a profile file as written."""
+    return tomllib.loads(path.read_text(encoding="utf-8")).get("extends", "")
 
 
 def profile_argument(name_or_path: str) -> str:

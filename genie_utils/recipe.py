@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 
 from .validation import (check_guidance_scale, check_image_size, check_noise_ratio, check_prompt_template,
-                         check_steps)
+                         check_seed, check_steps)
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class Recipe:
         # checked, not converted: the values go into every image's store key as given
         check_steps(self.num_inference_steps)
         check_guidance_scale(self.guidance_scale)
+        check_seed(self.seed, "seed")
+        if not isinstance(self.negative_prompt, str):
+            raise ValueError(f"negative_prompt must be text (the unconditional branch's prompt, '' by default), got "
+                             f"{self.negative_prompt!r}")
         check_prompt_template(self.prompt_template)
         check_image_size(self.height, "height")
         check_image_size(self.width, "width")

@@ -25,6 +25,7 @@ import papermill
 
 from . import settle
 from .profiles import load_profile, profile_argument, project_root, resolve
+from .validation import run_command
 
 
 def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
@@ -33,6 +34,19 @@ def notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
     if only:
         found = [p for p in found if any(p.name.startswith(prefix) for prefix in only)]
     return found
+
+
+def profile_notebooks(profile: dict, folder: Path, only: list[str] | None = None) -> list[Path]:
+    """The notebooks a profile runs (`[notebooks] run`: name prefixes; default every one), those of them that `only`
+    names; a ValueError when `only` names a notebook outside the profile's list."""
+    own = notebooks(folder, profile.get("notebooks", {}).get("run"))
+    if only:
+        outside = [p.name for p in notebooks(folder, only) if p not in own]
+        if outside:
+            raise ValueError(f"profile {profile['name']!r} does not run {', '.join(outside)}: its notebooks are "
+                             f"{', '.join(p.name for p in own)} ([notebooks] run)")
+        return [p for p in own if p in notebooks(folder, only)]
+    return own
 
 
 def _digest(paths) -> str:
@@ -74,7 +88,7 @@ def run(profile_name: str, only: list[str] | None = None, force: bool = False) -
     output.mkdir(parents=True, exist_ok=True)
     keys = stage_keys(profile, folder)
     timings = []
-    for notebook in notebooks(folder, only):
+    for notebook in profile_notebooks(profile, folder, only):
         stamp = output / f"{notebook.stem}.key"
         if not force and stamp.is_file() and stamp.read_text().strip() == keys[notebook.name] \
                 and (output / notebook.name).is_file():
@@ -136,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                      "add --profile smoke")
     if "settle" in load_profile(args.profile):  # the settle run: slices, not notebooks
         return settle.main(["--profile", args.profile, "--all"])
+    try:
+        profile_notebooks(load_profile(args.profile), folder, args.only)
+    except ValueError as error:
+        parser.error(str(error))
     timings = run(args.profile, args.only, args.force)
     print(f"ran {len(timings)} notebooks in {sum(t for _, t in timings):.0f} s")
     if args.record_checks:
@@ -147,4 +165,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "reproduce"))

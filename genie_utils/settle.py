@@ -33,6 +33,7 @@ from .profiles import load_profile, profile_argument, project_root, resolve
 from . import results as results_tables
 from .results import write_table
 from .store import Store, atomic_write
+from .validation import run_command
 
 # The columns a slice keeps of `fewshot.evaluate`'s results (its per-row seconds vary from run to run).
 FEWSHOT_COLUMNS = ["profile", "backbone", "ways", "shots", "episode", "method", "accuracy", "generated_per_class"]
@@ -236,4 +237,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "settle"))

@@ -43,6 +43,7 @@ CLAIM_HEARTBEAT_SECONDS = 30.0  # how often a worker refreshes the claims it hol
 CLAIM_STALE_SECONDS = 300.0  # a claim not refreshed for this long is taken over (GENIE_CLAIM_STALE_SECONDS)
 SETTINGS_FOLDER = "methods"
 _METHOD_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_KEY = re.compile(r"^[0-9a-f]{20}$")  # what `spec_key` makes
 # A PNG file starts with its signature and ends with the IEND chunk (empty, so always these 12 bytes)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
@@ -130,16 +131,35 @@ class Store:
     """A folder of generated images and their manifest rows."""
 
     def __init__(self, root: str | os.PathLike):
+        if not isinstance(root, (str, os.PathLike)) or not str(root).strip():
+            raise ValueError(f"store root {root!r} is no folder path: give the folder the store keeps its images in "
+                             "(it is made if missing)")
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"store root {self.root} is a file, not a folder: name a folder (it is made if "
+                                     "missing), or move the file away")
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
+    @staticmethod
+    def check_key(key: str) -> str:
+        """`key` if it is a store key (20 lower-case hex digits, as `spec_key` makes them), else a ValueError: a key
+        names files inside the store, so nothing else may reach a path."""
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise ValueError(f"{key!r} is not a store key: a key is 20 lower-case hex digits, as `spec_key` (and the "
+                             "jobs of `genie_utils.jobs`) make them; pass the key such a function gave")
+        return key
+
     def _row_path(self, key: str) -> Path:
+        key = self.check_key(key)
         return self.root / "rows" / key[:2] / f"{key}.json"
 
     def image_path(self, method: str, key: str) -> Path:
-        return self.root / "images" / method / f"{key}.png"
+        if not isinstance(method, str) or not _METHOD_NAME.match(method):
+            raise ValueError(f"method {method!r} is not a valid store folder name (lower-case letters, digits and "
+                             "underscores)")
+        return self.root / "images" / method / f"{self.check_key(key)}.png"
 
     def has(self, key: str) -> bool:
         """Whether `key`'s image is complete: its row parses and names a non-empty image file. A damaged key's row
@@ -159,7 +179,7 @@ class Store:
         return True
 
     def _claim_path(self, key: str) -> Path:
-        return self.root / "claims" / key
+        return self.root / "claims" / self.check_key(key)
 
     def claim(self, key: str) -> bool:
         """Take the right to make `key`'s image; False if another live worker holds it.
@@ -207,7 +227,9 @@ class Store:
             except (PermissionError, KeyError, ValueError, TypeError):
                 return False
             started = holder.get("started")
-            return started is not None and process_start(pid) not in (None, started)  # the pid was reused
+            if started is None:  # its owner cannot be confirmed: stale where this host records start times
+                return process_start(os.getpid()) is not None
+            return process_start(pid) not in (None, started)  # the pid was reused
         return False
 
     def heartbeat(self, keys, every: float | None = None):
@@ -232,19 +254,20 @@ class Store:
         """Write the image, then its row (the row marks the pair complete). Returns the row as stored.
 
         A key already in the store is left as it is (its stored row is returned): one key, one version."""
+        path = self.image_path(row.get("method"), key)  # checks the key and the method before anything is read
         if self.has(key):
             return self.row(key)
-        if not _METHOD_NAME.match(str(row.get("method", ""))):
-            raise ValueError(f"method {row.get('method')!r} is not a valid store folder name (lower-case letters, "
-                             "digits and underscores)")
-        path = self.image_path(row["method"], key)
         atomic_write(path, lambda f: image.save(f, format="PNG"))
         return self.put_row(key, {**row, "file": str(path.relative_to(self.root))})
 
     def put_row(self, key: str, row: dict) -> dict:
         """Write a row for an image already in the store (`row["file"]`), e.g. GeNIe-Ada's choice among
         candidates: the selection is recorded without copying the image."""
-        if not (self.root / row["file"]).is_file():
+        self.check_key(key)
+        file = self.root / str(row.get("file", ""))
+        if not file.resolve().is_relative_to(self.root.resolve()) or file.resolve() == self.root.resolve():
+            raise ValueError(f"row {key} names the file {row.get('file')!r}, which is no file inside {self}")
+        if not file.is_file():
             raise FileNotFoundError(f"row {key} points at {row['file']}, which is not in {self}")
         row = {**row, "key": key}
         atomic_write(self._row_path(key), lambda f: f.write((json.dumps(row, sort_keys=True) + "\n").encode()))
@@ -357,7 +380,12 @@ def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=Non
     The caller writes each item into the store; claims are released after each batch."""
     claim_stale_seconds()  # a bad GENIE_CLAIM_STALE_SECONDS is named before any work, not when a claim is first met
     done = done or (lambda item: store.has(key_of(item)))
-    pending = [item for item in items if not done(item)]
+    pending = []
+    for item in items:
+        if done(item):
+            store.release(key_of(item))  # a claim left by a run killed after its rows were written
+        else:
+            pending.append(item)
     said = float("-inf")
     while pending:
         waiting, batch = [], []

@@ -7,6 +7,7 @@ import math
 import numbers
 import re
 import string
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +33,21 @@ def check_steps(num_inference_steps) -> int:
         raise ValueError(f"the number of inference steps must be a positive integer, got {num_inference_steps!r}: "
                          "50 is the official recipe's (r keeps int(steps * r) of them).")
     return int(num_inference_steps)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed: a non-negative integer (every image's seed derives from it)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed!r}: every image's seed derives from it "
+                         "(0 by default)")
+    return int(seed)
+
+
+def check_count(count, name: str, minimum: int = 1) -> int:
+    """A count of things (images, variants): an integer of at least `minimum`."""
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {count!r}")
+    return int(count)
 
 
 def check_guidance_scale(guidance_scale) -> float:
@@ -115,6 +131,10 @@ def check_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
 def check_class(class_name: str, class_names: dict[str, str] | None) -> str:
     """The display name of a class, or an error listing the closest known classes. Without `class_names` the class
     is its own name, unless it is a WordNet id, which no prompt should read."""
+    if not isinstance(class_name, str) or not class_name.strip():
+        raise ValueError(f"class {class_name!r} is no class name: the prompt would read 'a photo of a {class_name}.'"
+                         + (f" The classes: {sorted(class_names)[:20]}" if class_names else
+                            " Use a class of the dataset (its folder name)"))
     if class_names is None:
         if WORDNET_ID.match(str(class_name)):
             raise ValueError(f"class {class_name!r} is a WordNet id and no class_names were given: the prompt would "
@@ -127,6 +147,19 @@ def check_class(class_name: str, class_names: dict[str, str] | None) -> str:
                        + f" The dataset has {len(class_names)} classes (see its class_name column): use one of them, "
                        "or add the class to class_names.")
     return class_names[class_name]
+
+
+INTERRUPTED = "interrupted; the store is consistent, rerun to continue"
+
+
+def run_command(main, name: str) -> int:
+    """A command line's `main()`, Ctrl-C said in one line (exit status 130) instead of a traceback: every store
+    and result file is written atomically, so a rerun continues where it stopped."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{name}: {INTERRUPTED}", file=sys.stderr)
+        return 130
 
 
 def seconds_setting(name: str, text: str | None, default: float) -> float:

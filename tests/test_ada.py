@@ -64,11 +64,11 @@ def test_one_shot_prototype_is_the_single_support_embedding():
 
 
 def test_bad_inputs_are_refused():
-    with pytest.raises(ValueError, match="one candidate per ratio"):
+    with pytest.raises(ValueError, match="one candidate embedding per ratio"):
         ada.select_noise_ratio(np.ones(3), np.ones((1, 3)), np.ones((4, 3)))
     with pytest.raises(ValueError, match="equals the target prototype"):
         ada.select_noise_ratio(np.array([1.0, 0, 0]), np.array([[2.0, 0, 0]]), np.eye(3)[[0, 1, 2, 0, 1]])
-    with pytest.raises(ValueError, match="must increase"):
+    with pytest.raises(ValueError, match="at least two increasing noise ratios"):
         ada.select_noise_ratio(np.ones(3), np.ones((1, 3)) * 2, np.eye(3)[[0, 1, 2, 0, 1]], [0.9, 0.8, 0.7, 0.6, 0.5])
 
 
@@ -339,3 +339,23 @@ def test_choose_candidates_takes_the_candidate_after_the_largest_jump_of_each_pa
     assert chosen.key.tolist() == ["s1-0.8", "s2-0.6"] and list(chosen.columns) == list(candidates.columns)
     with pytest.raises(ValueError, match="needs one candidate at each of"):
         ada.choose_candidates(candidates[candidates.key != "s2-0.7"], sources, prototypes, embedding, ratios)
+
+
+@pytest.mark.parametrize("ratios", [[], [0.8], [0.9, 0.5], [0.5, 0.5, 0.9]])
+def test_ada_ratios_that_are_not_two_or_more_increasing_are_named_before_any_work(ratios):
+    with pytest.raises(ValueError, match=r"GeNIe-Ada's ratios must be at least two increasing noise ratios"):
+        ada.generate_candidates(None, [object()], None, {}, ratios=ratios)  # nothing else is looked at
+    with pytest.raises(ValueError, match=r"GeNIe-Ada's ratios must be at least two increasing noise ratios"):
+        ada.select_noise_ratio(np.ones(3), np.ones((1, 3)), np.ones((len(ratios), 3)), ratios)
+
+
+def test_embeddings_of_the_wrong_shape_are_named():
+    source, support = np.array([1.0, 0.0]), np.array([[0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"one candidate embedding per ratio: 5 ratios .*, 4 candidates"):
+        ada.select_noise_ratio(source, support, np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"differ in dimension: source 2, target support 2, candidates 3"):
+        ada.select_noise_ratio(source, support, np.ones((5, 3)))
+    with pytest.raises(ValueError, match=r"expected a source embedding \(D,\)"):
+        ada.select_noise_ratio(np.ones((2, 2)), support, np.ones((5, 2)))
+    choice = ada.select_noise_ratio(source, support, [[1, 0], [1, 0.1], [0.2, 1], [0.1, 1], [0, 1]])  # lists work
+    assert choice.noise_ratio == 0.7

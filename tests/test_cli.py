@@ -1,4 +1,5 @@
 """The `genie` command line on a tiny class-folder dataset and a tiny SD-shaped pipeline (CPU)."""
+import json
 import os
 import re
 import subprocess
@@ -154,7 +155,11 @@ def test_a_bad_ada_backbone_fails_before_anything_is_generated(folders, tiny_mod
     assert code == 2 and "no backbone checkpoint at" in err and "missing.pt" in err
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     code, _, err = run(capsys, *argv, "--backbone", "vit-b16", "--backbone-checkpoint", tmp_path / "broken.pt")
-    assert code == 2 and "unknown ResNet 'vit-b16'" in err
+    assert code == 2 and "unknown --backbone 'vit-b16'" in err and "Known: efficientnet-lite0, resnet18" in err
+    for name, close in (("resnet19", "resnet18"), ("vit_b", None)):  # named as unknown, not as lacking a checkpoint
+        code, _, err = run(capsys, *argv, "--backbone", name)
+        assert code == 2 and f"unknown --backbone {name!r}" in err and "checkpoint FILE" not in err.split("Known")[0]
+        assert (f"did you mean {close!r}" in err) == (close is not None)
     assert not (tmp_path / "s").exists()  # no candidate was made
 
 
@@ -162,7 +167,19 @@ def test_missing_dataset_and_empty_store_are_named(tmp_path, capsys):
     code, _, err = run(capsys, "generate", tmp_path / "nowhere", "--store", tmp_path / "s", "--dry-run")
     assert code == 2 and "dataset folder not found" in err and "nowhere" in err
     code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "out")
+    assert code == 2 and f"no store folder {tmp_path / 's'}" in err and "holds no images" not in err
+    (tmp_path / "s").mkdir()
+    code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "out")
     assert code == 2 and "holds no images" in err
+
+
+def test_ctrl_c_says_one_line_and_exits_130(monkeypatch, tmp_path, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "export_command", interrupted)
+    (tmp_path / "s").mkdir()
+    code, out, err = run(capsys, "export", tmp_path / "s", tmp_path / "out")
+    assert code == 130 and err == "genie export: interrupted; the store is consistent, rerun to continue\n"
 
 
 def test_generate_then_export_gives_an_image_folder_tree(folders, tiny_model_dir, tmp_path, capsys):
@@ -284,7 +301,12 @@ def test_export_writes_only_into_a_new_empty_or_earlier_export_folder_and_only_i
     assert code == 2 and f"row {'b' * 20}" in err and "target class '../..', which is not a folder name" in err
     store._row_path("b" * 20).unlink()
     (tmp_path / "secret.txt").write_text("not an image")
-    store.put_row("c" * 20, {"method": "genie", "target_class": "boat", "file": str(tmp_path / "secret.txt")})
+    with pytest.raises(ValueError, match="which is no file inside"):  # the store writes no such row itself
+        store.put_row("c" * 20, {"method": "genie", "target_class": "boat", "file": str(tmp_path / "secret.txt")})
+    damaged = store._row_path("c" * 20)  # a row changed by hand
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    damaged.write_text(json.dumps({"key": "c" * 20, "method": "genie", "target_class": "boat",
+                                   "file": str(tmp_path / "secret.txt")}))
     code, _, err = run(capsys, "export", tmp_path / "s", tmp_path / "other")
     assert code == 2 and "secret.txt', outside the store" in err
     assert not (tmp_path / "other").exists()  # refused before anything was written
@@ -435,3 +457,13 @@ def test_another_prompt_template_or_class_names_file_is_another_version_of_the_s
         code, _, err = run(capsys, *generate_args(folders, store, tiny_model_dir, "--target-classes", "boat", *extra))
         assert code == 2 and "holds images of another version (prompt 'a photo of a boat.' there for class boat" in err
     assert len(Store(store).manifest()) == made
+
+
+def test_ctrl_c_in_the_run_and_settle_commands_says_one_line_and_exits_130(capsys):
+    from genie_utils.validation import run_command
+
+    def interrupted():
+        raise KeyboardInterrupt
+    assert run_command(interrupted, "settle") == 130
+    assert capsys.readouterr().err == "settle: interrupted; the store is consistent, rerun to continue\n"
+    assert run_command(lambda: 0, "settle") == 0

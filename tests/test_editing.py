@@ -238,3 +238,11 @@ def test_agreement_marks_each_cell_against_the_reference_half_width():
     with pytest.raises(ValueError, match=r"lacks r = \[0.8\]"):
         editing.agreement(summary[~((summary.setting == "far") & (summary.noise_ratio == 0.8))], "ref",
                           measures=("p_target",))
+
+
+def test_a_class_the_oracle_does_not_know_is_named_with_the_fix():
+    judge = oracle.Oracle(oracle.oracle_network(2), ["boat", "apple"])
+    assert judge.index("apple") == 1
+    with pytest.raises(ValueError, match=r"the oracle knows no class 'n01500185': it judges its 2 classes \(boat, "
+                                         r"apple, \.\.\.\)\. Give the profile an oracle trained on this dataset's"):
+        judge.index("n01500185")

@@ -295,8 +295,68 @@ def test_relative_model_paths_resolve_against_the_project_root(monkeypatch):
     monkeypatch.chdir(root / "notebooks")
     assert pipeline.model_location("models/genie-companion") == ("folder", (root / "models/genie-companion").resolve())
     assert pipeline.model_location("stable-diffusion-v1-5/stable-diffusion-v1-5") == ("hub", None)
-    with pytest.raises(pipeline.ModelLoadError, match=r"no diffusers model folder at ./models/absent"):
+    with pytest.raises(pipeline.ModelLoadError, match=r"no folder .*models/absent: .*models holds \[.*'genie-companion'"):
         pipeline.model_location("./models/absent")
+
+
+def test_a_typo_inside_a_local_folder_is_no_hub_id_and_lists_the_folder(monkeypatch, tmp_path):
+    """`models/nope` names a folder under `models/`, which exists: it is said at once, with what `models/` holds."""
+    from genie_utils import profiles
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(pipeline.ModelLoadError, match=r"no folder .*models/nope: .*models holds \[.*'genie-companion'") \
+            as error:
+        pipeline.model_location("models/nope")
+    assert "hub" in str(error.value) and str(profiles.project_root()) in str(error.value)
+    assert pipeline.model_location("example-org/example-model") == ("hub", None)  # no local folder example-org
+
+
+def test_a_hub_that_refuses_is_said_with_its_cause(monkeypatch):
+    from huggingface_hub import HfApi, constants
+
+    def refuse(self, model_id, timeout=None):
+        raise ConnectionError("connection refused by the test")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "model_info", refuse)
+    monkeypatch.setattr(pipeline, "_from_pretrained", lambda *a, **k: (_ for _ in ()).throw(OSError("not cached")))
+    with pytest.raises(pipeline.ModelLoadError, match=r"\(ConnectionError: connection refused by the test\)"):
+        pipeline.load_pipeline("example-org/example-model", device="cpu")
+
+
+def test_a_flipped_bit_in_a_weights_file_is_named_with_the_fix(broken_copy):
+    pipeline.write_checksums(broken_copy)
+    pipeline.load_pipeline(broken_copy, device="cpu")  # as written: loads
+    weights = next((broken_copy / "unet").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # a bit of the last weight: the file still parses
+    weights.write_bytes(bytes(data))
+    with pytest.raises(pipeline.ModelLoadError, match=rf"{weights.name} does not have the sha256 that SHA256SUMS "
+                                                      rf"records .* git checkout -- .*unet/{weights.name}"):
+        pipeline.load_pipeline(broken_copy, device="cpu")
+
+
+def test_the_shipped_model_carries_the_sha256_of_each_weight_file():
+    from genie_utils import profiles
+    folder = profiles.project_root() / "models" / "genie-companion"
+    listed = dict(line.split("  ")[::-1] for line in (folder / "SHA256SUMS").read_text().splitlines())
+    weights = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors"))
+    assert sorted(listed) == weights
+    from genie_utils.data import file_sha256
+    assert all(file_sha256(folder / name) == digest for name, digest in listed.items())
+
+
+@pytest.mark.parametrize("output_type", ["pil", "np", "pt"])
+def test_every_output_type_gives_one_image_per_source(generator, openmoji, class_names, output_type):
+    paths = list(openmoji.path[:3])
+    out = generate.genie(generator, paths, "heart", 1.0, class_names, output_type=output_type)
+    shapes = {"pil": lambda o: (len(o), o[0].size), "np": lambda o: (o.shape[0], o.shape[1:3]),
+              "pt": lambda o: (o.shape[0], tuple(o.shape[2:]))}
+    assert shapes[output_type](out) == (3, (64, 64))
+
+
+def test_an_unknown_output_type_is_named_before_any_work(generator, openmoji, class_names):
+    with pytest.raises(ValueError, match=r"output_type 'numpy' is not one of \['pil', 'np', 'pt'\]"):
+        generate.genie(generator, list(openmoji.path[:1]), "heart", 0.8, class_names, output_type="numpy")
+    assert generator.counts.unet_steps == 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,7 +408,7 @@ def test_unknown_methods_and_bad_batch_sizes_are_refused(generator, openmoji, cl
     with pytest.raises(ValueError, match=r"unknown method '../../escape'"):
         Job("../../escape", "a", openmoji.path[0], "heart", "heart", 0.8)
     with pytest.raises(ValueError, match="not a valid store folder name"):
-        Store(tmp_path / "store").put("k" * 20, Image.new("RGB", (4, 4)), {"method": "../../escape"})
+        Store(tmp_path / "store").put("e" * 20, Image.new("RGB", (4, 4)), {"method": "../../escape"})
     assert not list(tmp_path.rglob("*.png"))
     job = Job("genie", "a", openmoji.path[0], "heart", "animal-mammal", 0.8)
     for bad in (0, 2.5, True, "8"):
@@ -449,6 +509,11 @@ def test_the_prompt_cache_is_keyed_by_prompt_text(generator):
     (dict(guidance_scale=-1.0), r"guidance scale must be a finite number >= 0, got -1.0"),
     (dict(height=63), r"height = 63 px is not a positive multiple of 8 .* use 56 or 64, or None"),
     (dict(width=4), r"width = 4 px is not a positive multiple of 8 .* use 8, or None"),
+    (dict(seed="abc"), r"seed must be a non-negative integer, got 'abc'"),
+    (dict(seed=-1), r"seed must be a non-negative integer, got -1"),
+    (dict(seed=1.5), r"seed must be a non-negative integer, got 1.5"),
+    (dict(seed=True), r"seed must be a non-negative integer, got True"),
+    (dict(negative_prompt=None), r"negative_prompt must be text"),
 ])
 def test_bad_recipe_settings_are_refused_when_the_recipe_is_made(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -589,3 +654,26 @@ def test_txt2img_names_a_count_that_is_no_positive_integer(generator):
         with pytest.raises(ValueError, match=rf"count must be a positive integer \(the number of images to make\), "
                                              rf"got {count!r}"):
             generate.txt2img(generator, "heart", count)
+
+
+@pytest.mark.parametrize("variant", [-1, "a", 1.0, True])
+def test_a_job_variant_that_is_no_count_is_refused(variant):
+    from genie_utils.jobs import Job
+    with pytest.raises(ValueError, match=rf"a job's variant .* must be an integer of at least 0, got {variant!r}"):
+        Job("img2img_low", "a", "a.png", "boat", "boat", 0.3, variant)
+
+
+@pytest.mark.parametrize("field", ["source_id", "target_class"])
+def test_a_job_without_a_source_id_or_target_class_is_refused(field):
+    from genie_utils.jobs import Job
+    values = dict(method="genie", source_id="a", source_path="a.png", source_class="boat", target_class="apple",
+                  noise_ratio=0.8)
+    with pytest.raises(ValueError, match=rf"a job's {field} must be a non-empty name, got ' '"):
+        Job(**{**values, field: " "})
+
+
+@pytest.mark.parametrize("target", ["", "   "])
+def test_an_empty_class_never_becomes_a_prompt(generator, openmoji, target):
+    with pytest.raises(ValueError, match=r"is no class name: the prompt would read 'a photo of a"):
+        generate.genie(generator, list(openmoji.path[:1]), target)
+    assert generator.counts.unet_steps == 0

@@ -232,3 +232,10 @@ def test_the_vit_fine_tuning_loop_runs_on_cpu(tmp_path):
         assert (table.correct <= table.total).all() and set(table.method) == {method}
     with pytest.raises(KeyError, match="unknown model 'vit_huge'"):
         longtail.vision_transformer({"model": "vit_huge", "image_size": 32}, 3)
+
+
+def test_a_profile_of_class_folders_without_split_lists_has_no_long_tail():
+    from genie_utils import profiles
+    with pytest.raises(ValueError, match=r"profile 'paper' has no long tail: its dataset is class folders, without "
+                                         r"ImageNet-LT's split lists .* Use a long-tail profile \(paper-longtail"):
+        longtail.load_split(profiles.load_profile("paper"))

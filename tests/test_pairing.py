@@ -75,3 +75,11 @@ def test_too_many_ways_and_foreign_episode_files_are_refused(openmoji, tables, t
 
 def test_the_embedded_split_leaves_twenty_classes_for_five_shot(tables):
     assert len(pairing.eligible_classes(tables, 5)) >= 20 and len(pairing.eligible_classes(tables, 1)) >= 40
+
+
+@pytest.mark.parametrize("variants", [-1, 0, 1.5, "2"])
+def test_baseline_variants_that_are_no_positive_count_are_refused(variants):
+    import pandas as pd
+    support = pd.DataFrame({"image_id": ["a", "b"], "path": ["a.png", "b.png"], "class_name": ["boat", "apple"]})
+    with pytest.raises(ValueError, match=rf"variants must be an integer of at least 1, got {variants!r}"):
+        pairing.own_class_jobs(support, "img2img_low", variants)

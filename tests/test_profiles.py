@@ -60,6 +60,12 @@ def write(tmp_path, text, name="mine.toml"):
     ('extends = "smoke"\n[fewshot]\ntarget_half_widths = [2.0]\n',
      r"fewshot.target_half_widths \[2.0\] needs one positive half-width \(points\) per entry of fewshot.shots \[1, 5\]"),
     ('extends = "smoke"\n[fewshot]\ntarget_half_widths = [2.0, 0]\n', r"needs one positive half-width"),
+    ('extends = "smoke"\n[splits]\nevaluation_fraction = 1.5\n',
+     r"mine.toml: splits.evaluation_fraction = 1.5 must lie strictly between 0 and 1"),
+    ('extends = "smoke"\n[splits]\nevaluation_fraction = 0\n', r"splits.evaluation_fraction = 0 must lie strictly"),
+    ('extends = "smoke"\n[walkthrough]\nnoise_ratios = [0, 2]\n',
+     r"mine.toml: walkthrough.noise_ratios = \[0, 2\]: noise ratio r must be in \(0, 1\], got 0"),
+    ('extends = "smoke"\n[walkthrough]\nnoise_ratios = [0.5, 2]\n', r"noise ratio r must be in \(0, 1\], got 2"),
 ])
 def test_bad_profiles_name_the_file_the_key_and_the_fix(tmp_path, text, message):
     with pytest.raises(profiles.ProfileError, match=message):
@@ -112,3 +118,25 @@ def test_an_extends_loop_names_the_profiles_in_it(tmp_path):
 def test_recipe_values_that_no_generation_can_run_are_refused_when_the_profile_loads(tmp_path, text, message):
     with pytest.raises(profiles.ProfileError, match=r"mine.toml: .*" + message):
         profiles.load_profile(write(tmp_path, 'extends = "smoke"\n' + text))
+
+
+def test_a_profile_with_a_byte_order_mark_or_in_latin_1_names_the_file_and_the_fix(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_bytes("\ufeffextends = \"smoke\"\n".encode("utf-8"))
+    with pytest.raises(profiles.ProfileError, match=r"mine.toml: saved with a byte-order mark .* save it as plain UTF-8"):
+        profiles.load_profile(path)
+    path.write_bytes('extends = "smoke"\ndescription = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(profiles.ProfileError, match=r"mine.toml: not UTF-8 text \(byte 0xe9 on line 2\)"):
+        profiles.load_profile(path)
+
+
+def test_a_relative_extends_is_read_beside_the_profile_wherever_the_run_starts(tmp_path, monkeypatch):
+    (tmp_path / "mine").mkdir()
+    write(tmp_path / "mine", 'extends = "smoke"\n[generation]\nbatch_size = 3\n', "parent.toml")
+    child = write(tmp_path / "mine", 'extends = "parent.toml"\n', "child.toml")
+    monkeypatch.chdir(tmp_path)  # not the profiles' folder
+    assert profiles.load_profile(child)["generation"]["batch_size"] == 3
+    write(tmp_path / "mine", 'extends = "absent.toml"\n', "child.toml")
+    with pytest.raises(profiles.ProfileError, match=r"child.toml: extends = 'absent.toml': no file .*mine/absent.toml "
+                                                    r"\(a relative `extends` is read from the folder of the profile"):
+        profiles.load_profile(child)

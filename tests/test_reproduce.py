@@ -120,3 +120,23 @@ def test_a_settle_profile_runs_its_slices_not_the_notebooks(monkeypatch, capsys)
     assert calls == [["--profile", "embedded-settle", "--all"]]
     assert site.main(["--profile", "embedded-settle"]) == 0  # no notebooks, no site: said, not an error
     assert "settle run" in capsys.readouterr().out
+
+
+def test_each_profile_runs_its_own_notebooks():
+    folder = profiles.project_root() / "notebooks"
+    names = lambda name, only=None: [p.name[:2] for p in reproduce.profile_notebooks(  # noqa: E731
+        profiles.load_profile(name), folder, only)]
+    assert names("embedded") == ["00", "01", "02", "03", "04", "05", "06"]
+    assert names("paper") == names("paper-tiered") == ["00", "01", "02", "03", "04", "05"]
+    assert names("paper-longtail") == ["06"]
+    assert names("paper", ["04", "05"]) == ["04", "05"]
+    with pytest.raises(ValueError, match=r"profile 'paper' does not run 06_longtail.ipynb: its notebooks are "
+                                         r"00_embedded_dataset.ipynb, .*05_fewshot_analysis.ipynb \(\[notebooks\] run\)"):
+        reproduce.profile_notebooks(profiles.load_profile("paper"), folder, ["06"])
+
+
+def test_a_notebook_outside_the_profile_is_a_usage_error(no_notebooks, capsys):
+    with pytest.raises(SystemExit) as exit:
+        reproduce.main(["--profile", "paper", "--only", "06"])
+    assert exit.value.code == 2 and "profile 'paper' does not run 06_longtail.ipynb" in capsys.readouterr().err
+    assert no_notebooks == []

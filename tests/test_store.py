@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from genie_utils import generate, pairing
 from genie_utils.jobs import Job, in_shard, job_spec, keyed_jobs, run_jobs
@@ -143,8 +144,8 @@ def test_failed_write_leaves_no_file(tmp_path):
 
     store = Store(tmp_path)
     with pytest.raises(OSError, match="disk full"):
-        store.put("k" * 20, Exploding(), {"method": "genie"})
-    assert not store.has("k" * 20)
+        store.put("e" * 20, Exploding(), {"method": "genie"})
+    assert not store.has("e" * 20)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
@@ -260,7 +261,9 @@ def test_a_live_claim_is_respected_and_a_stored_key_never_replaced(tmp_path):
     store = Store(tmp_path)
     other = tmp_path / "claims" / ("c" * 20)
     other.parent.mkdir(parents=True)
-    other.write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "time": 0}))  # alive
+    from genie_utils.store import process_start
+    other.write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename, "time": 0,
+                                 "started": process_start(os.getppid())}))  # alive
     assert not store.claim("c" * 20)
     assert store.claim("d" * 20)
     first = store.put("d" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "n": 1})
@@ -371,8 +374,8 @@ def test_a_full_disk_is_named_with_the_file_and_the_fix_and_keeps_nothing(tmp_pa
             raise OSError(errno.ENOSPC, "No space left on device")
 
     store = Store(tmp_path)
-    with pytest.raises(OSError, match=r"No space left on device while writing .*images/genie/k+\.png: free space"):
-        store.put("k" * 20, Full(), {"method": "genie"})
+    with pytest.raises(OSError, match=r"No space left on device while writing .*images/genie/e+\.png: free space"):
+        store.put("e" * 20, Full(), {"method": "genie"})
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
@@ -479,3 +482,56 @@ def test_settings_are_recorded_per_method_and_a_damaged_record_is_named(tmp_path
         (tmp_path / "s" / "methods" / "genie.json").write_text(damage, encoding="latin-1")
         with pytest.raises(StoreDamageError, match="genie.json is damaged .*: delete it"):
             store.settings()
+
+
+@pytest.mark.parametrize("key", ["../../../x", "../" + "a" * 17, "A" * 20, "a" * 19, "a" * 21, "", "a/" + "b" * 18,
+                                 None, 7])
+def test_a_key_that_is_not_a_store_key_is_refused_before_any_file_is_touched(tmp_path, key):
+    store = Store(tmp_path / "store")
+    for call in (lambda: store.put(key, Image.new("RGB", (4, 4)), {"method": "genie"}), lambda: store.row(key),
+                 lambda: store.has(key), lambda: store.claim(key), lambda: store.release(key),
+                 lambda: store.image_file(key), lambda: store.put_row(key, {"file": "x.png"})):
+        with pytest.raises(ValueError, match="is not a store key: a key is 20 lower-case hex digits"):
+            call()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []  # not even the store folder was made
+
+
+def test_a_store_root_that_is_empty_or_a_file_is_refused(tmp_path):
+    for root in ("", "  ", None):
+        with pytest.raises(ValueError, match="is no folder path"):
+            Store(root)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        Store(tmp_path / "file")
+
+
+def test_a_method_that_would_leave_the_images_folder_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a valid store folder name"):
+        Store(tmp_path).image_path("../genie", "a" * 20)
+
+
+def test_a_live_pid_whose_claim_records_no_start_time_is_taken_over_at_once(tmp_path):
+    """The claim cannot confirm that its pid is still its writer (the pid may be reused): on a host that records
+    start times it is taken over without waiting for the claim to age."""
+    import json
+    import os
+
+    from genie_utils import store as store_module
+    store = Store(tmp_path)
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / ("a" * 20)).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename,
+                                                              "time": 0}))
+    assert store_module.process_start(os.getpid()) is not None  # Linux: /proc records start times
+    assert store.claim("a" * 20)
+
+
+def test_a_rerun_removes_the_claims_of_images_whose_rows_exist(tmp_path):
+    """A run killed after writing a batch's rows but before releasing its claims leaves them; the next run's
+    `claimed_batches` clears every claim whose row exists, and claims the rest as usual."""
+    store = Store(tmp_path)
+    done, todo = spec_key({"n": 1}), spec_key({"n": 2})
+    store.put(done, Image.new("RGB", (4, 4)), {"method": "genie"})
+    assert store.claim(done) and store.claim(todo)  # both left behind by the killed run (this very process)
+    batches = list(claimed_batches(store, [done, todo], lambda key: key, 8))
+    assert batches == [[todo]]
+    assert sorted(p.name for p in (tmp_path / "claims").iterdir()) == []

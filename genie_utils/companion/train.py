@@ -26,6 +26,7 @@ from transformers import CLIPTextModel
 from .. import editing
 from ..data import mirror_keeps_meaning
 from ..generator_pool import training_images
+from ..pipeline import write_checksums
 from ..profiles import resolve
 from ..store import atomic_write
 from ..training import fit, step_generator, tensor_digest
@@ -411,6 +412,7 @@ def assemble_companion(trained: dict, out) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True, max_shard_size="15MB")
+    write_checksums(out)  # loading checks them
     # Weights stay half precision on disk, but the text encoder's config asks for float32, as diffusers loads the
     # UNet and VAE by default: a stock from_pretrained without a dtype then gives one dtype everywhere.
     config = out / "text_encoder" / "config.json"
