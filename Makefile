@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= embedded
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test browser reproduce tables site publish lab companion clean-results
+.PHONY: setup test browser check reproduce tables site publish lab companion clean-results
 
 setup: $(STAMP)
 
@@ -27,6 +27,11 @@ browser:
 		echo "installing Debian's chromium for the site's browser test"; \
 		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
 		apt-get install -y -q chromium >/dev/null 2>&1; } || echo "could not install chromium: its test is skipped"; }
+
+# The preflight: the dataset, model, backbones, oracle, long tail, disk and time a run of PROFILE needs, one table
+# line each, checked without generating an image (make reproduce runs it first and stops when an item is not ready).
+check: setup
+	$(PY) -m genie_utils.reproduce --profile $(PROFILE) --check
 
 # Skips every notebook whose inputs (itself, the library, the profile, the models, earlier notebooks) are unchanged.
 # A settle profile (PROFILE=embedded-settle) runs its slices again instead, into docs/results/<profile>/.

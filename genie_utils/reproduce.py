@@ -23,7 +23,7 @@ from pathlib import Path
 
 import papermill
 
-from . import settle
+from . import preflight, settle
 from .profiles import load_profile, profile_argument, project_root, resolve
 from .validation import run_command
 
@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="PREFIX",
                         help="notebook name prefixes, e.g. 00 01 (without --only: every notebook)")
     parser.add_argument("--force", action="store_true", help="run every notebook, even those whose inputs are unchanged")
+    parser.add_argument("--check", action="store_true",
+                        help="the preflight only: check what the run needs, generate nothing (exit 1 if not ready)")
     parser.add_argument("--record-checks", action="store_true",
                         help="with --profile smoke (what make test runs): after running, store the outputs of the "
                              "`# NBVAL_CHECK_OUTPUT` cells in notebooks/")
@@ -150,10 +152,15 @@ def main(argv: list[str] | None = None) -> int:
                      "add --profile smoke")
     if "settle" in load_profile(args.profile):  # the settle run: slices, not notebooks
         return settle.main(["--profile", args.profile, "--all"])
+    profile = load_profile(args.profile)
     try:
-        profile_notebooks(load_profile(args.profile), folder, args.only)
+        chosen = profile_notebooks(profile, folder, args.only)
     except ValueError as error:
         parser.error(str(error))
+    items = preflight.preflight(profile, [p.name[:2] for p in chosen])
+    print(preflight.table(profile["name"], items), flush=True)
+    if args.check or not all(item.ok for item in items):
+        return 0 if all(item.ok for item in items) else 1
     timings = run(args.profile, args.only, args.force)
     print(f"ran {len(timings)} notebooks in {sum(t for _, t in timings):.0f} s")
     if args.record_checks:

@@ -24,16 +24,13 @@ from typing import Callable
 
 import pandas as pd
 
-from . import claims, longtail, results, settle
+from . import claims, longtail, preflight, results, settle
 from .companion import card
 from .fewshot import CLAIMS, table_rows
 from .profiles import load_profile, project_root
 
 # The shipped model's folder, whose editing benchmark (editing.csv) README quotes.
 COMPANION = Path("models") / "genie-companion"
-# UNet image-steps of a paper profile's few-shot generation at 50 steps (docs/profiles.md derives them: 275 per pair
-# and ratio set, 20 pairs per 1-shot and 100 per 5-shot episode): mini-ImageNet 600 + 600 episodes, tiered 1000 + 1000.
-PAPER_IMAGE_STEPS = {"paper": 600 * 120 * 275, "paper-tiered": 1000 * 120 * 275}
 # The pages with tables: README and every page under docs/ (not the executed notebooks).
 PAGES = ("README.md", "docs/*.md")
 # A marker is a line of its own (a mention inside a sentence is prose).
@@ -427,8 +424,13 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
         **{f"paper/benchmarks/throughput/{name}-hours-{dataset}":
            (lambda setting=setting, steps=steps: f"{steps / image_steps_per_second(speed, setting) / 3600:.0f}")
            for name, setting in (("float16", "fp16"), ("compiled", "fp16-compile"))
-           for dataset, steps in (("mini-imagenet", PAPER_IMAGE_STEPS["paper"]),
-                                  ("tiered-imagenet", PAPER_IMAGE_STEPS["paper-tiered"]))},
+           for dataset, steps in (("mini-imagenet", preflight.fewshot_image_steps(load_profile("paper"))),
+                                  ("tiered-imagenet", preflight.fewshot_image_steps(load_profile("paper-tiered"))))},
+        **{f"paper/{name}/fewshot-images": (lambda name=name: f"{preflight.fewshot_images(load_profile(name)):,}")
+           for name in ("paper", "paper-tiered")},
+        **{f"paper/{name}/fewshot-unet-evaluations": (
+            lambda name=name: f"{preflight.fewshot_image_steps(load_profile(name)) / 1e6:.3g} M")
+           for name in ("paper", "paper-tiered")},
         "companion/judge": lambda: companion_judge(root),
         **{f"oracle/real-images/{measure}{suffix}": (lambda m=measure, g=group: oracle_reference(
             embedded / "benchmarks" / "oracle_reference.csv", g, m))
