@@ -7,13 +7,15 @@ Layout under a store root:
     methods/<method>.json         that method's settings beyond the recipe (GeNIe's noise ratio, GeNIe-Ada's
                                   backbone), as `genie generate` recorded them before its first image
 
-The key is a hash of everything that determines the image, so a rerun finds what exists and skips it.
+The key is a hash of everything that determines the image (20 hex digits, `spec_key`), so a rerun finds what exists
+and skips it; every method that takes a key refuses anything else, so that no key names a file outside the store.
 Several processes can fill one store: each claims a key before making its image, so none makes another's,
 and a row once written is never replaced (a resumed run cannot mix two versions of a key). An interrupted
-run leaves at most temporary files and a claim; the next claim of that key removes both. A claim is stale, and
-taken over, when its process is gone (same host; a process id reused by another process counts as gone) or when
-its holder has not refreshed it (`heartbeat`) for CLAIM_STALE_SECONDS, whichever host holds it. A row file that is
-not a JSON object of its own key, a row that names no file or one outside the store, and an image that is gone,
+run leaves at most temporary files and a claim; the next claim of that key removes both, and a rerun removes the
+claims of every key whose row exists. A claim is stale, and taken over, when its process is gone (same host; a
+process id reused by another process, or a claim that does not record its process's start time, counts as gone) or
+when its holder has not refreshed it (`heartbeat`) for CLAIM_STALE_SECONDS, whichever host holds it. A row file that
+is not a JSON object of its own key, a row that names no file or one outside the store, and an image that is gone,
 empty or not a complete PNG are damage: `has` removes the row with a warning naming the file, so that the next run
 makes the image again, and reading it names the file and the fix (`StoreDamageError`).
 """

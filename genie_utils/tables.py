@@ -409,10 +409,11 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
             embedded / "benchmarks", "editing_guidance_interval"),
         **editing_values("embedded/benchmarks/editing-steps", embedded / "benchmarks" / "editing_steps.csv",
                          (("editing-10", 10), ("editing-15", 15)), tables=False),
-        **{f"embedded/benchmarks/longtail-budget/{method}-{images}{'-overall' if group == 'all' else ''}":
-           (lambda method=method, images=images, group=group: budget_gain(budget, method, images, group=group))
-           for method in ("genie", "genie_ada", "txt2img") for images in (4, 16) for group in ("few", "all")},
-        "embedded/benchmarks/longtail-budget/genie-4-seed-1": lambda: budget_gain(budget, "genie", 4, seed=1),
+        # one row's gain over plain cross-entropy at a budget and generation seed, Few bin (or /all: every class)
+        **{f"embedded/benchmarks/longtail-budget/{method}/{images}/seed-{seed}/{group}":
+           (lambda method=method, images=images, seed=seed, group=group: budget_gain(budget, method, images, seed, group))
+           for method in longtail.BUDGET_ROWS if method != "plain" for images in (4, 8, 16) for seed in (0, 1)
+           for group in ("few", "all")},
         "paper/benchmarks/throughput/float16": lambda: throughput(speed, "fp16"),
         "paper/benchmarks/throughput/compiled": lambda: throughput(speed, "fp16-compile"),
         "paper/benchmarks/throughput/ada-relative-cost": lambda: throughput(speed, "fp16", "ada_relative_cost"),
