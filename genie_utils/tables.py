@@ -194,7 +194,7 @@ def budget_curve(path: Path) -> str:
              "| ---: | ---: | --- | ---: | ---: | ---: |"]
     for (seed, images, method), part in table.groupby(["generation_seed", "budget", "method"], sort=False):
         by_group = part.set_index("group")
-        few, overall = by_group.loc["few"], by_group.loc["all"]
+        few, overall = by_group.loc["few"], by_group.loc["overall"]
         lines.append(f"| {seed} | {images} | {results.method_label(method)} | {_gain(few)} | {_gain(overall)} | "
                      f"{part.seconds.iloc[0] / 60:.1f} |")
     return "\n".join(lines) + "\n"
@@ -208,6 +208,15 @@ def budget_gain(path: Path, method: str, images: int, seed: int = 0, group: str 
     if len(rows) != 1:
         raise ValueError(f"{path} has {len(rows)} rows of {method!r} at budget {images}, seed {seed}, {group!r}")
     return _gain(rows.iloc[0])
+
+
+def budget_clear_of_zero(path: Path, group: str = "few") -> str:
+    """Which rows of the budget benchmark (`path`) gain over plain cross-entropy with the whole interval above 0 in
+    `group`, in words: "none", or each as row (budget, seed)."""
+    table = pd.read_csv(path)
+    clear = table[(table.group == group) & (table.low > 0)]
+    return ", ".join(f"{results.method_label(row.method)} ({row.budget} images, seed {row.generation_seed})"
+                     for row in clear.itertuples()) or "none"
 
 
 def throughput(path: Path, setting: str, measure: str = "images_per_second") -> str:
@@ -404,16 +413,17 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
         **{f"embedded/longtail/added-to-logit-adjustment/{method}": (lambda method=method: test_set_gain(
             embedded, "added_to_logit_adjustment", method)) for method in longtail.COMBINED},
         "embedded/benchmarks/longtail-budget": lambda: budget_curve(budget),
+        "embedded/benchmarks/longtail-budget/clear-of-zero": lambda: budget_clear_of_zero(budget),
         "embedded/benchmarks/editing-steps": lambda: editing_agreement(embedded / "benchmarks", "editing_steps"),
         "embedded/benchmarks/editing-guidance-interval": lambda: editing_agreement(
             embedded / "benchmarks", "editing_guidance_interval"),
         **editing_values("embedded/benchmarks/editing-steps", embedded / "benchmarks" / "editing_steps.csv",
                          (("editing-10", 10), ("editing-15", 15)), tables=False),
-        # one row's gain over plain cross-entropy at a budget and generation seed, Few bin (or /all: every class)
+        # one row's gain over plain cross-entropy at a budget and generation seed, Few bin or overall
         **{f"embedded/benchmarks/longtail-budget/{method}/{images}/seed-{seed}/{group}":
            (lambda method=method, images=images, seed=seed, group=group: budget_gain(budget, method, images, seed, group))
            for method in longtail.BUDGET_ROWS if method != "plain" for images in (4, 8, 16) for seed in (0, 1)
-           for group in ("few", "all")},
+           for group in ("few", "overall")},
         "paper/benchmarks/throughput/float16": lambda: throughput(speed, "fp16"),
         "paper/benchmarks/throughput/compiled": lambda: throughput(speed, "fp16-compile"),
         "paper/benchmarks/throughput/ada-relative-cost": lambda: throughput(speed, "fp16", "ada_relative_cost"),

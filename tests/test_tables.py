@@ -90,11 +90,11 @@ def test_class_probabilities_name_the_ends_and_the_closest_ratio(tmp_path):
 def test_the_budget_table_shows_few_and_overall_per_seed_budget_and_row(tmp_path):
     import pandas as pd
     rows = [{"generation_seed": 0, "budget": 4, "method": "genie", "group": g, "mean": m, "low": m - 1, "high": m + 1,
-             "seconds": 30.0} for g, m in (("few", 1.94), ("all", 0.5), ("many", 9.0))]
+             "seconds": 30.0} for g, m in (("few", 1.94), ("overall", 0.5), ("many", 9.0))]
     pd.DataFrame(rows).to_csv(tmp_path / "budget.csv", index=False)
     assert tables.budget_curve(tmp_path / "budget.csv").splitlines()[2] == (
         "| 0 | 4 | GeNIe (r = 0.8) | +1.9 [+0.9, +2.9] | +0.5 [-0.5, +1.5] | 0.5 |")
-    assert tables.budget_gain(tmp_path / "budget.csv", "genie", 4, group="all") == "+0.5 [-0.5, +1.5]"
+    assert tables.budget_gain(tmp_path / "budget.csv", "genie", 4, group="overall") == "+0.5 [-0.5, +1.5]"
     with pytest.raises(ValueError, match="0 rows of 'genie' at budget 8"):
         tables.budget_gain(tmp_path / "budget.csv", "genie", 8)
 
