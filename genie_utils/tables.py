@@ -219,6 +219,15 @@ def budget_clear_of_zero(path: Path, group: str = "few") -> str:
                      for row in clear.itertuples()) or "none"
 
 
+def stock_pipeline(path: Path, measure: str, ratio: float) -> str:
+    """One measure at one r of the stock diffusers pipeline's judgement (`benchmarks/stock_pipeline.py`'s file)."""
+    table = pd.read_csv(path)
+    rows = table[table.noise_ratio.round(6) == ratio]
+    if len(rows) != 1:
+        raise ValueError(f"{path} has {len(rows)} rows at r = {ratio:g}; rerun benchmarks/stock_pipeline.py with that r")
+    return f"{rows[measure].iloc[0]:.2f}"
+
+
 def throughput(path: Path, setting: str, measure: str = "images_per_second") -> str:
     """The best `measure` of one setting in a throughput record (`benchmarks/throughput.py`'s throughput.csv)."""
     table = pd.read_csv(path)
@@ -414,6 +423,9 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
             embedded, "added_to_logit_adjustment", method)) for method in longtail.COMBINED},
         "embedded/benchmarks/longtail-budget": lambda: budget_curve(budget),
         "embedded/benchmarks/longtail-budget/clear-of-zero": lambda: budget_clear_of_zero(budget),
+        **{f"embedded/benchmarks/stock-pipeline/{measure}/{ratio:g}": (lambda m=measure, r=ratio: stock_pipeline(
+            embedded / "benchmarks" / "stock_pipeline.csv", m, r))
+           for measure in ("p_target", "p_source", "oracle_target") for ratio in EDITING_RATIOS},
         "embedded/benchmarks/editing-steps": lambda: editing_agreement(embedded / "benchmarks", "editing_steps"),
         "embedded/benchmarks/editing-guidance-interval": lambda: editing_agreement(
             embedded / "benchmarks", "editing_guidance_interval"),
