@@ -24,7 +24,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import claims, longtail, preflight, results, settle
+from . import claims, editing, longtail, preflight, results, settle
 from .companion import card
 from .fewshot import CLAIMS, table_rows
 from .profiles import load_profile, project_root
@@ -263,15 +263,17 @@ def image_steps_per_second(path: Path, setting: str) -> float:
     return float((part.images_per_second * part.unet_steps_per_image).max())
 
 
-def companion_rows(path: Path, steps: int | None = None) -> pd.DataFrame:
-    """An editing benchmark's rows (`path`: an editing.csv) at the embedded recipe, or at `steps` denoising steps
-    (the paper's 50) with the recipe's guidance."""
+def companion_rows(path: Path, steps: int | str | None = None) -> pd.DataFrame:
+    """An editing benchmark's rows (`path`: an editing.csv) at the embedded recipe, at `steps` denoising steps (the
+    paper's 50) with guidance at every step, or (`steps` a setting's label, e.g. "20 steps, guidance 7.5 at t 0-500")
+    at that setting."""
     own, rows = card.editing_rows(load_profile("embedded"), path)
     if steps is not None:
         everything = pd.read_csv(path)
-        rows = everything[(everything.steps == steps) & (everything.guidance_timesteps.isna())]
+        rows = everything[everything.setting == steps] if isinstance(steps, str) else everything[
+            (everything.steps == steps) & (everything.guidance_timesteps.isna())]
         if rows.empty:
-            raise ValueError(f"{path} has no rows at {steps} steps; it has {sorted(set(everything.setting))}")
+            raise ValueError(f"{path} has no rows at {steps}; it has {sorted(set(everything.setting))}")
     return rows
 
 
@@ -281,7 +283,7 @@ def companion_targets(path: Path) -> str:
 
 
 def companion_measure(path: Path, measure: str, ratio: float = 0.8, group: str = "all classes",
-                      steps: int | None = None, percent: bool = False) -> str:
+                      steps: int | str | None = None, percent: bool = False) -> str:
     """One measure of an editing benchmark (`path`: an editing.csv) for one group of target classes (`crossover`:
     where P(target) crosses P(source); else its value at `ratio`)."""
     rows = companion_rows(path, steps)
@@ -331,6 +333,12 @@ def oracle_reference(path: Path, group: str = "all classes", measure: str = "p_t
     return f"{value:,}" if measure in ("images", "classes") else f"{value:.2f}"
 
 
+def agreeing(folder: Path, name: str) -> str:
+    """The cheaper settings of an editing benchmark whose every cell lies within the recipe's half-width
+    (`editing.agreeing_settings` on `<name>_agreement.csv`), in words: "none", or their labels."""
+    return ", ".join(editing.agreeing_settings(pd.read_csv(folder / f"{name}_agreement.csv"))) or "none"
+
+
 def companion_judge(root: Path) -> str:
     """The oracle's judgement of the shipped model's GeNIe images per r and bin, from `judge_curve.csv`."""
     return card.judge_table(pd.read_csv(root / COMPANION / "judge_curve.csv")) + "\n"
@@ -351,7 +359,8 @@ def editing_values(name: str, path: Path, settings=(("editing", None), ("editing
     values = {f"{name}/targets": lambda: companion_targets(path),
               f"{name}/editing": lambda: companion_editing(path)} if tables else {}
     for label, steps in settings:
-        crossover = f"{name}/crossover" + ("" if steps is None else f"-{steps}")
+        crossover = f"{name}/crossover" + ("" if steps is None else f"-{steps}" if isinstance(steps, int) else
+                                           f"-{label}")
         values[crossover] = lambda s=steps: companion_measure(path, "crossover", steps=s)
         for measure in EDITING_MEASURES:
             for ratio in EDITING_RATIOS:
@@ -429,8 +438,14 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
         "embedded/benchmarks/editing-steps": lambda: editing_agreement(embedded / "benchmarks", "editing_steps"),
         "embedded/benchmarks/editing-guidance-interval": lambda: editing_agreement(
             embedded / "benchmarks", "editing_guidance_interval"),
+        **{f"embedded/benchmarks/{name.replace('_', '-')}/agreeing": (lambda name=name: agreeing(
+            embedded / "benchmarks", name)) for name in ("editing_steps", "editing_guidance_interval")},
         **editing_values("embedded/benchmarks/editing-steps", embedded / "benchmarks" / "editing_steps.csv",
                          (("editing-10", 10), ("editing-15", 15)), tables=False),
+        **editing_values("embedded/benchmarks/editing-guidance-interval",
+                         embedded / "benchmarks" / "editing_guidance_interval.csv",
+                         (("t-0-500", "20 steps, guidance 7.5 at t 0-500"),
+                          ("t-500-999", "20 steps, guidance 7.5 at t 500-999")), tables=False),
         # one row's gain over plain cross-entropy at a budget and generation seed, Few bin or overall
         **{f"embedded/benchmarks/longtail-budget/{method}/{images}/seed-{seed}/{group}":
            (lambda method=method, images=images, seed=seed, group=group: budget_gain(budget, method, images, seed, group))
