@@ -20,13 +20,12 @@ from typing import Callable, Sequence
 import torch
 
 from . import data, features, longtail, oracle, pipeline, splits
+from .ada import ADA_RATIOS  # GeNIe's ratios in the few-shot experiment: GeNIe-Ada's candidates
 from .cli import estimate_seconds  # the command line's estimate, as `genie generate --dry-run` gives it
 from .profiles import resolve
 from .recipe import METHODS, kept_steps
 from .speed import benchmarks_folder
 
-# GeNIe's ratios in the few-shot experiment (GeNIe-Ada's candidates; r = 0.8 is GeNIe itself)
-FEWSHOT_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
 BASELINES = tuple(name for name, method in METHODS.items() if method.prompt_class == "own")
 # bytes of a stored PNG per pixel when the store has no image yet to measure (RGB photographs compress to about half)
 PNG_BYTES_PER_PIXEL = 1.5
@@ -52,10 +51,10 @@ def _item(name: str, check: Callable[[], str]) -> Item:
 
 def fewshot_images(profile: dict) -> int:
     """Images the few-shot notebooks make at most (no pair shared between episodes): per episode, GeNIe's
-    ways*(ways-1)*shots pairs at each of FEWSHOT_RATIOS, and (ways-1) images per support image for each baseline."""
+    ways*(ways-1)*shots pairs at each of ADA_RATIOS, and (ways-1) images per support image for each baseline."""
     spec = profile["fewshot"]
     ways = spec.get("ways", profile["splits"].get("ways", 5))
-    return sum(episodes * ways * (ways - 1) * shots * (len(FEWSHOT_RATIOS) + len(BASELINES))
+    return sum(episodes * ways * (ways - 1) * shots * (len(ADA_RATIOS) + len(BASELINES))
                for shots, episodes in zip(spec["shots"], spec["episodes"]))
 
 
@@ -63,7 +62,7 @@ def fewshot_image_steps(profile: dict) -> int:
     """UNet evaluations (guidance batched) of `fewshot_images`: r keeps int(steps * r) of the schedule's steps."""
     spec, steps = profile["fewshot"], profile["generation"]["num_inference_steps"]
     ways = spec.get("ways", profile["splits"].get("ways", 5))
-    per_pair = sum(kept_steps(steps, r) for r in FEWSHOT_RATIOS) + sum(
+    per_pair = sum(kept_steps(steps, r) for r in ADA_RATIOS) + sum(
         kept_steps(steps, METHODS[m].noise_ratio) for m in BASELINES)
     return sum(episodes * ways * (ways - 1) * shots * per_pair
                for shots, episodes in zip(spec["shots"], spec["episodes"]))
