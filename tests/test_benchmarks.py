@@ -32,7 +32,11 @@ def test_throughput_compares_each_setting_with_plain_and_names_the_fastest(tiny_
     assert fastest["setting"] in set(rows.index[rows.within_tolerance])
     assert fastest["images_per_second"] == rows[rows.within_tolerance].images_per_second.max()
     assert len(pd.read_csv(tmp_path / "throughput.csv")) == 4
-    assert record["default"] in {"plain", "channels-last", "classic-attention"}  # bf16 is out of tolerance
+    # the default: plain, or a setting within tolerance whose slowest timing beats plain's fastest (which one depends on
+    # this CPU: bf16 is 18 times slower on one machine and within tolerance and fastest on another)
+    default = record["default"]
+    assert default == "plain" or (rows.loc[default, "within_tolerance"]
+                                  and rows.loc[default, "slowest"] > rows.loc["plain", "fastest"])
     # GeNIe-Ada's sweep makes 5 candidates per kept image: 35 UNet steps against 8 at the smoke profile's 10 steps
     assert (rows.unet_steps_per_image == 8).all() and (rows.ada_unet_steps_per_image == 35).all()
     assert (rows.ada_relative_cost > 1).all()
