@@ -115,33 +115,6 @@ def check_benchmark(path: Path) -> Path:
     return path
 
 
-def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size: int,
-                     model: str = "", setting: str = "") -> tuple[float, str] | None:
-    """Seconds for `steps_needed` image-steps at the speed `benchmarks/throughput.py` measured on this kind of
-    device (this model's rows when there are any, of them this speed setting's when there are any; the row with
-    this batch size, else the fastest), with the row it used; None without a match."""
-    if not benchmark.is_file():
-        return None
-    table = pd.read_csv(benchmark)
-    if "within_tolerance" in table:  # a setting whose outputs differ from the plain path does not count
-        table = table[table.within_tolerance.fillna(True).astype(bool)]
-    on_device = table[table.device.str.startswith("CPU") == (device == "cpu")]
-    for column, value in (("model", model), ("setting", setting)):
-        if column in on_device and (on_device[column] == value).any():
-            on_device = on_device[on_device[column] == value]
-    if on_device.empty:
-        return None
-    same = on_device[on_device.batch_size == batch_size]
-    row = (same if len(same) else on_device).sort_values("images_per_second").iloc[-1]
-    from .recipe import kept_steps
-
-    per_second = row.images_per_second * kept_steps(int(row.steps), float(row.noise_ratio))
-    measured = row.get("model") if isinstance(row.get("model"), str) else "an unnamed model"
-    return steps_needed / per_second, (f"{row.images_per_second:.1f} images/s at batch {int(row.batch_size)}, "
-                                       f"{int(row.steps)} steps, r = {row.noise_ratio:g} on {row.device}, "
-                                       f"model {measured}" + ("" if measured == model else ": another model"))
-
-
 def default_benchmark() -> Path:
     from .speed import benchmarks_folder
     from .profiles import load_profile
@@ -187,6 +160,7 @@ def check_runs_a_step(method: str, noise_ratio: float, steps: int) -> None:
 
 def generate_command(args) -> int:
     from . import data
+    from . import speed
     from .generate import GenieGenerator
     from .jobs import process_state, run_jobs, version_spec
     from .pipeline import check_model_folder, default_device, model_location
@@ -242,7 +216,8 @@ def generate_command(args) -> int:
     setting, why = speed_setting(args, device, benchmark)
     print(f"speed setting {setting} on {device} ({why})", flush=True)
     if args.dry_run:
-        estimate = estimate_seconds(benchmark, needed, device.type, args.batch_size, Path(args.model).name, setting)
+        estimate = speed.estimate_seconds(benchmark, needed, device.type, args.batch_size, Path(args.model).name,
+                                          setting)
         if estimate is None:
             print("estimated time: unknown (no benchmark for this device: run benchmarks/throughput.py, "
                   "or pass --benchmark FILE.csv)")

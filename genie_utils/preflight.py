@@ -21,10 +21,9 @@ import torch
 
 from . import data, features, longtail, oracle, pipeline, splits
 from .ada import ADA_RATIOS  # GeNIe's ratios in the few-shot experiment: GeNIe-Ada's candidates
-from .cli import estimate_seconds  # the command line's estimate, as `genie generate --dry-run` gives it
 from .profiles import resolve
 from .recipe import METHODS, kept_steps
-from .speed import benchmarks_folder
+from .speed import benchmarks_folder, estimate_seconds  # as `genie generate --dry-run` estimates
 
 BASELINES = tuple(name for name, method in METHODS.items() if method.prompt_class == "own")
 # bytes of a stored PNG per pixel when the store has no image yet to measure (RGB photographs compress to about half)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from .profiles import resolve
+from .recipe import kept_steps
 
 
 @dataclass(frozen=True)
@@ -158,3 +159,28 @@ def device_default(device: torch.device, benchmarks: str | os.PathLike | None = 
 def benchmarks_folder(profile: dict) -> Path:
     """Where `benchmarks/throughput.py` writes a profile's records (throughput.csv, throughput-*.json)."""
     return resolve(profile, profile["paths"]["results"]) / "benchmarks"
+
+
+def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size: int,
+                     model: str = "", setting: str = "") -> tuple[float, str] | None:
+    """Seconds for `steps_needed` image-steps at the speed `benchmarks/throughput.py` measured on this kind of
+    device (this model's rows when there are any, of them this speed setting's when there are any; the row with
+    this batch size, else the fastest), with the row it used; None without a match."""
+    if not benchmark.is_file():
+        return None
+    table = pd.read_csv(benchmark)
+    if "within_tolerance" in table:  # a setting whose outputs differ from the plain path does not count
+        table = table[table.within_tolerance.fillna(True).astype(bool)]
+    on_device = table[table.device.str.startswith("CPU") == (device == "cpu")]
+    for column, value in (("model", model), ("setting", setting)):
+        if column in on_device and (on_device[column] == value).any():
+            on_device = on_device[on_device[column] == value]
+    if on_device.empty:
+        return None
+    same = on_device[on_device.batch_size == batch_size]
+    row = (same if len(same) else on_device).sort_values("images_per_second").iloc[-1]
+    per_second = row.images_per_second * kept_steps(int(row.steps), float(row.noise_ratio))
+    measured = row.get("model") if isinstance(row.get("model"), str) else "an unnamed model"
+    return steps_needed / per_second, (f"{row.images_per_second:.1f} images/s at batch {int(row.batch_size)}, "
+                                       f"{int(row.steps)} steps, r = {row.noise_ratio:g} on {row.device}, "
+                                       f"model {measured}" + ("" if measured == model else ": another model"))
