@@ -77,13 +77,17 @@ def done(profile: dict) -> list[Slice]:
     return [s for s in plan(profile) if (folder(profile) / f"{s.name}.csv").is_file()]
 
 
-def _record(profile: dict, piece: Slice, seconds: float, command: str) -> dict:
-    """Where, when and how a slice ran."""
+def _commit() -> str:
+    """The code's commit; "-dirty" when it runs from uncommitted changes."""
     try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=project_root(), capture_output=True,
-                                text=True, check=True).stdout.strip()  # "-dirty": run from uncommitted changes
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=project_root(), capture_output=True,
+                              text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+        return "unknown"
+
+
+def _record(profile: dict, piece: Slice, seconds: float, command: str, commit: str) -> dict:
+    """Where, when and how a slice ran; `commit` is the code's commit when the slice began."""
     processor = platform.processor() or platform.machine()
     try:
         processor = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -100,7 +104,7 @@ def _record(profile: dict, piece: Slice, seconds: float, command: str) -> dict:
 def run_slice(profile: dict, piece: Slice, progress: bool = True, command: str = "") -> Path:
     """Run one slice and write `<slice>.csv` (and `<slice>.json`, its record) into the settle folder; the
     generated images go to the profile's store, so a rerun generates nothing."""
-    began = time.perf_counter()
+    began, commit = time.perf_counter(), _commit()
     results = resolve(profile, profile["paths"]["results"])
     store = Store(results / "store")
     dataset = data.load_dataset(profile, progress=progress)
@@ -113,7 +117,7 @@ def run_slice(profile: dict, piece: Slice, progress: bool = True, command: str =
     target = folder(profile)
     target.mkdir(parents=True, exist_ok=True)
     path = write_table(table, target / f"{piece.name}.csv")
-    record = _record(profile, piece, time.perf_counter() - began, command)
+    record = _record(profile, piece, time.perf_counter() - began, command, commit)
     atomic_write(target / f"{piece.name}.json", lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
     return path
 
