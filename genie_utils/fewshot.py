@@ -26,10 +26,12 @@ from .data import load_image
 from .features import FeatureCache, embed, image_hash, load_backbone
 from .features import mixed_features as features_of_mixes
 from .jobs import run_jobs
+from .oracle import NO_ORACLE
 from .pairing import BASELINES, episode_jobs, episode_sets, episodes_table, read_episodes, write_episodes
 from .profiles import resolve
 from .recipe import METHODS
 from .results import read_augmentations, row_name, summarise, write_table
+from .store import atomic_write
 
 
 # --------------------------------------------------------------------------------------------------
@@ -360,6 +362,16 @@ def mixed_images(support: pd.DataFrame, method: str, views_per_image: int = 5, s
     return out
 
 
+def skip_label_consistency(profile: dict) -> str:
+    """Label consistency without an oracle: the sentence that says so, written to `label_consistency.txt` in place
+    of an earlier run's `label_consistency.csv`."""
+    folder = run_folder(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "label_consistency.csv").unlink(missing_ok=True)
+    atomic_write(folder / "label_consistency.txt", lambda f: f.write((NO_ORACLE + "\n").encode()))
+    return NO_ORACLE
+
+
 def label_consistency(profile: dict, episodes: pd.DataFrame, store, judge, progress: bool = True) -> Path:
     """Every augmentation of every episode judged by the oracle: P(the label it is trained with) and whether
     the oracle's top class is that label. Generated images are judged once each. The classic augmentations
@@ -389,6 +401,7 @@ def label_consistency(profile: dict, episodes: pd.DataFrame, store, judge, progr
                          "p_label": p[np.arange(len(judged)), [judge.index(c) for _, _, _, c in judged]],
                          "oracle_class": [judge.classes[i] for i in p.argmax(1)]})
     rows["oracle_agrees"] = rows.oracle_class == rows.label
+    (folder / "label_consistency.txt").unlink(missing_ok=True)
     summary = rows.groupby(["method", "noise_ratio"], dropna=False).agg(
         images=("label", "size"), p_label=("p_label", "mean"), oracle_agrees=("oracle_agrees", "mean")).reset_index()
     summary["row"] = [row_name(m, r) for m, r in zip(summary.method, summary.noise_ratio)]

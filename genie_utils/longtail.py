@@ -301,18 +301,20 @@ def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, sto
 def finetune_rows(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame,
                   augmentations: pd.DataFrame, store, backbone, cache=None, progress: bool = True) -> pd.DataFrame:
     """The paper profile's rows: a ViT fine-tuned per row and seed (`finetune`) on the training images plus the
-    row's augmentations; GeNIe-Ada chooses with the profile's frozen backbone. MixUp and CutMix rows are the
-    linear-probe experiment's only (here they would be batch-level mixing, a different budget)."""
+    row's augmentations, each generative row also with logit adjustment (`COMBINED`); GeNIe-Ada chooses with the
+    profile's frozen backbone. MixUp and CutMix rows are the linear-probe experiment's only (here they would be
+    batch-level mixing, a different budget)."""
     sources = sorted(set(augmentations.source_path.dropna()))
     features = dict(zip(augmentations.key, embed(backbone, [store.root / f for f in augmentations.file], cache)))
     features.update(zip(sources, embed(backbone, sources, cache)))
     train_features = dict(zip(train.path, embed(backbone, list(train.path), cache)))
     prototypes = class_prototypes(np.stack([train_features[p] for p in train.path]), train.class_name)
     parts = []
-    for method in LOSSES + GENERATIVE:
+    for method in LOSSES + GENERATIVE + COMBINED:
+        augmentation = row_parts(method)[0]
         extra = pd.DataFrame(columns=["path", "target_class"])
-        if method in GENERATIVE:
-            rows = chosen_augmentations(method, augmentations, features, prototypes)
+        if augmentation:
+            rows = chosen_augmentations(augmentation, augmentations, features, prototypes)
             extra = pd.DataFrame({"path": [str(store.root / f) for f in rows.file], "target_class": rows.target_class})
         for seed in range(profile["longtail"]["seeds"]):
             parts.append(finetune(profile["longtail"]["finetune"], train, test, classes, extra, method, seed, progress))
@@ -469,7 +471,9 @@ def finetune(spec: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Da
     """Fine-tune the ViT of `spec` (a profile's `[longtail.finetune]` table) on the training images plus `extra`
     (columns path, target_class: one method's augmentations) with accelerate (any number of GPUs: `accelerate
     launch`), AdamW with warm-up and cosine decay, label smoothing; then whether each image of `test` is right,
-    as `evaluate` returns. `balanced` and `logit_adjusted` change the sampler and the loss as in `evaluate`."""
+    as `evaluate` returns. The row's loss (`row_parts`: `balanced`, `logit_adjusted`, also in `genie+logit_adjusted`)
+    changes the sampler and the loss as in `evaluate`."""
+    loss = row_parts(method)[1]
     accelerator = Accelerator(mixed_precision=spec.get("mixed_precision", "no"))
     set_seed(seed)
     names = list(classes.class_name)
@@ -483,7 +487,7 @@ def finetune(spec: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Da
     labels = [index[c] for c in list(train.class_name) + list(extra.target_class)]
     counts = np.bincount(labels, minlength=len(names))
     sampler = None
-    if method == "balanced":
+    if loss == "balanced":
         sampler = torch.utils.data.WeightedRandomSampler(1.0 / counts[labels], len(labels),
                                                          generator=torch.Generator().manual_seed(seed))
     loader = torch.utils.data.DataLoader(_ImageList(paths, labels, augment), batch_size=spec["batch_size"],
@@ -496,7 +500,8 @@ def finetune(spec: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.Da
     steps = spec["epochs"] * max(1, len(loader))
     schedule = get_cosine_schedule_with_warmup(optimizer, spec.get("warmup_epochs", 0) * len(loader), steps)
     model, optimizer, loader, test_loader, schedule = accelerator.prepare(model, optimizer, loader, test_loader, schedule)
-    offsets = torch.tensor(np.log(counts / counts.sum()) if method == "logit_adjusted" else np.zeros(len(names)),
+    prior = np.bincount([index[c] for c in train.class_name], minlength=len(names)) / len(train)  # real images only
+    offsets = torch.tensor(np.log(prior) if loss == "logit_adjusted" else np.zeros(len(names)),
                            dtype=torch.float32, device=accelerator.device)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=spec.get("label_smoothing", 0.0))
     model.train()

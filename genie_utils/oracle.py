@@ -1,11 +1,17 @@
 """The oracle: an independent classifier that judges which class an image shows.
 
-A small CNN trained from scratch on the generator pool's real images only (never on the evaluation pool,
-never on generated images, and unrelated to the few-shot backbone). It measures label consistency of
-augmentations: P(target) and P(source) of GeNIe outputs as the noise ratio r grows.
+It measures label consistency of augmentations: P(target) and P(source) of GeNIe outputs as the noise ratio r
+grows, and whether each augmentation shows the class it is trained with. A profile's `[oracle]` names one of two:
+- `path`: the embedded profiles' own judge, a small CNN trained from scratch on the generator pool's real images
+  only (never on the evaluation pool, never on generated images, and unrelated to the few-shot backbone);
+- `architecture` and `weights`: an ImageNet-1k classifier (a timm architecture; a torchvision ResNet's weights fit
+  timm's ResNet of that depth) from a local weights file, for datasets of ImageNet classes named by WordNet ids.
+  Its 1,000 outputs are mapped to WordNet ids by timm's ImageNet synset list.
+A profile with neither has no oracle: notebook 05 skips label consistency and says so.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -19,6 +25,7 @@ from torch import nn
 
 from .data import images_tensor, load_dataset
 from .jobs import Job, run_jobs
+from .profiles import resolve
 from .splits import EVALUATION, GENERATOR, pool_images
 from .store import atomic_write
 from .training import fit, step_generator, tensor_digest
@@ -61,18 +68,24 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 class Oracle:
-    """A trained oracle: class probabilities for images."""
-    def __init__(self, network: nn.Module, classes: Sequence[str], record: dict | None = None):
-        self.network = network.eval()
+    """An oracle: class probabilities for images, on `device` (the CPU unless given)."""
+    def __init__(self, network: nn.Module, classes: Sequence[str], record: dict | None = None,
+                 device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.network = network.eval().to(self.device)
         self.classes = list(classes)
         self.record = record or {}
 
     @torch.inference_mode()
-    def probabilities(self, images) -> np.ndarray:
-        """(N, classes) softmax probabilities for a tensor in [-1, 1] or a list of PIL images / paths."""
-        if not isinstance(images, torch.Tensor):
-            images = images_tensor(images)
-        return torch.cat([self.network(images[i:i + 256]).softmax(-1) for i in range(0, len(images), 256)]).numpy()
+    def probabilities(self, images, batch_size: int = 256) -> np.ndarray:
+        """(N, classes) softmax probabilities for a tensor in [-1, 1] or a list of PIL images / paths (read
+        `batch_size` at a time)."""
+        parts = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            batch = batch if isinstance(batch, torch.Tensor) else images_tensor(batch)
+            parts.append(self.network(batch.to(self.device)).softmax(-1).cpu())
+        return torch.cat(parts).numpy() if parts else np.zeros((0, len(self.classes)), np.float32)
 
     def index(self, class_name: str) -> int:
         """The oracle's output for `class_name`; a ValueError naming the class when the oracle does not know it."""
@@ -80,8 +93,9 @@ class Oracle:
             return self.classes.index(class_name)
         except ValueError:
             raise ValueError(f"the oracle knows no class {class_name!r}: it judges its {len(self.classes)} classes "
-                             f"({', '.join(self.classes[:5])}, ...). Give the profile an oracle trained on this "
-                             "dataset's classes ([oracle] path).") from None
+                             f"({', '.join(self.classes[:5])}, ...). Give the profile an oracle of this dataset's "
+                             "classes ([oracle] path, or [oracle] architecture and weights for ImageNet classes).") \
+                from None
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -100,6 +114,88 @@ def load_oracle(path: str | os.PathLike) -> Oracle:
     network = oracle_network(len(payload["classes"]))
     network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
     return Oracle(network, payload["classes"], payload["record"])
+
+
+def imagenet_classes() -> list[str]:
+    """ImageNet-1k's WordNet ids in the order of a classifier's 1,000 outputs (timm's synset list)."""
+    from timm.data import ImageNetInfo
+    return list(ImageNetInfo().label_names())
+
+
+class ImageNetInput(nn.Module):
+    """Images in [-1, 1] at any size as an ImageNet classifier takes them: resized so that the centre crop of
+    `crop_pct` is `size` px, centre-cropped, normalised with the classifier's mean and std."""
+    def __init__(self, size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.size, self.resized = size, round(size / crop_pct)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        images = nn.functional.interpolate((images + 1) / 2, size=(self.resized, self.resized), mode="bilinear",
+                                           antialias=True, align_corners=False)
+        top = (self.resized - self.size) // 2
+        return (images[:, :, top:top + self.size, top:top + self.size] - self.mean) / self.std
+
+
+def _state_dict(path: Path) -> dict:
+    """The tensors of a weights file (.safetensors, or a torch file holding a state dict, possibly under
+    "state_dict" or "model" and with DataParallel's "module." prefix)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def imagenet_oracle(architecture: str, weights: str | os.PathLike, device: str | torch.device = "cpu") -> Oracle:
+    """An ImageNet-1k classifier as an oracle: timm's `architecture`, its weights from the local file `weights`,
+    its classes ImageNet's WordNet ids."""
+    import timm
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"no weights for the {architecture} oracle at {weights}: save an ImageNet-1k "
+                                f"checkpoint of timm's {architecture} there (e.g. timm.create_model({architecture!r}, "
+                                "pretrained=True) on a machine with internet, then safetensors.torch.save_file of its "
+                                "state_dict()), or set [oracle] weights to where it is")
+    if architecture not in timm.list_models():
+        close = difflib.get_close_matches(architecture, timm.list_models(), n=3)
+        raise ValueError(f"timm has no architecture {architecture!r} for the oracle"
+                         + (f"; did you mean {close}?" if close else "") + " Set [oracle] architecture to a timm name.")
+    network = timm.create_model(architecture, pretrained=False, num_classes=1000)
+    try:
+        network.load_state_dict(_state_dict(weights))
+    except Exception as error:  # a pickle that is not a state dict, or tensors of another network
+        raise ValueError(f"the weights at {weights} do not fit timm's {architecture} with 1,000 ImageNet classes "
+                         f"({' '.join(str(error).split())[:300]}...): use that architecture's ImageNet-1k weights, or set "
+                         "[oracle] architecture to theirs") from None
+    config = timm.data.resolve_data_config({}, model=network)
+    first = ImageNetInput(config["input_size"][-1], config["crop_pct"], config["mean"], config["std"])
+    return Oracle(nn.Sequential(first, network), imagenet_classes(),
+                  {"architecture": architecture, "weights": weights.name, "input_size": config["input_size"][-1]},
+                  device)
+
+
+def profile_oracle(profile: dict) -> Oracle | None:
+    """The profile's oracle: `[oracle] architecture` and `weights` (an ImageNet classifier, on the GPU when there
+    is one), else `[oracle] path` (a trained oracle of this project), else None (no oracle)."""
+    spec = profile.get("oracle", {})
+    if spec.get("architecture"):
+        if not spec.get("weights"):
+            raise ValueError(f"[oracle] architecture = {spec['architecture']!r} needs [oracle] weights, the path of "
+                             "its ImageNet-1k weights file")
+        return imagenet_oracle(spec["architecture"], resolve(profile, spec["weights"]),
+                               "cuda" if torch.cuda.is_available() else "cpu")
+    if spec.get("path"):
+        return load_oracle(resolve(profile, spec["path"]))
+    return None
+
+
+NO_ORACLE = ("Label consistency is skipped: the profile names no oracle. Set [oracle] architecture and weights (an "
+             "ImageNet-1k classifier from a local file) or [oracle] path (a trained oracle) to judge it.")
 
 
 def train_oracle(profile: dict, path: str | os.PathLike, settings: OracleSettings = OracleSettings(),

@@ -57,7 +57,7 @@ SCHEMA: dict = {
     "settle": {"folder": str, "slice_episodes": [int], "sized_from": str},
     "notebooks": {"grid_images_per_class": int, "grid_classes": int, "run": [str]},
     "companion": {"output": str, "workdir": str, "size": _SIZE, "training": _TRAINING, "finetune": _TRAINING},
-    "oracle": {"path": str, "output": str, "workdir": str,
+    "oracle": {"path": str, "architecture": str, "weights": str, "output": str, "workdir": str,
                "training": {"steps": int, "batch_size": int, "learning_rate": float, "checkpoint_every": int,
                             "seed": int}},
 }

@@ -244,5 +244,6 @@ def test_a_class_the_oracle_does_not_know_is_named_with_the_fix():
     judge = oracle.Oracle(oracle.oracle_network(2), ["boat", "apple"])
     assert judge.index("apple") == 1
     with pytest.raises(ValueError, match=r"the oracle knows no class 'n01500185': it judges its 2 classes \(boat, "
-                                         r"apple, \.\.\.\)\. Give the profile an oracle trained on this dataset's"):
+                                         r"apple, \.\.\.\)\. Give the profile an oracle of this dataset's classes "
+                                         r"\(\[oracle\] path, or \[oracle\] architecture and weights"):
         judge.index("n01500185")

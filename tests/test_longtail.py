@@ -226,7 +226,7 @@ def test_the_vit_fine_tuning_loop_runs_on_cpu(tmp_path):
             "weight_decay": 0.05, "warmup_epochs": 1, "label_smoothing": 0.1, "mixed_precision": "no"}
     classes = pd.DataFrame({"class_name": sorted(names), "train_images": [3, 5, 7], "bin": "few"})
     extra = pd.DataFrame({"path": [train.path.iloc[0]], "target_class": ["n01484850"]})
-    for method in ("plain", "balanced", "logit_adjusted"):
+    for method in ("plain", "balanced", "logit_adjusted", "genie+logit_adjusted"):
         table = longtail.per_class(longtail.finetune(spec, train, test, classes, extra, method, seed=0, progress=False))
         assert sorted(table.class_name) == sorted(names) and (table.total == 2).all()
         assert (table.correct <= table.total).all() and set(table.method) == {method}

@@ -71,16 +71,32 @@ def test_a_missing_backbone_checkpoint_is_named(own_profile, tmp_path):
 
 
 def test_an_oracle_that_is_missing_or_does_not_know_the_classes_is_named(own_profile, tmp_path):
-    items = by_name(preflight.preflight(own_profile(oracle=f'path = "{tmp_path / "oracle.pt"}"'), FEWSHOT))
+    items = by_name(preflight.preflight(own_profile(oracle=f'architecture = ""\npath = "{tmp_path / "oracle.pt"}"'),
+                                        FEWSHOT))
     assert not items["oracle"].ok and f"no oracle at {tmp_path / 'oracle.pt'}" in items["oracle"].detail
-    items = by_name(preflight.preflight(own_profile(), FEWSHOT))  # the emoji oracle: no WordNet class
+    items = by_name(preflight.preflight(own_profile(), FEWSHOT))  # the paper's ImageNet oracle, its weights not here
     assert items["dataset"].ok and items["model"].ok
+    assert not items["oracle"].ok and items["oracle"].detail.startswith("no weights for the resnet50 oracle at ")
+    items = by_name(preflight.preflight(own_profile(oracle='architecture = ""\npath = "./models/oracle/oracle.pt"'),
+                                        FEWSHOT))  # the emoji oracle: no WordNet class
     assert not items["oracle"].ok and "knows 2 of the dataset's classes not (e.g. ['n01532829'" in items["oracle"].detail
+
+
+def test_an_imagenet_oracle_knows_wordnet_classes_and_no_oracle_is_a_skip(own_profile, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+    save_file(timm.create_model("test_resnet", num_classes=1000).state_dict(), tmp_path / "judge.safetensors")
+    items = by_name(preflight.preflight(own_profile(oracle='architecture = "test_resnet"\nweights = '
+                                                           f'"{tmp_path / "judge.safetensors"}"'), FEWSHOT))
+    assert items["oracle"].ok and items["oracle"].detail == (f"test_resnet from {tmp_path / 'judge.safetensors'}: "
+                                                             "knows all 2 classes"), items["oracle"].detail
+    items = by_name(preflight.preflight(own_profile(oracle='architecture = ""\npath = ""'), FEWSHOT))
+    assert items["oracle"].ok and items["oracle"].detail.startswith("none: notebook 05 skips label consistency")
 
 
 def test_check_prints_the_table_and_a_run_whose_preflight_fails_never_starts(own_profile, tmp_path, monkeypatch,
                                                                                capsys):
-    own_profile()  # written as own.toml: its oracle knows none of its classes
+    own_profile(oracle='path = "./models/oracle/oracle.pt"\narchitecture = ""')  # the emoji oracle: no WordNet class
     monkeypatch.setattr(reproduce, "run", lambda *a, **k: pytest.fail("a run started although its preflight failed"))
     for argv in (["--check"], []):
         assert reproduce.main(["--profile", str(tmp_path / "own.toml"), *argv]) == 1
