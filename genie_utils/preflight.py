@@ -57,6 +57,14 @@ def fewshot_images(profile: dict) -> int:
                for shots, episodes in zip(spec["shots"], spec["episodes"]))
 
 
+def longtail_images(profile: dict, classes) -> int:
+    """Images the long-tail notebook makes for `classes` (class_name, train_images): for every image of the budget
+    (`longtail.budget`), GeNIe's pair at each of ADA_RATIOS and one image of each baseline."""
+    spec = profile["longtail"]
+    plan = longtail.budget(classes, spec["top_up_below"], spec["images_per_class"])
+    return int(plan.generated.sum()) * (len(ADA_RATIOS) + len(BASELINES))
+
+
 def fewshot_image_steps(profile: dict) -> int:
     """UNet evaluations (guidance batched) of `fewshot_images`: r keeps int(steps * r) of the schedule's steps."""
     spec, steps = profile["fewshot"], profile["generation"]["num_inference_steps"]
@@ -166,6 +174,7 @@ def preflight(profile: dict, notebooks: Sequence[str], device: torch.device | No
     def tail() -> str:
         train, test, classes = longtail.load_split(profile, loaded["dataset"],
                                                    splits.load_splits(profile, loaded["dataset"]))
+        loaded["classes"] = classes
         return f"{len(train):,} training and {len(test):,} test images of {len(classes)} classes"
 
     for prefix, name, check in (("05", "oracle", lambda: check_oracle(profile, loaded["dataset"])),
@@ -173,8 +182,11 @@ def preflight(profile: dict, notebooks: Sequence[str], device: torch.device | No
         if prefix in notebooks:
             items.append(_item(name, check) if "dataset" in loaded else
                          Item(name, False, "not checked: the dataset did not load (above)"))
-    if "02" in notebooks:  # the few-shot images: the bulk of a run's images and time
-        items.append(_item("disk", lambda: check_disk(profile, fewshot_images(profile))))
+    images = (fewshot_images(profile) if "02" in notebooks else 0) + (  # the few-shot ones: the bulk of a paper run
+        longtail_images(profile, loaded["classes"]) if "06" in notebooks and "classes" in loaded else 0)
+    if images:
+        items.append(_item("disk", lambda: check_disk(profile, images)))
+    if "02" in notebooks:
         items.append(_item("time", lambda: check_time(profile, device)))
     return items
 

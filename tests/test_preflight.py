@@ -15,6 +15,16 @@ def test_the_paper_protocol_needs_576000_images_and_19_8_million_unet_evaluation
     assert preflight.fewshot_image_steps(paper) == 600 * 120 * 275 == 19_800_000
 
 
+def test_the_long_tail_needs_eight_images_per_image_of_its_budget():
+    """Classes under top_up_below = 20 get images_per_class = 4 each; per image GeNIe's pair at r = 0.5 ... 0.9 and
+    Img2Img^L, Img2Img^H and Txt2Img: 2 rare classes x 4 x 8 = 64."""
+    import pandas as pd
+    smoke = profiles.load_profile("smoke")
+    profile = {**smoke, "longtail": {**smoke["longtail"], "top_up_below": 20, "images_per_class": 4}}
+    classes = pd.DataFrame({"class_name": ["a", "b", "c"], "train_images": [3, 25, 19]})
+    assert preflight.longtail_images(profile, classes) == 64
+
+
 def test_the_smoke_profile_is_ready():
     items = preflight.preflight(profiles.load_profile("smoke"), [*FEWSHOT, "06"])
     assert [item.name for item in items] == ["dataset", "model", "backbone efficientnet-lite0", "oracle", "long tail",
