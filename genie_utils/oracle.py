@@ -123,17 +123,20 @@ def imagenet_classes() -> list[str]:
 
 
 class ImageNetInput(nn.Module):
-    """Images in [-1, 1] at any size as an ImageNet classifier takes them: resized so that the centre crop of
-    `crop_pct` is `size` px, centre-cropped, normalised with the classifier's mean and std."""
-    def __init__(self, size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float]):
+    """Images in [-1, 1] at any size as an ImageNet classifier takes them: resized (`interpolation`: bilinear or
+    bicubic) so that the centre crop of `crop_pct` is `size` px, centre-cropped, normalised with the classifier's
+    mean and std."""
+    def __init__(self, size: int, crop_pct: float, mean: Sequence[float], std: Sequence[float],
+                 interpolation: str = "bilinear"):
         super().__init__()
         self.size, self.resized = size, round(size / crop_pct)
+        self.interpolation = interpolation if interpolation in ("bilinear", "bicubic") else "bilinear"
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        images = nn.functional.interpolate((images + 1) / 2, size=(self.resized, self.resized), mode="bilinear",
-                                           antialias=True, align_corners=False)
+        images = nn.functional.interpolate((images + 1) / 2, size=(self.resized, self.resized),
+                                           mode=self.interpolation, antialias=True, align_corners=False)
         top = (self.resized - self.size) // 2
         return (images[:, :, top:top + self.size, top:top + self.size] - self.mean) / self.std
 
@@ -173,7 +176,8 @@ def imagenet_oracle(architecture: str, weights: str | os.PathLike, device: str |
                          f"({' '.join(str(error).split())[:300]}...): use that architecture's ImageNet-1k weights, or set "
                          "[oracle] architecture to theirs") from None
     config = timm.data.resolve_data_config({}, model=network)
-    first = ImageNetInput(config["input_size"][-1], config["crop_pct"], config["mean"], config["std"])
+    first = ImageNetInput(config["input_size"][-1], config["crop_pct"], config["mean"], config["std"],
+                          config["interpolation"])
     return Oracle(nn.Sequential(first, network), imagenet_classes(),
                   {"architecture": architecture, "weights": weights.name, "input_size": config["input_size"][-1]},
                   device)

@@ -35,6 +35,9 @@ def test_imagenet_input_resizes_crops_and_normalises():
     assert out.shape == (2, 3, 160, 160)
     expected = torch.tensor([(0.5 - 0.5) / 0.5, (0.5 - 0.4) / 0.2, (0.5 - 0.3) / 0.1]).view(1, 3, 1, 1)
     assert torch.allclose(out, expected.expand_as(out), atol=1e-5)
+    assert first.interpolation == "bilinear"
+    assert oracle.ImageNetInput(224, 0.875, (0,) * 3, (1,) * 3, "bicubic").interpolation == "bicubic"
+    assert oracle.ImageNetInput(224, 0.875, (0,) * 3, (1,) * 3, "nearest").interpolation == "bilinear"
 
 
 def test_the_oracle_loads_either_file_and_judges_in_batches(weights):
