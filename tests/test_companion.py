@@ -19,7 +19,7 @@ def test_tokenizer_gives_sd15_ids():
 
 
 def test_smoke_training_through_a_pack_writes_a_loadable_half_precision_pipeline(tmp_path):
-    """The route of a lent GPU: pack here, train from the pack, weights back, assemble here."""
+    """The route of a GPU machine without the dataset: pack here, train from the pack, weights back, assemble here."""
     profile = profiles.load_profile("smoke")
     pack = companion.pack_training_data(profile)
     assert pack["pixels"].dtype == torch.uint8 and pack["token_ids"].shape == (2321, 77)
