@@ -731,9 +731,9 @@ dataset = data.load_class_folders(V["data"])
 rows = run_jobs(generator, pairing.hard_negative_jobs(dataset), Store(V["store"]), data.class_display_names(dataset), progress=False)
 audit_ok() if len(rows) == 4 and len(Store(V["store"]).manifest()) == 4 else audit_fail(rows)
 ''', model=w.model, data=copy_data(w, f), store=f / "store"))
-simple("normal-lib-export", "normal", ACCEPT, "cli.export(store, out) from Python",
+simple("normal-lib-export", "normal", ACCEPT, "export.export(store, out) from Python",
        lambda w, f: lib('''
-from genie_utils.cli import export
+from genie_utils.export import export
 rows = export(V["store"], V["out"])
 import pathlib
 audit_ok() if len(rows) == 4 and len(list(pathlib.Path(V["out"]).glob("*/*.png"))) == 4 else audit_fail(rows)
@@ -1010,9 +1010,9 @@ simple("export-after-genie-ada", "export", ACCEPT, "genie export of a GeNIe-Ada 
 simple("export-after-genie-ada-method", "export", ACCEPT, "genie export --method genie_ada of a GeNIe-Ada store",
        lambda w, f: cli("export", _ada_store(w, f), out_path(f), "--method", "genie_ada"), check=export_check(2),
        timeout=90)
-simple("export-lib-into-dataset", "export", CLEAR, "cli.export(store, dataset folder) from Python",
+simple("export-lib-into-dataset", "export", CLEAR, "export.export(store, dataset folder) from Python",
        lambda w, f: lib('''
-from genie_utils.cli import export
+from genie_utils.export import export
 export(V["store"], V["data"])
 ''', store=copy_store(w, f), data=copy_data(w, f)), names=("data", "empty"))
 

@@ -8,7 +8,8 @@ One module per idea; notebooks and the command lines call them, and every result
 - Which images to make: `pairing` (few-shot episodes and their (source, target) pairs, the long tail's budget
   pairs, random pairs for the oracle's judgement).
 - Making them: `pipeline` (loading and checking a model folder or hub id), `jobs` (running jobs into the store,
-  sharded), `store` (images beside their manifest rows, claims between workers), `speed` (how a pipeline runs),
+  sharded), `store` (images beside their manifest rows, claims between workers, one version per store), `export` (a
+  store's images as an ImageFolder dataset), `speed` (how a pipeline runs, and how long it takes),
   `validation` (every check of what a user passes in).
 - Data: `data` (the embedded OpenMoji set and class folders), `splits` (evaluation and generator pools, the
   long-tail split), `generator_pool` (the images the companion model trains on).

@@ -7,6 +7,7 @@ largest jump between consecutive projections marks the switch; Ada keeps the can
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,9 @@ from .features import Backbone, FeatureCache, embed
 from .generate import GenieGenerator
 from .jobs import Job, in_shard, keyed_jobs, manifest_row, run_jobs
 from .pairing import episode_jobs, sample_episode
-from .recipe import kept_steps
+from .recipe import METHODS, kept_steps
 from .store import Store, claimed_batches, spec_key
-from .validation import check_batch_size, check_noise_ratio
+from .validation import UsageError, check_batch_size, check_noise_ratio
 
 ADA_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -210,6 +211,16 @@ def ada_choices(backbone: Backbone, candidates: pd.DataFrame, support: pd.DataFr
     return pd.DataFrame(rows)
 
 
+def generate_choices(generator: GenieGenerator, backbone: Backbone, pairs: Sequence[Job], support: pd.DataFrame,
+                     store: Store, class_names: dict[str, str], progress: bool = True,
+                     shard: tuple[int, int] | None = None) -> pd.DataFrame:
+    """GeNIe-Ada on `pairs`: their candidates (`generate_candidates`), then each pair's choice (`ada_choices`)
+    against the prototype of its target class from that class's images in `support` (the `genie` command: all of
+    its images in the data folder). Returns the choices, one row per pair of this process's `shard`."""
+    candidates = generate_candidates(generator, pairs, store, class_names, progress=progress, shard=shard)
+    return ada_choices(backbone, candidates, support, store) if len(candidates) else candidates
+
+
 def sharpest_rise(choices: pd.DataFrame) -> pd.Series:
     """The pair to draw as paper figure 3: of the pairs whose largest jump is a rise toward the target (the
     paper's picture), the one with the largest jump; the largest jump overall when no pair rises. Ada itself
@@ -227,6 +238,23 @@ def cost_per_kept_image(ratios: Sequence[float], num_inference_steps: int = 50) 
     len(ratios) candidates (175 versus 40 steps with 50 steps)."""
     steps = [kept_steps(num_inference_steps, r) for r in ratios]
     return {"unet_steps": sum(steps), "vae_encodes": 1, "vae_decodes": len(ratios)}
+
+
+def image_steps(jobs: list, method: str, steps: int) -> int:
+    """UNet evaluations (guidance batched) the jobs need: GeNIe-Ada runs every candidate ratio of each pair."""
+    if method == "genie_ada":
+        return len(jobs) * sum(kept_steps(steps, r) for r in ADA_RATIOS)
+    return sum(kept_steps(steps, job.noise_ratio) for job in jobs)
+
+
+def check_runs_a_step(method: str, noise_ratio: float, steps: int) -> None:
+    """Every noise ratio the method runs must keep at least one of the schedule's `steps` (int(steps * r) >= 1)."""
+    ratios = (ADA_RATIOS if method == "genie_ada" else [noise_ratio] if method == "genie"
+              else [METHODS[method].noise_ratio])
+    idle = [r for r in ratios if kept_steps(steps, r) == 0]
+    if idle:
+        raise UsageError(f"--steps {steps} runs no denoising step at r = {idle[0]:g} (int(steps * r) = 0: the source "
+                         f"would come back unchanged): use --steps {math.ceil(1 / idle[0] - 1e-9)} or more")
 
 
 def run_episodes(generator: GenieGenerator, backbone: Backbone, dataset: pd.DataFrame, tables: dict, store: Store,

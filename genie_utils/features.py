@@ -161,6 +161,11 @@ def resnet(arch: str, checkpoint: str | os.PathLike) -> Backbone:
     return Backbone(arch, file_sha256(checkpoint)[:16], network, IMAGENET, network)
 
 
+def named_backbone(name: str, checkpoint: str | os.PathLike | None = None) -> Backbone:
+    """EfficientNet-Lite0 (`name` efficientnet-lite0, no checkpoint), or the ResNet `name` from `checkpoint`."""
+    return efficientnet_lite0() if name == "efficientnet-lite0" else resnet(name, checkpoint)
+
+
 def load_backbone(profile: dict, name: str | None = None) -> Backbone:
     """A backbone of the profile: `name` (default `[features] backbone`), its checkpoint from
     `[features.checkpoints]` (or `[features] checkpoint` for the default one)."""

@@ -8,6 +8,7 @@ the sweeps of r (figure 2, the model card) take their episodes and pairs from he
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Sequence
 
@@ -19,7 +20,7 @@ from .jobs import Job
 from .recipe import METHODS
 from .results import write_table
 from .splits import EVALUATION
-from .validation import check_count
+from .validation import UsageError, check_count
 
 BASELINES = ("img2img_low", "img2img_high", "txt2img")  # the generative baselines: own-class prompts, GeNIe's budget
 
@@ -127,6 +128,35 @@ def own_class_jobs(support: pd.DataFrame, method: str, variants: int | None = No
     variants = support.class_name.nunique() - 1 if variants is None else check_count(variants, "variants")
     return [Job(method, row.image_id, row.path, row.class_name, row.class_name, spec.noise_ratio, v)
             for row in support.sort_values(["class_name", "image_id"]).itertuples() for v in range(variants)]
+
+
+def chosen_classes(dataset: pd.DataFrame, chosen: list[str] | None, role: str) -> list[str]:
+    """The classes a user chose (in their order, once each) as `role` (source or target), every one a class of
+    `dataset`; all of its classes when none are chosen."""
+    known = sorted(dataset.class_name.unique())
+    if not chosen:
+        return known
+    for name in chosen:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise UsageError(f"unknown {role} class {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; the dataset's classes are folder names: {', '.join(known[:20])}"
+                             + (" ..." if len(known) > 20 else ""))
+    return list(dict.fromkeys(chosen))
+
+
+def plan_jobs(dataset: pd.DataFrame, method: str, sources: list[str], targets: list[str], noise_ratio: float,
+              variants: int = 1) -> list:
+    """The jobs of one method, paired as in the few-shot episodes: for GeNIe (and GeNIe-Ada's pairs) every
+    image of each source class with each target class other than its own; for the baselines `variants` images
+    per image of each target class."""
+    if method in ("genie", "genie_ada"):
+        jobs = hard_negative_jobs(dataset[dataset.class_name.isin(sources)], noise_ratio, "genie", targets)
+        if not jobs:
+            raise UsageError("no (source, target) pairs: sources and targets are the same single class; "
+                             "give at least two classes between --source-classes and --target-classes")
+        return jobs
+    return own_class_jobs(dataset[dataset.class_name.isin(targets)], method, variants)
 
 
 def episode_jobs(support: pd.DataFrame, method: str) -> list[Job]:

@@ -4,6 +4,7 @@
 the fastest setting within tolerance whose gain over the built-in default exceeds the timing spread (`default_setting`).
 `device_default` reads that record back, so that generation on a benchmarked device runs its measured default;
 without a record a device runs its built-in default (plain float32 on a CPU, float16 on a GPU, as the official code).
+The throughput CSV beside the records gives `genie generate --dry-run` its time estimate (`estimate_seconds`).
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .profiles import resolve
+from .profiles import load_profile, resolve
 from .recipe import kept_steps
+from .validation import UsageError
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,54 @@ def benchmarks_folder(profile: dict) -> Path:
     return resolve(profile, profile["paths"]["results"]) / "benchmarks"
 
 
+def default_benchmark() -> Path:
+    """The throughput.csv of the embedded profile's benchmarks (`genie generate`'s default --benchmark)."""
+    return benchmarks_folder(load_profile("embedded")) / "throughput.csv"
+
+
+def chosen_setting(name: str, device: torch.device, benchmark: Path, model: str) -> tuple[str, str]:
+    """(setting, why) for generating `model` (a folder or hub id) on `device`: `name` when it is a setting (checked
+    against the device), or with `auto` the default recorded beside the throughput CSV `benchmark`
+    (`device_default`)."""
+    if name != "auto":
+        return check_setting(name, device), "--speed"
+    return device_default(device, benchmark.parent, Path(model).name)
+
+
+BENCHMARK_COLUMNS = ("device", "batch_size", "images_per_second", "steps", "noise_ratio")
+
+
+def check_benchmark(path: Path) -> Path:
+    """A --benchmark file given by the user: its folder must exist (the speed records beside it set `--speed auto`)
+    and the file, when there, must have the columns of benchmarks/throughput.py's CSV, with device names as text and
+    numbers in the others."""
+    if not path.parent.is_dir():
+        raise UsageError(f"--benchmark {path}: no such folder {path.parent} (benchmarks/throughput.py writes "
+                         "throughput.csv and its speed records into one folder): pass that throughput.csv, or leave "
+                         "--benchmark out")
+    if not path.is_file():
+        return path  # no estimate for --dry-run, but the records beside it still count
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UsageError(f"--benchmark {path} is not a CSV file ({error})") from None
+    missing = [c for c in BENCHMARK_COLUMNS if c not in table]
+    if missing:
+        raise UsageError(f"--benchmark {path} lacks the columns {', '.join(missing)} of benchmarks/throughput.py's "
+                         "throughput.csv: pass that file, or leave --benchmark out")
+    for column in BENCHMARK_COLUMNS:
+        values = table[column].dropna()
+        wrong = (values[~values.map(lambda v: isinstance(v, str))] if column == "device"
+                 else values[pd.to_numeric(values, errors="coerce").isna()])
+        if len(wrong):
+            value = wrong.iloc[0]
+            shown = repr(value) if isinstance(value, str) else value
+            raise UsageError(f"--benchmark {path}: column {column} holds {shown}, not "
+                             f"{'a device name' if column == 'device' else 'a number'}: pass the throughput.csv that "
+                             "benchmarks/throughput.py wrote, or leave --benchmark out")
+    return path
+
+
 def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size: int,
                      model: str = "", setting: str = "") -> tuple[float, str] | None:
     """Seconds for `steps_needed` image-steps at the speed `benchmarks/throughput.py` measured on this kind of
@@ -184,3 +234,14 @@ def estimate_seconds(benchmark: Path, steps_needed: int, device: str, batch_size
     return steps_needed / per_second, (f"{row.images_per_second:.1f} images/s at batch {int(row.batch_size)}, "
                                        f"{int(row.steps)} steps, r = {row.noise_ratio:g} on {row.device}, "
                                        f"model {measured}" + ("" if measured == model else ": another model"))
+
+
+def estimate_text(benchmark: Path, steps_needed: int, device: str, batch_size: int, model: str = "",
+                  setting: str = "") -> str:
+    """`estimate_seconds` as a line for a person: minutes on one process and the measurement they rest on, or how to
+    get an estimate."""
+    estimate = estimate_seconds(benchmark, steps_needed, device, batch_size, model, setting)
+    if estimate is None:
+        return ("estimated time: unknown (no benchmark for this device: run benchmarks/throughput.py, "
+                "or pass --benchmark FILE.csv)")
+    return f"estimated time: {estimate[0] / 60:.1f} min on one process (from {estimate[1]})"

@@ -17,13 +17,16 @@ process id reused by another process, or a claim that does not record its proces
 when its holder has not refreshed it (`heartbeat`) for CLAIM_STALE_SECONDS, whichever host holds it. A row file that
 is not a JSON object of its own key, a row that names no file or one outside the store, and an image that is gone,
 empty or not a complete PNG are damage: `has` removes the row with a warning naming the file, so that the next run
-makes the image again, and reading it names the file and the fix (`StoreDamageError`).
+makes the image again, and reading it names the file and the fix (`StoreDamageError`). A store lies outside the
+dataset it is made from (`check_store_folder`) and holds one version of its images, one image of each pair per method
+(`check_one_version`).
 """
 from __future__ import annotations
 
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -37,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from .validation import seconds_setting
+from .validation import UsageError, seconds_setting
 
 TEMPORARY_PREFIX = ".tmp-"
 HALF_WRITTEN_CLAIM_SECONDS = 10.0  # a claim file still empty after this long lost its writer
@@ -416,3 +419,91 @@ def claimed_batches(store: Store, items: list, key_of, batch_size: int, done=Non
                       "is taken over (GENIE_CLAIM_STALE_SECONDS)", file=sys.stderr, flush=True)
             time.sleep(poll_seconds)
         pending = waiting
+
+
+def check_store_folder(store: Path, dataset: Path) -> None:
+    """A store is a folder (new or not), outside the dataset folder: inside it (or the folder itself) it would be read
+    as a class by the next run."""
+    if store.exists() and not store.is_dir():
+        raise UsageError(f"--store {store} is a file, not a store folder: give a new folder, or one genie generate "
+                         "wrote")
+    store, dataset = store.resolve(), dataset.resolve()
+    if store == dataset or store.is_relative_to(dataset):
+        raise UsageError(f"--store {store} lies inside the dataset folder {dataset}: the next run would read the store "
+                         "as a class folder; give a --store outside the dataset")
+
+
+# --------------------------------------------------------------------------------------------------
+# One version per store
+
+SETTING_NAMES = {"noise_ratio": "--noise-ratio", "backbone": "--backbone", "backbone_key": "backbone weights"}
+
+
+def _setting(name: str, value) -> str:
+    shown = " and ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in (value if isinstance(value, list)
+                                                                                 else [value]))
+    return f"{SETTING_NAMES.get(name, name)} {shown}"
+
+
+def method_settings(store: Store, manifest: pd.DataFrame | None = None) -> dict:
+    """The settings beyond the recipe each method's images in the store were made with ({method: {setting: value}}:
+    GeNIe's `noise_ratio`, GeNIe-Ada's `backbone`): those `genie generate` recorded (`Store.settings`); for a method
+    without a record (images written by the library), what its rows show: the ratio of the genie rows that no
+    genie_ada row lists as a candidate (a list when there are several), the genie_ada rows' backbone. `manifest`: the
+    store's, when read already."""
+    recorded = store.settings()
+    manifest = store.manifest() if manifest is None else manifest
+    if manifest.empty:
+        return recorded
+    settings = {}
+    listed = {k for keys in manifest.get("candidate_keys", pd.Series(dtype=object)).dropna() for k in keys}
+    plain = manifest[(manifest.method == "genie") & ~manifest.key.isin(listed)]
+    ratios = sorted(set(plain.get("noise_ratio", pd.Series(dtype=float)).dropna()))
+    if ratios:
+        settings["genie"] = {"noise_ratio": ratios[0] if len(ratios) == 1 else ratios}
+    backbones = sorted(set(manifest[manifest.method == "genie_ada"].get("backbone", pd.Series(dtype=object))
+                           .dropna()))
+    if backbones:
+        settings["genie_ada"] = {"backbone": backbones[0] if len(backbones) == 1 else backbones}
+    return {**settings, **recorded}
+
+
+def check_one_version(store: Store, version: dict, prompts: dict[str, str] | None = None, method: str | None = None,
+                      settings: dict | None = None) -> dict:
+    """A store holds one version of its images (`jobs.version_spec`: model, recipe, size, dtype, base seed, and
+    the prompt of each class, `prompts`: class -> prompt, which the template and the class names make), and of each
+    method one image per (source, target) pair: `method`'s `settings` beyond the recipe (GeNIe's noise ratio,
+    GeNIe-Ada's backbone) must be those its images in the store were made with (`method_settings`). A run that
+    would add a second version, or a second image of each pair, is refused before any image is made, so that export
+    never ships a pair twice. Returns the store's settings per method (`method_settings`)."""
+    fields = sorted(set(version) | {"guidance_timesteps"})  # set only for a limited guidance interval
+
+    def plain(value):
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    mine = {f: version.get(f) for f in fields}
+    manifest = store.manifest()
+    for row in manifest.to_dict("records"):
+        differing = [f for f in fields if plain(row.get(f)) != mine[f]]
+        if differing:
+            shown = ", ".join(f"{f} {plain(row.get(f))!r} there, {mine[f]!r} now" for f in differing)
+            raise UsageError(f"the store {store.root} holds images of another version ({shown}): generate into "
+                             "another --store, so that one store never holds a pair twice")
+        target = row.get("target_class")
+        if prompts and target in prompts and row.get("prompt") != prompts[target]:
+            raise UsageError(f"the store {store.root} holds images of another version (prompt {row.get('prompt')!r} "
+                             f"there for class {target}, {prompts[target]!r} now: another --prompt-template or "
+                             "--class-names): generate into another --store, so that one store never holds a pair twice")
+    known = method_settings(store, manifest)
+    there = known.get(method, {})
+    differing = [f for f in (settings or {}) if f in there and there[f] != settings[f]]
+    options = [f for f in differing if SETTING_NAMES.get(f, "").startswith("--")]  # the others follow from them
+    if differing:
+        differing = options or differing
+        made, now = (", ".join(_setting(f, values[f]) for f in differing) for values in (there, settings))
+        hint = (f" (or give {made} to add to this one)"
+                if options and not any(isinstance(there[f], list) for f in differing) else "")
+        raise UsageError(f"the store {store.root} holds {method} images made with {made}, not {now}: this run would "
+                         f"add a second {method} image of each (source, target) pair; generate into another --store"
+                         + hint)
+    return known

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 WORDNET_ID = re.compile(r"^n\d{8}$")  # ImageNet's class names (n01532829): a prompt needs their words instead
 
 
+class UsageError(ValueError):
+    """A bad argument: the message says what was wrong and how to fix it."""
+
+
 def check_noise_ratio(noise_ratio) -> float:
     """r as a plain float rounded to 6 decimals (1 and 1.0 give one store key), or an error.
 

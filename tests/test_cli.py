@@ -10,7 +10,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from genie_utils import cli
-from genie_utils.store import Store
+from genie_utils.store import Store, check_one_version, method_settings
+from genie_utils.validation import UsageError
 
 COLOURS = {"apple": "red", "boat": "blue", "cloud": "grey"}
 
@@ -352,9 +353,9 @@ def test_a_method_without_a_record_is_read_from_its_rows_beside_the_records_of_o
     store.put("a" * 20, Image.new("RGB", (4, 4), "red"), {"method": "genie", "target_class": "boat",
                                                           "noise_ratio": 0.8})
     store.write_settings("txt2img", {})
-    assert cli.method_settings(store) == {"genie": {"noise_ratio": 0.8}, "txt2img": {}}
-    with pytest.raises(cli.UsageError, match="made with --noise-ratio 0.8, not --noise-ratio 0.5"):
-        cli.check_one_version(store, {}, None, "genie", {"noise_ratio": 0.5})
+    assert method_settings(store) == {"genie": {"noise_ratio": 0.8}, "txt2img": {}}
+    with pytest.raises(UsageError, match="made with --noise-ratio 0.8, not --noise-ratio 0.5"):
+        check_one_version(store, {}, None, "genie", {"noise_ratio": 0.5})
 
 
 def test_a_second_ada_backbone_is_refused_as_a_second_image_of_each_pair(tmp_path):
@@ -366,13 +367,13 @@ def test_a_second_ada_backbone_is_refused_as_a_second_image_of_each_pair(tmp_pat
     for recorded in (False, True):  # its rows, then its record
         if recorded:
             store.write_settings("genie_ada", {"backbone": "efficientnet-lite0", "backbone_key": "k0"})
-        with pytest.raises(cli.UsageError, match="holds genie_ada images made with --backbone efficientnet-lite0, "
+        with pytest.raises(UsageError, match="holds genie_ada images made with --backbone efficientnet-lite0, "
                                                  "not --backbone resnet18: this run would add a second genie_ada"):
-            cli.check_one_version(store, {}, None, "genie_ada", {"backbone": "resnet18", "backbone_key": "k1"})
-    with pytest.raises(cli.UsageError, match="made with backbone weights k0, not backbone weights k1"):
-        cli.check_one_version(store, {}, None, "genie_ada", {"backbone": "efficientnet-lite0", "backbone_key": "k1"})
+            check_one_version(store, {}, None, "genie_ada", {"backbone": "resnet18", "backbone_key": "k1"})
+    with pytest.raises(UsageError, match="made with backbone weights k0, not backbone weights k1"):
+        check_one_version(store, {}, None, "genie_ada", {"backbone": "efficientnet-lite0", "backbone_key": "k1"})
     # GeNIe's ratio is its own: the candidate at r = 0.7 is no GeNIe image of another ratio
-    assert cli.check_one_version(store, {}, None, "genie", {"noise_ratio": 0.8})["genie_ada"]["backbone_key"] == "k0"
+    assert check_one_version(store, {}, None, "genie", {"noise_ratio": 0.8})["genie_ada"]["backbone_key"] == "k0"
 
 
 def test_a_bad_claim_bound_is_named_before_any_work(folders, tmp_path, capsys, monkeypatch):
