@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from .profiles import BACKBONES
+from .recipe import ADA_RATIOS, GENIE_NOISE_RATIO
 from .speed import SETTINGS as SPEED_SETTINGS
 from .validation import INTERRUPTED
 
@@ -73,7 +74,6 @@ def plan_jobs(dataset: pd.DataFrame, method: str, sources: list[str], targets: l
 
 def image_steps(jobs: list, method: str, steps: int) -> int:
     """UNet evaluations (guidance batched) the jobs need: GeNIe-Ada runs every candidate ratio of each pair."""
-    from .ada import ADA_RATIOS
     from .recipe import kept_steps
 
     if method == "genie_ada":
@@ -147,7 +147,6 @@ def check_runs_a_step(method: str, noise_ratio: float, steps: int) -> None:
     """Every noise ratio the method runs must keep at least one of the schedule's `steps` (int(steps * r) >= 1)."""
     import math
 
-    from .ada import ADA_RATIOS
     from .recipe import METHODS, kept_steps
 
     ratios = (ADA_RATIOS if method == "genie_ada" else [noise_ratio] if method == "genie"
@@ -170,7 +169,7 @@ def generate_command(args) -> int:
 
     if args.method != "genie" and args.noise_ratio is not None:
         raise UsageError(f"--noise-ratio is GeNIe's; {args.method} uses its own ratio ({METHOD_HELP[args.method]})")
-    noise_ratio = check_noise_ratio(0.8 if args.noise_ratio is None else args.noise_ratio)
+    noise_ratio = check_noise_ratio(GENIE_NOISE_RATIO if args.noise_ratio is None else args.noise_ratio)
     # --steps, --guidance and --prompt-template checked by the recipe, before any dataset is read
     recipe = Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                              prompt_template=args.prompt_template)
@@ -456,7 +455,7 @@ def parser() -> argparse.ArgumentParser:
     make.add_argument("--method", choices=list(METHOD_HELP), default="genie", help="what to make (methods above)")
     make.add_argument("--source-classes", nargs="+", metavar="CLASS", help="GeNIe's source classes (default: all)")
     make.add_argument("--target-classes", nargs="+", metavar="CLASS", help="target classes (default: all)")
-    make.add_argument("--noise-ratio", type=float, help="GeNIe's r (default 0.8, the paper's)")
+    make.add_argument("--noise-ratio", type=float, help=f"GeNIe's r (default {GENIE_NOISE_RATIO:g}, the paper's)")
     make.add_argument("--variants", type=int, help="baselines: images per image of a target class (default 1)")
     make.add_argument("--steps", type=int, default=50, help="denoising steps of the full schedule")
     make.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
