@@ -60,7 +60,7 @@ def training_images(profile: dict) -> TrainingImages:
     fine-tuning adds (`companion_renderings`), and the mirror image of each image whose meaning mirroring keeps
     (`data.mirror_keeps_meaning`; a fine-tuning with `flip` trains on those too), with the identity of its
     original. A mirrored copy is a copy whether or not the model saw the mirror image."""
-    images, _, rows = generator_pool.training_images(profile, generator_pool.companion_renderings(profile))
+    images, _, rows = generator_pool.captioned_images(profile, generator_pool.companion_renderings(profile))
     mirrored = torch.tensor([mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name, rows.name)])
     identities = list(rows.identity) + list(rows.identity[mirrored.numpy()])
     return TrainingImages(torch.cat([images, images[mirrored].flip(-1)]), identities)

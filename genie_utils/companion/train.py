@@ -25,7 +25,7 @@ from transformers import CLIPTextModel
 
 from .. import editing
 from ..data import mirror_keeps_meaning
-from ..generator_pool import training_images
+from ..generator_pool import captioned_images
 from ..pipeline import write_checksums
 from ..profiles import resolve
 from ..recipe import GENIE_NOISE_RATIO
@@ -227,8 +227,8 @@ def pack_training_data(profile: dict, settings: dict | None = None) -> dict:
     `settings`: the training settings it carries (default: the profile's `[companion.training]`)."""
     spec = profile["companion"]
     settings = dict(spec["training"] if settings is None else settings)
-    images, prompts, train = training_images(profile, settings.get("renderings", ()),
-                                             settings.get("style_captions", False))
+    images, prompts, train = captioned_images(profile, settings.get("renderings", ()),
+                                              settings.get("style_captions", False))
     token_ids, empty_ids = tokenize(prompts)
     templates = settings.get("caption_templates", [])
     caption_ids = torch.stack([token_ids] + [tokenize([t.format(n) for n in train.display_name])[0] for t in templates])
