@@ -14,7 +14,7 @@ import time
 import pandas as pd
 
 from genie_utils import data, generate, oracle, pairing, plots, profiles, splits
-from genie_utils.recipe import Recipe
+from genie_utils.recipe import STEPS_BENCHMARK_RATIOS, Recipe
 from genie_utils.store import Store
 
 
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
                         help="a profile name or .toml file")
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 25, 20])
     parser.add_argument("--pairs", type=int, default=60)
-    parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    parser.add_argument("--ratios", type=float, nargs="+", default=list(STEPS_BENCHMARK_RATIOS))
     args = parser.parse_args(argv)
 
     settings = profiles.load_profile(args.profile)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 
 from genie_utils import editing, plots, profiles
-from genie_utils.recipe import Recipe
+from genie_utils.recipe import EDITING_RATIOS, Recipe
 
 
 def parse_setting(text: str) -> editing.Setting:
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--settings", type=parse_setting, nargs="+", default=None,
                         help="STEPS:GUIDANCE[:LOW-HIGH] each (default: 50:7.5 and the profile's recipe)")
     parser.add_argument("--per-class", type=int, default=2, help="pairs with each class as the target")
-    parser.add_argument("--ratios", type=float, nargs="+", default=list(editing.RATIOS))
+    parser.add_argument("--ratios", type=float, nargs="+", default=list(EDITING_RATIOS))
     parser.add_argument("--seed", type=int, default=0, help="draws the pairs")
     parser.add_argument("--model", help="a diffusers model folder (default: the profile's model)")
     parser.add_argument("--name", default="editing", help="the result files' name")

@@ -33,8 +33,7 @@ import pandas as pd
 import torch
 
 from genie_utils import data, fewshot, generate, pairing, profiles, speed, splits
-from genie_utils.ada import ADA_RATIOS
-from genie_utils.recipe import METHODS, Recipe, profile_recipe
+from genie_utils.recipe import ADA_RATIOS, METHODS, Recipe, profile_recipe
 from genie_utils.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

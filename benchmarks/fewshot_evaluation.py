@@ -23,7 +23,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from genie_utils import augment, data, features, fewshot, pairing, plots, profiles
-from genie_utils.ada import ADA_RATIOS
+from genie_utils.recipe import ADA_RATIOS
 from genie_utils.store import Store
 
 

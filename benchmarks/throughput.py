@@ -54,7 +54,7 @@ import torch
 from PIL import Image
 
 from genie_utils import ada, companion, generate, pipeline, profiles, speed
-from genie_utils.recipe import profile_recipe
+from genie_utils.recipe import GENIE_NOISE_RATIO, profile_recipe
 from genie_utils.store import atomic_write
 
 NAMES = ["heart", "animal mammal", "food fruit", "transport ground", "face smiling", "sky & weather"]
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--images", type=int, default=64, help="images per timing (per setting, batch size, repeat)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per setting and batch size (median kept)")
-    parser.add_argument("--noise-ratio", type=float, default=0.8)
+    parser.add_argument("--noise-ratio", type=float, default=GENIE_NOISE_RATIO)
     parser.add_argument("--ada", action="store_true", help="also time GeNIe-Ada's sweep (5 ratios per kept image)")
     parser.add_argument("--device", help="cpu or cuda (default: a GPU if there is one)")
     parser.add_argument("--reference-only", action="store_true",

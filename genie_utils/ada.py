@@ -23,11 +23,9 @@ from .features import Backbone, FeatureCache, embed
 from .generate import GenieGenerator
 from .jobs import Job, in_shard, keyed_jobs, manifest_row, run_jobs
 from .pairing import episode_jobs, sample_episode
-from .recipe import METHODS, kept_steps
+from .recipe import ADA_RATIOS, METHODS, kept_steps
 from .store import Store, claimed_batches, spec_key
 from .validation import UsageError, check_batch_size, check_noise_ratio
-
-ADA_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .profiles import BACKBONES
+from .recipe import GENIE_NOISE_RATIO
 from .speed import SETTINGS as SPEED_SETTINGS
 from .validation import INTERRUPTED, UsageError
 
@@ -64,7 +65,7 @@ def checked_generation(args) -> Generation:
     method = args.method
     if method != "genie" and args.noise_ratio is not None:
         raise UsageError(f"--noise-ratio is GeNIe's; {method} uses its own ratio ({METHOD_HELP[method]})")
-    noise_ratio = check_noise_ratio(0.8 if args.noise_ratio is None else args.noise_ratio)
+    noise_ratio = check_noise_ratio(GENIE_NOISE_RATIO if args.noise_ratio is None else args.noise_ratio)
     # --steps, --guidance and --prompt-template checked by the recipe, before any dataset is read
     recipe = Recipe(num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
                     prompt_template=args.prompt_template)
@@ -182,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
     make.add_argument("--method", choices=list(METHOD_HELP), default="genie", help="what to make (methods above)")
     make.add_argument("--source-classes", nargs="+", metavar="CLASS", help="GeNIe's source classes (default: all)")
     make.add_argument("--target-classes", nargs="+", metavar="CLASS", help="target classes (default: all)")
-    make.add_argument("--noise-ratio", type=float, help="GeNIe's r (default 0.8, the paper's)")
+    make.add_argument("--noise-ratio", type=float, help=f"GeNIe's r (default {GENIE_NOISE_RATIO:g}, the paper's)")
     make.add_argument("--variants", type=int, help="baselines: images per image of a target class (default 1)")
     make.add_argument("--steps", type=int, default=50, help="denoising steps of the full schedule")
     make.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")

@@ -23,7 +23,7 @@ from .generate import GenieGenerator
 from .oracle import crossover, label_consistency, load_oracle
 from .pairing import pairs_per_target
 from .profiles import resolve
-from .recipe import profile_recipe
+from .recipe import EDITING_RATIOS, GENIE_NOISE_RATIO, profile_recipe
 from .results import normal_interval
 from .splits import BINS, EVALUATION, GENERATOR, bin_of, pool_images
 from .store import Store
@@ -60,7 +60,7 @@ def training_images(profile: dict) -> TrainingImages:
     fine-tuning adds (`companion_renderings`), and the mirror image of each image whose meaning mirroring keeps
     (`data.mirror_keeps_meaning`; a fine-tuning with `flip` trains on those too), with the identity of its
     original. A mirrored copy is a copy whether or not the model saw the mirror image."""
-    images, _, rows = generator_pool.training_images(profile, generator_pool.companion_renderings(profile))
+    images, _, rows = generator_pool.captioned_images(profile, generator_pool.companion_renderings(profile))
     mirrored = torch.tensor([mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name, rows.name)])
     identities = list(rows.identity) + list(rows.identity[mirrored.numpy()])
     return TrainingImages(torch.cat([images, images[mirrored].flip(-1)]), identities)
@@ -225,16 +225,16 @@ def target_check(summary: pd.DataFrame, few_group: str = "few (generator pool)")
     if cross <= everyone.noise_ratio.min():
         cross = float("nan")  # P(target) leads already at the lowest r measured: the crossover lies below it
     best_ratio, best_rate = best_hard_negative_ratio(summary)
-    t = TARGETS
+    t, r = TARGETS, GENIE_NOISE_RATIO
     rows = [
         ("crossover r (all classes; NaN: below the lowest r)", f"{t['crossover_low']:g} to {t['crossover_high']:g}",
          cross, t["crossover_low"] <= cross <= t["crossover_high"]),
-        ("P(target) at r = 0.8 (all classes)", f">= {t['p_target_at_0.8']:g}", _at(summary, "all classes", 0.8, "p_target"),
-         _at(summary, "all classes", 0.8, "p_target") >= t["p_target_at_0.8"]),
-        ("P(target) at r = 0.8 (few bin)", f">= {t['p_target_at_0.8_few']:g}", _at(summary, few_group, 0.8, "p_target"),
-         _at(summary, few_group, 0.8, "p_target") >= t["p_target_at_0.8_few"]),
-        ("copy rate at r = 0.8", f"<= {t['copy_rate_at_0.8']:g}", _at(summary, "all classes", 0.8, "copy_rate"),
-         _at(summary, "all classes", 0.8, "copy_rate") <= t["copy_rate_at_0.8"]),
+        (f"P(target) at r = {r:g} (all classes)", f">= {t['p_target_at_0.8']:g}", _at(summary, "all classes", r, "p_target"),
+         _at(summary, "all classes", r, "p_target") >= t["p_target_at_0.8"]),
+        (f"P(target) at r = {r:g} (few bin)", f">= {t['p_target_at_0.8_few']:g}", _at(summary, few_group, r, "p_target"),
+         _at(summary, few_group, r, "p_target") >= t["p_target_at_0.8_few"]),
+        (f"copy rate at r = {r:g}", f"<= {t['copy_rate_at_0.8']:g}", _at(summary, "all classes", r, "copy_rate"),
+         _at(summary, "all classes", r, "copy_rate") <= t["copy_rate_at_0.8"]),
         ("best hard-negative rate", f">= {t['hard_negative_rate']:g}", best_rate, best_rate >= t["hard_negative_rate"]),
         ("r of the best hard-negative rate", f"{t['best_ratio_low']:g} to {t['best_ratio_high']:g}", best_ratio,
          t["best_ratio_low"] <= best_ratio <= t["best_ratio_high"]),
@@ -279,8 +279,6 @@ def agreeing_settings(cells: pd.DataFrame) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # The benchmark over a profile's dataset
 
-RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -303,8 +301,9 @@ def profile_settings(profile: dict) -> list[Setting]:
     return list(dict.fromkeys([Setting(50, 7.5), own]))
 
 
-def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2, ratios: Sequence[float] = RATIOS,
-              seed: int = 0, model=None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2,
+              ratios: Sequence[float] = EDITING_RATIOS, seed: int = 0, model=None,
+              progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The editing benchmark of `model` (default: the profile's generator) under each setting: `per_class` pairs
     with every class as the target, sources drawn (`seed`) from the evaluation pool's images of other classes,
     one noise draw per pair shared by every r and setting. Images are kept in the store

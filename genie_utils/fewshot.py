@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import results as result_tables
-from .ada import ADA_RATIOS, choose_candidates, class_prototypes, generate_candidates
+from .ada import choose_candidates, class_prototypes, generate_candidates
 from .augment import MIX_METHODS, View, mixed_sample, view_seed
 from .classifier import fit_linear_sgd, fit_logistic, one_hot, soft_labels
 from .data import load_image
@@ -29,7 +29,7 @@ from .jobs import run_jobs
 from .oracle import NO_ORACLE
 from .pairing import BASELINES, episode_jobs, episode_sets, episodes_table, read_episodes, write_episodes
 from .profiles import resolve
-from .recipe import METHODS
+from .recipe import ADA_RATIOS, METHODS
 from .results import read_augmentations, row_name, summarise, write_table
 from .store import atomic_write
 

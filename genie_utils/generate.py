@@ -42,7 +42,7 @@ from .data import file_sha256, load_image, to_rgb
 from .jobs import Job, generate_batch, job_seed
 from .pipeline import default_device, load_pipeline
 from .profiles import resolve
-from .recipe import SCHEDULER_SETTINGS, Recipe, kept_steps, profile_recipe
+from .recipe import GENIE_NOISE_RATIO, SCHEDULER_SETTINGS, Recipe, kept_steps, profile_recipe
 from .validation import check_batch_size, check_class, check_noise_ratio
 
 
@@ -286,7 +286,7 @@ def _direct(generator: GenieGenerator, method: str, images, ids, source_class: s
 OUTPUT_TYPES = ("pil", "np", "pt")  # what `genie`, `img2img` and `txt2img` return
 
 
-def genie(generator: GenieGenerator, sources, target_class: str, noise_ratio: float = 0.8,
+def genie(generator: GenieGenerator, sources, target_class: str, noise_ratio: float = GENIE_NOISE_RATIO,
           class_names: dict[str, str] | None = None, source_ids: Sequence[str] | None = None,
           output_type: str = "pil"):
     """GeNIe hard negatives: each source image denoised from r towards `target_class`'s prompt.

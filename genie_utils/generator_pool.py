@@ -15,7 +15,7 @@ from .profiles import resolve
 from .splits import GENERATOR, pool_images
 
 
-def training_images(profile: dict, renderings=(), style_captions: bool = False):
+def captioned_images(profile: dict, renderings=(), style_captions: bool = False):
     """The generator pool's images as a tensor in [-1, 1] (N, 3, H, W), their prompts, and their rows (with a
     `style` column). `renderings`: other emoji styles (`data.EMOJI_STYLES`) whose drawings of the same emoji follow
     the dataset's own, with the same identities and classes (`data.style_renderings`), and the same prompts; with

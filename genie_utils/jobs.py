@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Protocol, Sequence
 
 import pandas as pd
 import torch
@@ -23,8 +23,28 @@ from .recipe import METHODS, Recipe, pair_seed
 from .store import Store, claimed_batches, spec_key
 from .validation import check_batch_size, check_class, check_count, check_noise_ratio, check_shard
 
-if TYPE_CHECKING:  # annotations only: the generator module imports this one
-    from .generate import GenieGenerator
+
+class ImageGenerator(Protocol):
+    """What running jobs needs of a generator (`generate.GenieGenerator` is one): its recipe, its identity for the
+    store keys and manifest, and one batch of images at one noise ratio."""
+    recipe: Recipe
+    model_info: dict             # model, model_revision, model_fingerprint
+    batch_size: int              # images per batch unless `run_jobs` is given one
+    speed: str                   # the speed setting, for the manifest
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def size(self) -> tuple[int, int]: ...  # (height, width) of the images
+
+    def timesteps(self, noise_ratio: float) -> torch.Tensor: ...
+
+    def generate(self, sources: Sequence[Image.Image] | None, display_names: Sequence[str], noise_ratio: float,
+                 seeds: Sequence[int], output_type: str = "pil"): ...
 
 
 @dataclass(frozen=True)
@@ -84,7 +104,7 @@ def _versions() -> dict:
                                                                   "genie-companion")}
 
 
-def job_spec(generator: GenieGenerator, job: Job, prompt: str, source_sha256: str) -> dict:
+def job_spec(generator: ImageGenerator, job: Job, prompt: str, source_sha256: str) -> dict:
     """Everything that determines a job's image: its store key is a hash of this."""
     recipe = generator.recipe
     identity = version_spec(generator)
@@ -97,7 +117,7 @@ def job_spec(generator: GenieGenerator, job: Job, prompt: str, source_sha256: st
     }
 
 
-def version_spec(generator: GenieGenerator) -> dict:
+def version_spec(generator: ImageGenerator) -> dict:
     """What makes one version of every image: the model, the recipe, the size, the dtype and the base seed. Two
     of them in one store would give each (source, target) pair twice; `genie generate` refuses that."""
     recipe = generator.recipe
@@ -116,7 +136,7 @@ def version_spec(generator: GenieGenerator) -> dict:
     }
 
 
-def manifest_row(generator: GenieGenerator, spec: dict, source_path: str, seconds: float | None) -> dict:
+def manifest_row(generator: ImageGenerator, spec: dict, source_path: str, seconds: float | None) -> dict:
     """A job's specification plus what is known once its image exists: timesteps run, time, versions."""
     timesteps = generator.timesteps(spec["noise_ratio"])
     return {**spec, **generator.model_info, "source_path": source_path, "denoising_steps": len(timesteps),
@@ -126,7 +146,7 @@ def manifest_row(generator: GenieGenerator, spec: dict, source_path: str, second
             "versions": _versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def keyed_jobs(generator: GenieGenerator, jobs: Iterable[Job], class_names: dict[str, str]) -> list[tuple[str, Job, dict]]:
+def keyed_jobs(generator: ImageGenerator, jobs: Iterable[Job], class_names: dict[str, str]) -> list[tuple[str, Job, dict]]:
     """(store key, job, spec) per job, checking every class and source file (present, and readable as
     `data.check_image_file` checks a dataset's files) before any work."""
     if not isinstance(class_names, Mapping):
@@ -151,7 +171,7 @@ def keyed_jobs(generator: GenieGenerator, jobs: Iterable[Job], class_names: dict
     return keyed
 
 
-def generate_batch(generator: GenieGenerator, batch: list[tuple[str, Job, dict]], class_names: dict[str, str],
+def generate_batch(generator: ImageGenerator, batch: list[tuple[str, Job, dict]], class_names: dict[str, str],
                     sources: list[Image.Image] | None = None, output_type: str = "pil"):
     """The images of jobs sharing one noise ratio: sources loaded (unless given), seeds from the specs."""
     ratio = batch[0][1].noise_ratio
@@ -161,7 +181,7 @@ def generate_batch(generator: GenieGenerator, batch: list[tuple[str, Job, dict]]
                               ratio, [spec["seed"] for _, _, spec in batch], output_type)
 
 
-def run_jobs(generator: GenieGenerator, jobs: Iterable[Job], store: Store, class_names: dict[str, str],
+def run_jobs(generator: ImageGenerator, jobs: Iterable[Job], store: Store, class_names: dict[str, str],
              batch_size: int | None = None, progress: bool = True,
              shard: tuple[int, int] | None = None) -> pd.DataFrame:
     """Generate every job not yet in the store; return the manifest rows of all `jobs`, in order.

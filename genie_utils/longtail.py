@@ -24,7 +24,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from . import results as result_tables
-from .ada import ADA_RATIOS, choose_candidates, class_prototypes, generate_candidates
+from .ada import choose_candidates, class_prototypes, generate_candidates
 from .augment import MIX_METHODS
 from .classifier import fit_linear_sgd, one_hot, soft_labels
 from .data import COLUMNS, load_image, read_class_names
@@ -32,7 +32,7 @@ from .features import FeatureCache, embed, load_backbone, mixed_features
 from .jobs import run_jobs
 from .pairing import BASELINES, budget_hard_negative_jobs, budget_own_class_jobs
 from .profiles import resolve
-from .recipe import METHODS
+from .recipe import ADA_RATIOS, METHODS
 from .results import read_augmentations, write_table
 from .splits import BINS, bin_of
 

@@ -16,8 +16,8 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
-from .ada import ADA_RATIOS
 from .profiles import resolve
+from .recipe import ADA_RATIOS
 from .results import method_label, row_name
 
 COLUMN_INCHES = 3.4  # one column of a two-column paper

@@ -20,9 +20,8 @@ from typing import Callable, Sequence
 import torch
 
 from . import data, features, longtail, oracle, pipeline, splits
-from .ada import ADA_RATIOS  # GeNIe's ratios in the few-shot experiment: GeNIe-Ada's candidates
 from .profiles import resolve
-from .recipe import METHODS, kept_steps
+from .recipe import ADA_RATIOS, METHODS, kept_steps
 from .speed import benchmarks_folder, estimate_seconds  # as `genie generate --dry-run` estimates
 
 BASELINES = tuple(name for name, method in METHODS.items() if method.prompt_class == "own")

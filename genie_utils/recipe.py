@@ -1,6 +1,6 @@
-"""The paper's methods (GeNIe and its baselines, each a noise ratio and whose class the prompt names) and the
-sampling recipe: steps, guidance, prompt, seeds, and how r selects the schedule's last steps. docs/method.md
-specifies each choice against the paper and the official code."""
+"""The paper's methods (GeNIe and its baselines, each a noise ratio and whose class the prompt names), the grids
+of r the experiments sweep, and the sampling recipe: steps, guidance, prompt, seeds, and how r selects the
+schedule's last steps. docs/method.md specifies each choice against the paper and the official code."""
 from __future__ import annotations
 
 import hashlib
@@ -18,13 +18,23 @@ class Method:
     prompt_class: str  # "target": another class (GeNIe); "own": the source's class (baselines)
 
 
+GENIE_NOISE_RATIO = 0.8  # GeNIe's r, the paper's: the source's layout kept, the target's class shown
+
 METHODS = {
-    "genie": Method("genie", 0.8, "target"),
+    "genie": Method("genie", GENIE_NOISE_RATIO, "target"),
     "img2img_low": Method("img2img_low", 0.3, "own"),     # Img2Img^L
     "img2img_high": Method("img2img_high", 0.7, "own"),   # Img2Img^H
     # The official script runs its "txt2img" at r = 0.8 by mistake; text-to-image is r = 1.0.
     "txt2img": Method("txt2img", 1.0, "own"),
 }
+
+# The grids of r, each its experiment's own (an image's store key holds its r, so a grid is part of the results).
+ADA_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)  # GeNIe-Ada's candidates, one noise draw per pair (the paper's R)
+EDITING_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the editing benchmark: every tenth of the range
+JUDGE_RATIOS = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the model card's oracle curve: the editing r but 0.4
+SAMPLE_RATIOS = ADA_RATIOS + (1.0,)  # the model card's samples of one target: GeNIe-Ada's R and text-to-image
+STEPS_BENCHMARK_RATIOS = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the denoising-steps benchmark: Img2Img^L, R, Txt2Img
+
 # Scheduler settings that decide the timesteps: pinned, so that a model folder cannot change them silently.
 SCHEDULER_SETTINGS = dict(algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="linspace",
                           use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,

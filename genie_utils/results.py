@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .recipe import METHODS
+from .recipe import GENIE_NOISE_RATIO, METHODS
 from .store import atomic_write
 
 # Method names as the paper writes them: (Markdown, LaTeX).
@@ -23,7 +23,8 @@ METHOD_LABELS = {
     "weak": ("Weak aug.", "Weak aug."), "strong": ("Strong aug.", "Strong aug."),
     "mixup": ("MixUp", "MixUp"), "cutmix": ("CutMix", "CutMix"),
     "img2img_low": ("Img2Img^L", "Img2Img$^L$"), "img2img_high": ("Img2Img^H", "Img2Img$^H$"),
-    "txt2img": ("Txt2Img", "Txt2Img"), "genie": ("GeNIe (r = 0.8)", "GeNIe ($r=0.8$)"),
+    "txt2img": ("Txt2Img", "Txt2Img"),
+    "genie": (f"GeNIe (r = {GENIE_NOISE_RATIO:g})", f"GeNIe ($r={GENIE_NOISE_RATIO:g}$)"),
     "genie_ada": ("GeNIe-Ada", "GeNIe-Ada"),
     "balanced": ("Class-balanced sampling", "Class-balanced sampling"),
     "logit_adjusted": ("Logit adjustment", "Logit adjustment"), "plain": ("Cross-entropy", "Cross-entropy"),

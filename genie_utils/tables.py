@@ -28,6 +28,7 @@ from . import claims, editing, longtail, preflight, results, settle
 from .companion import card
 from .fewshot import CLAIMS, table_rows
 from .profiles import load_profile, project_root
+from .recipe import EDITING_RATIOS, GENIE_NOISE_RATIO
 
 # The shipped model's folder, whose editing benchmark (editing.csv) README quotes.
 COMPANION = Path("models") / "genie-companion"
@@ -282,7 +283,7 @@ def companion_targets(path: Path) -> str:
     return card.targets_table(companion_rows(path)) + "\n"
 
 
-def companion_measure(path: Path, measure: str, ratio: float = 0.8, group: str = "all classes",
+def companion_measure(path: Path, measure: str, ratio: float = GENIE_NOISE_RATIO, group: str = "all classes",
                       steps: int | str | None = None, percent: bool = False) -> str:
     """One measure of an editing benchmark (`path`: an editing.csv) for one group of target classes (`crossover`:
     where P(target) crosses P(source); else its value at `ratio`)."""
@@ -344,9 +345,8 @@ def companion_judge(root: Path) -> str:
     return card.judge_table(pd.read_csv(root / COMPANION / "judge_curve.csv")) + "\n"
 
 
-# The editing benchmark's measures, r and groups a page may quote (`companion/editing/...` values).
+# The editing benchmark's measures and groups a page may quote, at each of its r (`companion/editing/...` values).
 EDITING_MEASURES = ("p_target", "p_source", "oracle_target", "copy_rate", "keep", "hard_negative_rate")
-EDITING_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 EDITING_GROUPS = {"": "all classes", "/many": "many (generator pool)", "/medium": "medium (generator pool)",
                   "/few": "few (generator pool)"}
 

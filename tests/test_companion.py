@@ -26,7 +26,7 @@ def test_smoke_training_through_a_pack_writes_a_loadable_half_precision_pipeline
     read = companion.read_pack(companion.write_pack(pack, tmp_path / "pack.npz"))
     assert torch.equal(read["pixels"], pack["pixels"]) and read["prompts"] == pack["prompts"]
     assert torch.equal(read["pixels"][:3].float() / 127.5 - 1,
-                       data.images_tensor(generator_pool.training_images(profile)[2].path[:3]))
+                       data.images_tensor(generator_pool.captioned_images(profile)[2].path[:3]))
     trained = companion.train_pack(read, tmp_path / "work", device="cpu", progress=False)
     back = companion.read_weights(companion.write_weights(trained, tmp_path / "weights"))
     for part, returned in zip(trained["parts"], back["parts"]):
@@ -362,14 +362,14 @@ def test_renderings_add_the_generator_pool_s_emoji_in_another_style(tmp_path, mo
     from genie_utils import editing, splits
 
     profile = profiles.load_profile("smoke")
-    images, prompts, rows = generator_pool.training_images(profile)
+    images, prompts, rows = generator_pool.captioned_images(profile)
     evaluation = splits.pool_images(profile, data.load_dataset(profile, progress=False), splits.EVALUATION)
     ids = list(rows.image_id[:2])
     red = Image.new("RGBA", (64, 64), (255, 0, 0, 255))
     fake_emoji_style({"package/LICENSE": b"MIT",
                       **{f"package/img/fake/64/{i.lower()}.png": red for i in ids + [evaluation.image_id.iloc[0]]}})
     monkeypatch.setattr(generator_pool, "styles_cache", lambda profile: tmp_path / "styles")
-    more, more_prompts, more_rows = generator_pool.training_images(profile, ["fake"])
+    more, more_prompts, more_rows = generator_pool.captioned_images(profile, ["fake"])
     assert len(more_rows) == len(rows) + 2 and list(more_rows.image_id[-2:]) == ids
     assert list(more_rows["style"][-3:]) == ["openmoji", "fake", "fake"] and more_prompts[-2:] == prompts[:2]
     assert torch.equal(more[:len(rows)], images) and more[-1, :, 32, 32].tolist() == [1.0, -1.0, -1.0]
@@ -389,7 +389,7 @@ def test_renderings_add_the_generator_pool_s_emoji_in_another_style(tmp_path, mo
     assert tagged["prompts"][:len(rows)] == prompts and tagged["prompts"][-2:] == \
         [prompts[i].replace(" a ", " a fake ", 1) for i in (0, 1)]  # "a photo of a fake <class>."
     with pytest.raises(ValueError, match="need the openmoji dataset, not 'folders'"):
-        generator_pool.training_images(profiles.load_profile("paper"), ["google"])
+        generator_pool.captioned_images(profiles.load_profile("paper"), ["google"])
 
 
 def test_renderings_enter_a_fingerprint_only_when_set_and_the_card_names_their_licences():

@@ -1,4 +1,5 @@
-"""The library's module graph: no module imports, at its top, one that imports it back (directly or not)."""
+"""The library's module graph: no module imports one that imports it back (directly or not), at any level: at
+its top, inside a function, or for type checking only (`if TYPE_CHECKING:`)."""
 import ast
 from pathlib import Path
 
@@ -7,10 +8,10 @@ import genie_utils
 PACKAGE = Path(genie_utils.__file__).parent
 
 
-def top_level_imports(path: Path, package: str) -> set[str]:
-    """The package's modules that `path` imports at module level (not inside functions)."""
+def package_imports(path: Path, package: str) -> set[str]:
+    """The package's modules that `path` imports (relative imports), wherever the import statement stands."""
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
             if node.module:
@@ -26,7 +27,7 @@ def module_graph() -> dict[str, set[str]]:
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         package = ".".join(parts[:-1])
-        graph[name] = top_level_imports(path, package)
+        graph[name] = package_imports(path, package)
     modules = set(graph)
     return {name: {m for m in targets if m in modules} for name, targets in graph.items()}
 
@@ -56,8 +57,40 @@ def test_the_module_graph_has_no_cycle():
     assert cycles(graph) == []
 
 
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for child in graph.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def test_the_figures_and_the_job_runner_do_not_import_the_generator():
+    graph = module_graph()
+    assert "genie_utils.generate" not in graph["genie_utils.jobs"]  # jobs.ImageGenerator says what it needs
+    assert {"genie_utils.ada", "genie_utils.generate"}.isdisjoint(reachable(graph, "genie_utils.plots"))
+
+
 def test_a_cycle_is_found():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_imports_are_seen_at_every_level(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text("from typing import TYPE_CHECKING\n\nfrom .top import x\n\nif TYPE_CHECKING:\n"
+                    "    from .typing_only import Y\n\n\ndef f():\n    from . import inner\n    from ..up import z\n")
+    assert package_imports(path, "pkg.sub") == {"pkg.sub.top", "pkg.sub.typing_only", "pkg.sub.inner", "pkg.up"}
+
+
+def test_a_cycle_through_a_type_checking_import_is_found(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("from .b import run\n")
+    (package / "b.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .a import A\n")
+    graph = {f"pkg.{name}": package_imports(package / f"{name}.py", "pkg") for name in ("a", "b")}
+    assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]
 
 
 def imports_inside_functions(path: Path) -> list[str]:

@@ -15,7 +15,7 @@ from ..jobs import run_jobs
 from ..oracle import consistency_summary, crossover, label_consistency, load_oracle
 from ..pairing import pairs_per_target, sweep_jobs
 from ..profiles import resolve
-from ..recipe import profile_recipe
+from ..recipe import GENIE_NOISE_RATIO, JUDGE_RATIOS, SAMPLE_RATIOS, profile_recipe
 from ..splits import EVALUATION, fewshot_eligibility, pool_images
 from ..store import Store
 from .train import hardware
@@ -23,7 +23,6 @@ from .train import hardware
 SAMPLING_WORDS = {"uniform": "uniformly over images (classes in proportion to their size)",
                   "sqrt": "with each class in proportion to the square root of its size",
                   "balanced": "class-balanced (every class equally often, however few its images)"}
-JUDGE_RATIOS = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, seed: int = 0, progress: bool = True):
@@ -31,10 +30,11 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
     the target (sources: evaluation-pool images of other classes, never seen by the generator).
 
     Writes `judge_curve.csv` into the model folder: one curve per group of target classes, each class weighing
-    the same: all classes, the long-tail bins by generator-pool size (many > 100, few < 20 images), and the 15
-    classes few-shot eligible with 16 queries (the first model card's classes). Also GeNIe's images per second
-    at r = 0.8 on the machine that judged. The judge is the profile's oracle `path` (where the embedded profile's
-    `make companion` also writes a retrained one), as in the editing benchmark. Returns that table."""
+    the same: all classes, the long-tail bins by generator-pool size (the profile's `[splits]` thresholds), and the
+    15 classes few-shot eligible with 16 queries (the first model card's classes). Also GeNIe's images per second
+    at its r (`recipe.GENIE_NOISE_RATIO`) on the machine that judged. The judge is the profile's oracle `path`
+    (where the embedded profile's `make companion` also writes a retrained one), as in the editing benchmark.
+    Returns that table."""
     folder = Path(folder) if folder else resolve(profile, profile["companion"]["output"])
     dataset = load_dataset(profile, progress=False)
     evaluation = pool_images(profile, dataset, EVALUATION)
@@ -51,7 +51,7 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
     sixteen = fewshot_eligibility(evaluation, [1], 16)  # what 1-shot episodes with the paper's 16 queries can use
     groups = {**profile_target_groups(profile, dataset),
               "15 classes eligible at 16 queries": list(sixteen[sixteen.eligible_1shot].class_name)}
-    seconds = [store.row(k)["seconds"] for k, r in zip(table.key, table.noise_ratio) if r == 0.8]
+    seconds = [store.row(k)["seconds"] for k, r in zip(table.key, table.noise_ratio) if r == GENIE_NOISE_RATIO]
     parts = [consistency_summary(table[table.target_class.isin(members)], per_target_class=True)
              .assign(group=name, classes=len(members)) for name, members in groups.items()]
     summary = pd.concat(parts, ignore_index=True).assign(steps=recipe.num_inference_steps,
@@ -117,6 +117,7 @@ def write_model_card(profile: dict, folder=None, samples: int = 6) -> Path:
     files = model_files(folder)
     table = judge_table(curve)
     pairs = int(everyone.pairs.iloc[0])
+    thresholds = profile["splits"]  # the long-tail bins' (`splits.bin_of`), as the judge's groups use them
     minutes = lambda s: f"{s / 60:.1f} min"  # noqa: E731
     base = record.get("fine_tuned_from", record)  # the VAE and the first denoiser training
     settings = base["settings"]
@@ -172,12 +173,12 @@ top-1 {oracle["evaluation_top1"]:.3f} on the {oracle["evaluation_images"]} unsee
 outputs of {pairs} (source, target) pairs: every class of the dataset as the target the same number of times,
 sources drawn from the evaluation pool's images of other classes, {int(curve.steps.iloc[0])} DPM-Solver++ steps,
 guidance {profile_recipe(profile).guidance_scale:g}. Each cell: mean P(target) / mean P(source) / share of images the oracle names the target, each
-target class weighing the same; groups by the target class (bins by generator-pool images: many > 100, few < 20).
+target class weighing the same; groups by the target class (bins by generator-pool images: many > {thresholds["many_shot_threshold"]}, few < {thresholds["few_shot_threshold"]}).
 
 {table}
 
 Over all classes, {crossing(cross, everyone.noise_ratio.min())}.
-GeNIe at r = 0.8 made {curve.genie_images_per_second.iloc[0]:.2f} images/s while judging ({curve.hardware.iloc[0]},
+GeNIe at r = {GENIE_NOISE_RATIO:g} made {curve.genie_images_per_second.iloc[0]:.2f} images/s while judging ({curve.hardware.iloc[0]},
 batch {profile["generation"]["batch_size"]}).
 
 ![judge](judge.png)
@@ -191,7 +192,7 @@ Sample outputs (source, then GeNIe at each r):
 
 
 def one_target_samples(profile: dict, folder=None, sources: int = 6,
-                       ratios=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> Path:
+                       ratios=SAMPLE_RATIOS) -> Path:
     """Several sources to one target: GeNIe outputs of `sources` evaluation-pool images of other classes towards
     the walkthrough's first target class, at each r; drawn as `samples_one_target.png` in the model folder."""
     folder = Path(folder) if folder else resolve(profile, profile["companion"]["output"])

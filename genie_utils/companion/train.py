@@ -25,9 +25,10 @@ from transformers import CLIPTextModel
 
 from .. import editing
 from ..data import mirror_keeps_meaning
-from ..generator_pool import training_images
+from ..generator_pool import captioned_images
 from ..pipeline import write_checksums
 from ..profiles import resolve
+from ..recipe import GENIE_NOISE_RATIO
 from ..store import atomic_write
 from ..training import fit, step_generator, tensor_digest
 from .architecture import CompanionSize, build_parts, build_pipeline, noise_schedule
@@ -226,8 +227,8 @@ def pack_training_data(profile: dict, settings: dict | None = None) -> dict:
     `settings`: the training settings it carries (default: the profile's `[companion.training]`)."""
     spec = profile["companion"]
     settings = dict(spec["training"] if settings is None else settings)
-    images, prompts, train = training_images(profile, settings.get("renderings", ()),
-                                             settings.get("style_captions", False))
+    images, prompts, train = captioned_images(profile, settings.get("renderings", ()),
+                                              settings.get("style_captions", False))
     token_ids, empty_ids = tokenize(prompts)
     templates = settings.get("caption_templates", [])
     caption_ids = torch.stack([token_ids] + [tokenize([t.format(n) for n in train.display_name])[0] for t in templates])
@@ -492,8 +493,8 @@ def snapshots_present(trained: dict, folder) -> dict:
     return {**trained, "histories": {**trained["histories"], stage: kept}}
 
 
-def choose_snapshot(profile: dict, trained: dict, workdir, ratio: float = 0.8, per_class: int = 1, seed: int = 1,
-                    progress: bool = True) -> dict:
+def choose_snapshot(profile: dict, trained: dict, workdir, ratio: float = GENIE_NOISE_RATIO, per_class: int = 1,
+                    seed: int = 1, progress: bool = True) -> dict:
     """Choose among the EMA snapshots of the last denoiser training (history entries naming a `snapshot` file in
     `workdir`; the last one's weights are the trained parts, used when its file is absent) by the editing benchmark
     at the profile's recipe, not by loss: the lowest copy rate at r = `ratio` among the snapshots whose P(target)
