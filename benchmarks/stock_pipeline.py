@@ -20,6 +20,7 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
 from genie_utils import data, oracle, pairing, profiles, splits
+from genie_utils.images import to_rgb
 
 
 def main(argv=None) -> int:
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
         images, began = [], time.perf_counter()
         for start in range(0, len(pairs), args.batch_size):
             chunk = pairs.iloc[start:start + args.batch_size]
-            sources = [data.to_rgb(Image.open(path)).resize((size, size)) for path in chunk.path]
+            sources = [to_rgb(Image.open(path)).resize((size, size)) for path in chunk.path]
             prompts = [f"a photo of a {names[c]}." for c in chunk.target_class]
             seeds = [torch.Generator().manual_seed(1000 + start + j) for j in range(len(chunk))]
             images += pipe(prompts, image=sources, strength=ratio, num_inference_steps=args.steps,

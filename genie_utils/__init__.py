@@ -11,8 +11,10 @@ One module per idea; notebooks and the command lines call them, and every result
   sharded), `store` (images beside their manifest rows, claims between workers, one version per store), `export` (a
   store's images as an ImageFolder dataset), `speed` (how a pipeline runs, and how long it takes),
   `validation` (every check of what a user passes in).
-- Data: `data` (the embedded OpenMoji set and class folders), `splits` (evaluation and generator pools, the
-  long-tail split), `generator_pool` (the images the companion model trains on).
+- Data: `data` (the dataset a profile names), `openmoji` (the embedded set, rendered and checked), `class_folders`
+  (a user's class folders and class-name files), `images` (decoding and checking image files), `emoji_styles` (the
+  same emoji in other styles), `splits` (evaluation and generator pools, the long-tail split), `generator_pool` (the
+  images the companion model trains on).
 - Measuring: `features` (frozen backbones, cached), `classifier`, `fewshot` and `longtail` (the two experiments),
   `oracle` (an independent judge of an image's class), `editing` (does the generator edit like Stable Diffusion?),
   `results` (intervals and tables), `plots` (figures from result files).

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .data import load_image
+from .images import load_image
 from .features import Backbone, FeatureCache, embed
 from .generate import GenieGenerator
 from .jobs import Job, in_shard, keyed_jobs, manifest_row, run_jobs

@@ -103,7 +103,8 @@ def checked_generation(args) -> Generation:
 def generate_command(args) -> int:
     from . import speed
     from .ada import generate_choices, image_steps
-    from .data import class_display_names, load_class_folders
+    from .class_folders import load_class_folders
+    from .data import class_display_names
     from .features import named_backbone
     from .generate import GenieGenerator
     from .jobs import process_state, run_jobs, version_spec

@@ -18,8 +18,10 @@ import pandas as pd
 import torch
 
 from . import generator_pool
-from .data import class_display_names, images_tensor, load_dataset, load_image, mirror_keeps_meaning
+from .data import class_display_names, load_dataset
 from .generate import GenieGenerator
+from .images import images_tensor, load_image
+from .openmoji import mirror_keeps_meaning
 from .oracle import crossover, label_consistency, load_oracle
 from .pairing import pairs_per_target
 from .profiles import resolve
@@ -58,7 +60,7 @@ class TrainingImages:
 def training_images(profile: dict) -> TrainingImages:
     """Every image the companion model trains on: the generator pool, in every emoji style its training or
     fine-tuning adds (`companion_renderings`), and the mirror image of each image whose meaning mirroring keeps
-    (`data.mirror_keeps_meaning`; a fine-tuning with `flip` trains on those too), with the identity of its
+    (`openmoji.mirror_keeps_meaning`; a fine-tuning with `flip` trains on those too), with the identity of its
     original. A mirrored copy is a copy whether or not the model saw the mirror image."""
     images, _, rows = generator_pool.captioned_images(profile, generator_pool.companion_renderings(profile))
     mirrored = torch.tensor([mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name, rows.name)])

@@ -28,7 +28,7 @@ from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
 from .augment import mix_weight, mixed_sample
-from .data import file_sha256, load_image, to_rgb
+from .images import file_sha256, load_image, to_rgb
 from .profiles import resolve
 from .store import atomic_write
 from .validation import check_batch_size

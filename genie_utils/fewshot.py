@@ -22,7 +22,7 @@ from . import results as result_tables
 from .ada import choose_candidates, class_prototypes, generate_candidates
 from .augment import MIX_METHODS, View, mixed_sample, view_seed
 from .classifier import fit_linear_sgd, fit_logistic, one_hot, soft_labels
-from .data import load_image
+from .images import load_image
 from .features import FeatureCache, embed, image_hash, load_backbone
 from .features import mixed_features as features_of_mixes
 from .jobs import run_jobs

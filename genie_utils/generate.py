@@ -38,7 +38,7 @@ from diffusers import DPMSolverMultistepScheduler
 from PIL import Image
 
 from . import speed as speed_settings
-from .data import file_sha256, load_image, to_rgb
+from .images import file_sha256, load_image, to_rgb
 from .jobs import Job, generate_batch, job_seed
 from .pipeline import default_device, load_pipeline
 from .profiles import resolve

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import images_tensor, load_dataset, style_renderings
+from .data import load_dataset
+from .emoji_styles import style_renderings
+from .images import images_tensor
 from .profiles import resolve
 from .splits import GENERATOR, pool_images
 
 
 def captioned_images(profile: dict, renderings=(), style_captions: bool = False):
     """The generator pool's images as a tensor in [-1, 1] (N, 3, H, W), their prompts, and their rows (with a
-    `style` column). `renderings`: other emoji styles (`data.EMOJI_STYLES`) whose drawings of the same emoji follow
-    the dataset's own, with the same identities and classes (`data.style_renderings`), and the same prompts; with
+    `style` column). `renderings`: other emoji styles (`emoji_styles.EMOJI_STYLES`) whose drawings of the same emoji follow
+    the dataset's own, with the same identities and classes (`emoji_styles.style_renderings`), and the same prompts; with
     `style_captions`, their class names (and so every caption) start with the style's name ("twitter face
     smiling"), so that the plain prompts of the recipe ask for the dataset's own style."""
     if renderings and profile["dataset"]["kind"] != "openmoji":

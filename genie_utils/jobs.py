@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import ImageReadError, check_image_file, file_sha256, load_image
+from .images import ImageReadError, check_image_file, file_sha256, load_image
 from .recipe import METHODS, Recipe, pair_seed
 from .store import Store, claimed_batches, spec_key
 from .validation import check_batch_size, check_class, check_count, check_noise_ratio, check_shard
@@ -148,7 +148,7 @@ def manifest_row(generator: ImageGenerator, spec: dict, source_path: str, second
 
 def keyed_jobs(generator: ImageGenerator, jobs: Iterable[Job], class_names: dict[str, str]) -> list[tuple[str, Job, dict]]:
     """(store key, job, spec) per job, checking every class and source file (present, and readable as
-    `data.check_image_file` checks a dataset's files) before any work."""
+    `images.check_image_file` checks a dataset's files) before any work."""
     if not isinstance(class_names, Mapping):
         raise TypeError(f"class_names must map each class to its display name (data.class_display_names(dataset)), "
                         f"got {type(class_names).__name__}")

@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from . import results as result_tables
 from .ada import choose_candidates, class_prototypes, generate_candidates
 from .augment import MIX_METHODS
+from .class_folders import read_class_names
 from .classifier import fit_linear_sgd, one_hot, soft_labels
-from .data import COLUMNS, load_image, read_class_names
 from .features import FeatureCache, embed, load_backbone, mixed_features
+from .images import COLUMNS, load_image
 from .jobs import run_jobs
 from .pairing import BASELINES, budget_hard_negative_jobs, budget_own_class_jobs
 from .profiles import resolve

@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import images_tensor, load_dataset
+from .data import load_dataset
+from .images import images_tensor
 from .jobs import Job, run_jobs
 from .profiles import resolve
 from .splits import EVALUATION, GENERATOR, pool_images

@@ -18,7 +18,7 @@ from huggingface_hub import HfApi, constants, try_to_load_from_cache
 from safetensors import safe_open
 
 from . import speed as speed_settings
-from .data import file_sha256
+from .images import file_sha256
 from .profiles import project_root
 from .validation import seconds_setting
 

@@ -143,7 +143,7 @@ def check_class(class_name: str, class_names: dict[str, str] | None) -> str:
         if WORDNET_ID.match(str(class_name)):
             raise ValueError(f"class {class_name!r} is a WordNet id and no class_names were given: the prompt would "
                              f"read 'a photo of a {class_name}'. Pass class_names (data.class_display_names(dataset), "
-                             "or data.read_class_names(FILE) of lines '<wnid> <words>')")
+                             "or class_folders.read_class_names(FILE) of lines '<wnid> <words>')")
         return class_name
     if class_name not in class_names:
         close = difflib.get_close_matches(str(class_name), list(class_names), n=3)

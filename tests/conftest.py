@@ -12,6 +12,8 @@ from PIL import Image
 from torch import nn
 
 from genie_utils import companion, data, features, generate, pipeline
+from genie_utils.emoji_styles import EMOJI_STYLES
+from genie_utils.openmoji import load_openmoji
 from genie_utils.recipe import Recipe
 
 
@@ -38,7 +40,7 @@ def generator(tiny_pipeline):
 @pytest.fixture(scope="session")
 def openmoji(tmp_path_factory):
     """The embedded dataset at 64 px, rendered into a temporary cache (about 10 s)."""
-    return data.load_openmoji(tmp_path_factory.mktemp("openmoji"), 64, progress=False)
+    return load_openmoji(tmp_path_factory.mktemp("openmoji"), 64, progress=False)
 
 
 @pytest.fixture
@@ -59,8 +61,8 @@ def fake_emoji_style(tmp_path, monkeypatch):
                 info.size = len(content)
                 archive.addfile(info, io.BytesIO(content))
         digest = base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
-        monkeypatch.setattr(data, "NPM_REGISTRY", registry.as_uri())
-        monkeypatch.setitem(data.EMOJI_STYLES, "fake", ("emoji-datasource-fake", "1.0.0", integrity or digest,
+        monkeypatch.setattr("genie_utils.emoji_styles.NPM_REGISTRY", registry.as_uri())
+        monkeypatch.setitem(EMOJI_STYLES, "fake", ("emoji-datasource-fake", "1.0.0", integrity or digest,
                                                         "Fake, MIT"))
     return make
 

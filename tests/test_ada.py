@@ -226,7 +226,7 @@ def test_ada_choices_use_the_target_prototype_and_the_source_embedding(fast_gene
     """Known embeddings: candidates move from the source's axis towards the target's with a jump placed per
     pair, plus a decoy move towards the third class elsewhere. r* must be what the formula gives by hand, and
     differ, for most pairs, from what the third class's prototype would give."""
-    from genie_utils.data import load_image
+    from genie_utils.images import load_image
     support = one_shot_support(openmoji)
     classes = list(support.class_name)
     axis = {c: np.eye(8)[i] for i, c in enumerate(classes)}

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from genie_utils import companion, data, generate, generator_pool, oracle, pairing, pipeline, profiles, training
+from genie_utils.images import images_tensor
+from genie_utils.openmoji import mirror_keeps_meaning
 from genie_utils.recipe import Recipe
 
 
@@ -26,7 +28,7 @@ def test_smoke_training_through_a_pack_writes_a_loadable_half_precision_pipeline
     read = companion.read_pack(companion.write_pack(pack, tmp_path / "pack.npz"))
     assert torch.equal(read["pixels"], pack["pixels"]) and read["prompts"] == pack["prompts"]
     assert torch.equal(read["pixels"][:3].float() / 127.5 - 1,
-                       data.images_tensor(generator_pool.captioned_images(profile)[2].path[:3]))
+                       images_tensor(generator_pool.captioned_images(profile)[2].path[:3]))
     trained = companion.train_pack(read, tmp_path / "work", device="cpu", progress=False)
     back = companion.read_weights(companion.write_weights(trained, tmp_path / "weights"))
     for part, returned in zip(trained["parts"], back["parts"]):
@@ -99,7 +101,7 @@ def test_interrupted_training_resumes_exactly_and_only_with_the_same_settings(tm
 def test_oracle_round_trip_and_augmentation(tmp_path, openmoji):
     network = oracle.oracle_network(98)
     judge = oracle.Oracle(network, sorted(openmoji.class_name.unique()), {"note": "untrained"})
-    images = data.images_tensor(openmoji.path[:4])
+    images = images_tensor(openmoji.path[:4])
     augmented = oracle.augment(images, torch.Generator().manual_seed(0))
     assert augmented.shape == images.shape and augmented.min() >= -1.001 and augmented.max() <= 1.001
     probabilities = judge.probabilities(images)
@@ -172,7 +174,7 @@ def test_noise_schedule_unshifted_is_sd15_and_shifted_matches_the_resolution_gap
 
 
 def test_mirroring_only_where_it_keeps_the_meaning():
-    keeps = data.mirror_keeps_meaning
+    keeps = mirror_keeps_meaning
     assert keeps("animal-mammal", "dog face") and keeps("food-fruit", "red apple")
     assert not keeps("arrow", "up arrow") and not keeps("alphanum", "input latin letters")
     assert not keeps("person-activity", "person walking facing right")  # its mirror is another identity
@@ -378,7 +380,7 @@ def test_renderings_add_the_generator_pool_s_emoji_in_another_style(tmp_path, mo
     assert generator_pool.companion_renderings(profile) == ["fake"]
     assert len(editing.training_images(profile).images) == \
         len(editing.training_images(profiles.load_profile("smoke")).images) + 2 + \
-        sum(data.mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name[:2], rows.name[:2]))
+        sum(mirror_keeps_meaning(c, n) for c, n in zip(rows.class_name[:2], rows.name[:2]))
     pack = companion.read_pack(companion.write_pack(
         companion.pack_training_data(profile, {**profile["companion"]["training"], "renderings": ["fake"]}),
         tmp_path / "pack.npz"))

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from genie_utils import data, editing, generate, oracle, pairing
+from genie_utils import editing, generate, oracle, pairing
+from genie_utils.images import images_tensor
 from genie_utils.jobs import Job, job_spec
 from genie_utils.recipe import Recipe
 from genie_utils.store import Store, spec_key
@@ -183,9 +184,9 @@ def test_editing_images_pairs_each_output_with_its_source_and_text_only_referenc
     # each r = 0.5 output measured against its own source and the text-only output of its own pair, recomputed here
     paths = dict(zip(pairs.image_id, pairs.path))
     for (source_id, target), row in half.iterrows():
-        expected = editing.source_keep(data.images_tensor([store.load_image(row.key)]),
-                                       data.images_tensor([paths[source_id]]),
-                                       data.images_tensor([store.load_image(text_only.loc[(source_id, target), "key"])]))
+        expected = editing.source_keep(images_tensor([store.load_image(row.key)]),
+                                       images_tensor([paths[source_id]]),
+                                       images_tensor([store.load_image(text_only.loc[(source_id, target), "key"])]))
         assert row.keep == pytest.approx(float(expected[0]), rel=1e-5)
     assert table.hard_negative.dtype == bool and {"copy_ratio", "is_copy", "nearest"} <= set(table.columns)
     assert (table.nearest < 3).all() and np.allclose(table.copy_ratio, table.nearest_distance / table.other_distance)

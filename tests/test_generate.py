@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from genie_utils import generate, pipeline, validation
-from genie_utils.data import ImageReadError
+from genie_utils.images import ImageReadError, load_image
 from genie_utils.jobs import Job, job_spec, run_jobs
 from genie_utils.recipe import METHODS, Recipe, kept_steps, pair_seed, profile_recipe
 
@@ -340,7 +340,7 @@ def test_the_shipped_model_carries_the_sha256_of_each_weight_file():
     listed = dict(line.split("  ")[::-1] for line in (folder / "SHA256SUMS").read_text().splitlines())
     weights = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors"))
     assert sorted(listed) == weights
-    from genie_utils.data import file_sha256
+    from genie_utils.images import file_sha256
     assert all(file_sha256(folder / name) == digest for name, digest in listed.items())
 
 
@@ -420,11 +420,10 @@ def test_unknown_methods_and_bad_batch_sizes_are_refused(generator, openmoji, cl
 
 
 def test_transparent_sources_are_composited_on_white(generator, tmp_path):
-    from genie_utils import data
     image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))  # transparent black background
     image.paste((255, 0, 0, 255), (16, 16, 48, 48))
     image.save(tmp_path / "emoji.png")
-    for loaded in (data.load_image(tmp_path / "emoji.png"), generate._as_images([image])[0]):
+    for loaded in (load_image(tmp_path / "emoji.png"), generate._as_images([image])[0]):
         assert loaded.mode == "RGB" and loaded.getpixel((0, 0)) == (255, 255, 255)
         assert loaded.getpixel((32, 32)) == (255, 0, 0)
     pixels = generator.preprocess(generate._as_images([image]))

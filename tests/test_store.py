@@ -194,10 +194,11 @@ WORKER = """
 import json, sys
 from genie_utils import data, generate, pairing, pipeline
 from genie_utils.jobs import run_jobs
+from genie_utils.openmoji import load_openmoji
 from genie_utils.recipe import Recipe
 from genie_utils.store import Store
 model, cache, store = sys.argv[1:4]
-openmoji = data.load_openmoji(cache, 64, progress=False)
+openmoji = load_openmoji(cache, 64, progress=False)
 classes = ["animal-mammal", "heart", "face-smiling", "transport-ground"]
 support = data.pd.concat([openmoji[openmoji.class_name == c].head(2) for c in classes], ignore_index=True)
 pipe, info = pipeline.load_pipeline(model, device="cpu")
@@ -451,7 +452,7 @@ def test_run_jobs_names_missing_class_names_an_unknown_class_and_an_unreadable_s
         fast_generator, openmoji, class_names, tmp_path):
     import shutil
 
-    from genie_utils.data import ImageReadError
+    from genie_utils.images import ImageReadError
     rows = openmoji[openmoji.class_name == "heart"].head(2)
     paths = [shutil.copy(path, tmp_path / f"{n}.png") for n, path in enumerate(rows.path)]
     jobs = [Job("genie", f"src-{n}", str(path), "heart", "animal-mammal", 0.8) for n, path in enumerate(paths)]

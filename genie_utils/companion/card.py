@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from .. import editing, plots
-from ..data import EMOJI_STYLES, STYLE_SCALE, class_display_names, load_dataset
+from ..data import class_display_names, load_dataset
 from ..editing import TARGETS, profile_target_groups
+from ..emoji_styles import EMOJI_STYLES, STYLE_SCALE
 from ..generate import GenieGenerator
 from ..jobs import run_jobs
 from ..oracle import consistency_summary, crossover, label_consistency, load_oracle
@@ -258,7 +259,7 @@ def style_words(record: dict) -> str:
                "{class name}.`), so that the recipe's plain prompts ask for OpenMoji's style"
                if record["settings"].get("style_captions") else "same identities, classes and prompts")
     return (f"\n- {stage} also shows the same generator-pool emoji as other emoji sets draw them, where they do: "
-            f"{sets}, scaled to {STYLE_SCALE:g} of the side on white (`data.style_renderings`); {prompts}; never an "
+            f"{sets}, scaled to {STYLE_SCALE:g} of the side on white (`emoji_styles.style_renderings`); {prompts}; never an "
             "evaluation-pool identity.")
 
 

@@ -24,8 +24,8 @@ from safetensors.torch import load_file, save
 from transformers import CLIPTextModel
 
 from .. import editing
-from ..data import mirror_keeps_meaning
 from ..generator_pool import captioned_images
+from ..openmoji import mirror_keeps_meaning
 from ..pipeline import write_checksums
 from ..profiles import resolve
 from ..recipe import GENIE_NOISE_RATIO
@@ -58,7 +58,7 @@ class TrainingSettings:
     caption_templates: tuple[str, ...] = ()  # more captions besides the profile's prompt template, drawn at random
     unet_dropout: float = 0.0        # dropout in the UNet's residual blocks
     snapshots: bool = False          # keep the EMA weights of every checkpoint, to choose among them by copy rate
-    renderings: tuple[str, ...] = ()  # other emoji styles of the same generator-pool emoji (data.EMOJI_STYLES)
+    renderings: tuple[str, ...] = ()  # other emoji styles of the same generator-pool emoji (emoji_styles.EMOJI_STYLES)
     style_captions: bool = False     # their captions name the style ("a photo of a twitter face smiling.")
 
     def __post_init__(self):
@@ -290,7 +290,7 @@ def train_pack(pack: dict, workdir, device=None, progress: bool = True, time_bud
     if device.type == "cuda":  # TF32 matrix products: the model is small, the step count large
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(settings.seed)
-    images = pack["pixels"].float() / 127.5 - 1.0  # the same arithmetic as data.images_tensor
+    images = pack["pixels"].float() / 127.5 - 1.0  # the same arithmetic as images.images_tensor
     began = time.perf_counter()
     if start is not None:  # fine-tuning: the model's own VAE, no VAE training
         vae, vae_history = start["parts"][0].to(device), [{"step": 0, "loss": float("nan"), "seconds": 0.0}]

@@ -74,8 +74,8 @@ BAD_FILES = {
 for _bad, (_make, _names) in BAD_FILES.items():
     CASES.add(f"bad-{_bad}", CLEAR, f"load_class_folders with a {_bad.replace('-', ' ')} image",
               lambda w, f, make=_make: lib('''
-from genie_utils import data
-data.load_class_folders(V["data"])
+from genie_utils import class_folders
+class_folders.load_class_folders(V["data"])
 ''', data=(lambda d: (make(d), d)[1])(copy_data(w, f))), names=_names)
 for _bad in ("truncated-jpeg", "truncated-png", "truncated-webp", "truncated-tiff", "png-20000x20000",
              "non-utf8-file-name"):
@@ -112,10 +112,10 @@ def _run_jobs_bad_source(damage):
     def build(w, f):
         data = copy_data(w, f, three=True)
         run = lib(GENERATOR + '''
-from genie_utils import data, pairing
+from genie_utils import class_folders, data, pairing
 from genie_utils.jobs import run_jobs
 from genie_utils.store import Store
-dataset = data.load_class_folders(V["data"])
+dataset = class_folders.load_class_folders(V["data"])
 damage = V["damage"]
 path = [p for p in dataset.path if "/cloud/" in p][0]
 if damage == "truncate":

@@ -121,10 +121,10 @@ else:
 
 CASES.add("normal-two-workers", ACCEPT, "two genie generate processes on one store at once", _two_workers,
           timeout=120)
-CASES.add("normal-lib-load-class-folders", ACCEPT, "data.load_class_folders on a JPEG dataset",
+CASES.add("normal-lib-load-class-folders", ACCEPT, "class_folders.load_class_folders on a JPEG dataset",
           lambda w, f: lib('''
-from genie_utils import data
-table = data.load_class_folders(V["data"])
+from genie_utils import class_folders
+table = class_folders.load_class_folders(V["data"])
 audit_ok() if len(table) == 4 and sorted(table.class_name.unique()) == ["apple", "boat"] else audit_fail(table)
 ''', data=make_dataset(f / "data", suffix=".jpg")))
 CASES.add("normal-lib-genie", ACCEPT, "generate.genie(generator, paths, 'boat', class_names=...)",
@@ -146,10 +146,10 @@ audit_ok() if len(images) == 2 and images[0].size == (64, 64) else audit_fail(im
 ''', model=w.model))
 CASES.add("normal-lib-run-jobs", ACCEPT, "run_jobs(generator, hard_negative_jobs(dataset), Store, names)",
           lambda w, f: lib(GENERATOR + '''
-from genie_utils import data, pairing
+from genie_utils import class_folders, data, pairing
 from genie_utils.jobs import run_jobs
 from genie_utils.store import Store
-dataset = data.load_class_folders(V["data"])
+dataset = class_folders.load_class_folders(V["data"])
 rows = run_jobs(generator, pairing.hard_negative_jobs(dataset), Store(V["store"]), data.class_display_names(dataset), progress=False)
 audit_ok() if len(rows) == 4 and len(Store(V["store"]).manifest()) == 4 else audit_fail(rows)
 ''', model=w.model, data=copy_data(w, f), store=f / "store"))

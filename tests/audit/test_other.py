@@ -36,7 +36,7 @@ for _name, _description, _content in (
 CASES.add("other-wordnet-without-class-names", CLEAR, "WordNet-id folders and no --class-names",
           lambda w, f: wordnet(w, f, names=False), names=("class",))
 CASES.add("other-lib-wordnet-without-class-names", CLEAR, "load_class_folders of WordNet-id folders, no names",
-          lambda w, f: lib("from genie_utils import data\ndata.load_class_folders(V['data'])",
+          lambda w, f: lib("from genie_utils import class_folders\nclass_folders.load_class_folders(V['data'])",
                            data=(lambda d: ([(d / c).mkdir(parents=True) or draw("red").save(d / c / "0.png")
                                              for c in ("n01234567", "n07654321")], d)[1])(f / "data")),
           names=("class",))
@@ -50,18 +50,18 @@ genie(generator, [V["path"]], "boot", class_names={"boat": "boat", "apple": "app
 ''', model=w.model, path=(lambda p: (draw("red").save(p), p)[1])(f / "src.png")), names=("boot",))
 CASES.add("other-lib-run-jobs-without-class-names", CLEAR, "run_jobs(generator, jobs, store, None)",
           lambda w, f: lib(GENERATOR + '''
-from genie_utils import data, pairing
+from genie_utils import class_folders, pairing
 from genie_utils.jobs import run_jobs
 from genie_utils.store import Store
-dataset = data.load_class_folders(V["data"])
+dataset = class_folders.load_class_folders(V["data"])
 run_jobs(generator, pairing.hard_negative_jobs(dataset), Store(V["store"]), None, progress=False)
 ''', model=w.model, data=copy_data(w, f), store=f / "store"), names=("class_names",))
 CASES.add("other-lib-run-jobs-unknown-target", CLEAR, "run_jobs with a job whose target is not in class_names",
           lambda w, f: lib(GENERATOR + '''
-from genie_utils import data, pairing
+from genie_utils import class_folders, pairing
 from genie_utils.jobs import run_jobs
 from genie_utils.store import Store
-dataset = data.load_class_folders(V["data"])
+dataset = class_folders.load_class_folders(V["data"])
 run_jobs(generator, pairing.hard_negative_jobs(dataset), Store(V["store"]), {"apple": "apple"}, progress=False)
 ''', model=w.model, data=copy_data(w, f), store=f / "store"), names=("boat",))
 CASES.add("other-disk-full-generate", CLEAR, "genie generate onto a full disk",

@@ -43,10 +43,10 @@ CASES.add("settings-hub-timeout-abc-library", CLEAR, "import genie_utils.generat
           names=("GENIE_HUB_TIMEOUT_SECONDS",))
 CASES.add("settings-claim-stale-abc-library", CLEAR, "run_jobs with GENIE_CLAIM_STALE_SECONDS=soon",
           lambda w, f: Run(lib(GENERATOR + '''
-from genie_utils import data, pairing
+from genie_utils import class_folders, data, pairing
 from genie_utils.jobs import run_jobs
 from genie_utils.store import Store
-dataset = data.load_class_folders(V["data"])
+dataset = class_folders.load_class_folders(V["data"])
 run_jobs(generator, pairing.hard_negative_jobs(dataset), Store(V["store"]), data.class_display_names(dataset), progress=False)
 ''', model=w.model, data=copy_data(w, f), store=f / "store").argv, "lib", {"GENIE_CLAIM_STALE_SECONDS": "soon"}),
           names=("GENIE_CLAIM_STALE_SECONDS",))

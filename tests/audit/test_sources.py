@@ -17,8 +17,8 @@ def _mean_case(name, what, make, mean=127.5, tolerance=1.5, colour=None):
         path = make(f)
         return lib('''
 import numpy as np
-from genie_utils import data
-image = data.load_image(V["path"])
+from genie_utils import images
+image = images.load_image(V["path"])
 pixels = np.asarray(image, dtype=float)
 mean = pixels.mean() if V["colour"] is None else pixels.reshape(-1, 3).mean(axis=0)
 wanted = V["mean"] if V["colour"] is None else np.array(V["colour"], dtype=float)
@@ -103,8 +103,8 @@ def _exif_case(orientation, kind="JPEG"):
     CASES.add(f"sources-exif-orientation-{orientation}{'-png' if kind == 'PNG' else ''}", ACCEPT,
               f"a {kind} with EXIF orientation {orientation}: loaded upright", lambda w, f: lib('''
 import numpy as np
-from genie_utils import data
-image = data.load_image(V["path"])
+from genie_utils import images
+image = images.load_image(V["path"])
 pixels = np.asarray(image, dtype=float)
 h, w = pixels.shape[:2]
 found = [pixels[y * h // 2 + 4:(y + 1) * h // 2 - 4, x * w // 2 + 4:(x + 1) * w // 2 - 4].reshape(-1, 3).mean(axis=0)
@@ -157,8 +157,8 @@ def _folder_case(name, what, extra_files, count, warn=(), expected=ACCEPT, names
         data = copy_data(w, f)
         extra_files(data)
         return lib('''
-from genie_utils import data
-table = data.load_class_folders(V["data"])
+from genie_utils import class_folders
+table = class_folders.load_class_folders(V["data"])
 if len(table) == V["count"]:
     audit_ok()
 else:
