@@ -117,6 +117,16 @@ def label_consistency(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def genie_oracle_agreement(folder: Path) -> str:
+    """How often the oracle names the target class of GeNIe's few-shot images at each r, from
+    `fewshot/label_consistency.csv`."""
+    table = pd.read_csv(folder / "fewshot" / "label_consistency.csv")
+    genie = table[table.method == "genie"].sort_values("noise_ratio")
+    shares = ", ".join(f"{share:.0%}" for share in genie.oracle_agrees)
+    ratios = ", ".join(f"{r:g}" for r in genie.noise_ratio)
+    return f"the oracle names the target class for {shares} of GeNIe's few-shot images at r = {ratios}"
+
+
 def ada_cost(folder: Path) -> str:
     """GeNIe-Ada's cost per kept image against GeNIe's, from `ada/cost.csv` (notebook 03)."""
     table = pd.read_csv(folder / "ada" / "cost.csv")
@@ -490,6 +500,7 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
         "embedded/fewshot/differences": lambda: fewshot_differences(embedded),
         "embedded/fewshot/differences-main": lambda: fewshot_differences(embedded, MAIN_COMPARISONS),
         "embedded/fewshot/label-consistency": lambda: label_consistency(embedded),
+        "embedded/fewshot/genie-oracle-agreement": lambda: genie_oracle_agreement(embedded),
         "embedded/fewshot/precision": lambda: fewshot_precision(embedded, _targets("embedded")),
         "embedded/fewshot/noise-sources": lambda: noise_sources(embedded),
         "embedded/longtail/accuracy": lambda: longtail_accuracy(embedded),

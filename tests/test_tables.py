@@ -87,6 +87,16 @@ def test_class_probabilities_name_the_ends_and_the_closest_ratio(tmp_path):
         "closest at r = 0.7 (0.30 and 0.28)")
 
 
+def test_the_oracle_agreement_of_genie_is_read_per_ratio_in_order(tmp_path):
+    import pandas as pd
+    (tmp_path / "fewshot").mkdir()
+    pd.DataFrame({"method": ["genie", "weak", "genie", "genie"], "noise_ratio": [0.8, None, 0.5, 0.6],
+                  "oracle_agrees": [0.624, 0.5, 0.06, 0.0934]}).to_csv(
+        tmp_path / "fewshot" / "label_consistency.csv", index=False)
+    assert tables.genie_oracle_agreement(tmp_path) == (
+        "the oracle names the target class for 6%, 9%, 62% of GeNIe's few-shot images at r = 0.5, 0.6, 0.8")
+
+
 def test_the_budget_table_shows_few_and_overall_per_seed_budget_and_row(tmp_path):
     import pandas as pd
     rows = [{"generation_seed": 0, "budget": 4, "method": "genie", "group": g, "mean": m, "low": m - 1, "high": m + 1,
