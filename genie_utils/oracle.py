@@ -165,7 +165,7 @@ def imagenet_oracle(architecture: str, weights: str | os.PathLike, device: str |
                                 f"checkpoint of timm's {architecture} there (e.g. timm.create_model({architecture!r}, "
                                 "pretrained=True) on a machine with internet, then safetensors.torch.save_file of its "
                                 "state_dict()), or set [oracle] weights to where it is")
-    if architecture not in timm.list_models():
+    if not timm.is_model(architecture):  # a name timm knows, with or without a pretrained tag (resnet50.a1_in1k)
         close = difflib.get_close_matches(architecture, timm.list_models(), n=3)
         raise ValueError(f"timm has no architecture {architecture!r} for the oracle"
                          + (f"; did you mean {close}?" if close else "") + " Set [oracle] architecture to a timm name.")

@@ -51,6 +51,8 @@ def test_the_oracle_loads_either_file_and_judges_in_batches(weights):
     other = oracle.imagenet_oracle("test_resnet", weights / "judge.pth")
     np.testing.assert_array_equal(other.probabilities(images), whole)
     assert judge.index("n02099601") == 207
+    tagged = oracle.imagenet_oracle("test_resnet.r160_in1k", weights / "judge.safetensors")  # a pretrained tag
+    np.testing.assert_array_equal(tagged.probabilities(images), whole)
     assert oracle.Oracle(torch.nn.Identity(), ["a"]).probabilities([]).shape == (0, 1)
 
 
