@@ -38,6 +38,20 @@ from .store import atomic_write
 # Augmentations of every episode, generated once into the store
 
 
+def augmentation_jobs(episodes: pd.DataFrame) -> tuple[list, list, list[tuple[int, int, int]]]:
+    """The jobs of every episode's augmentations, episode by episode: GeNIe's (source, target) pairs, the baselines'
+    images, and per episode (episode, its pairs, its baseline images)."""
+    pairs, baselines, owners = [], [], []
+    for episode, group in episodes.groupby("episode", sort=True):
+        support = group[group.role == "support"]
+        episode_pairs = episode_jobs(support, "genie")
+        episode_baselines = [job for method in BASELINES for job in episode_jobs(support, method)]
+        pairs += episode_pairs
+        baselines += episode_baselines
+        owners.append((episode, len(episode_pairs), len(episode_baselines)))
+    return pairs, baselines, owners
+
+
 def augmentation_table(generator, episodes: pd.DataFrame, store, class_names: dict[str, str],
                        noise_ratios: Sequence[float] | None = None, progress: bool = True) -> pd.DataFrame:
     """Generate every episode's augmentations into the store and list them, one row per (episode, image).
@@ -49,14 +63,7 @@ def augmentation_table(generator, episodes: pd.DataFrame, store, class_names: di
     Columns: episode, method, noise_ratio, variant, source_id, source_class, target_class, key, file.
     """
     ratios = list(noise_ratios or ADA_RATIOS)
-    pairs, baselines, owners = [], [], []
-    for episode, group in episodes.groupby("episode", sort=True):
-        support = group[group.role == "support"]
-        episode_pairs = episode_jobs(support, "genie")
-        episode_baselines = [job for method in BASELINES for job in episode_jobs(support, method)]
-        pairs += episode_pairs
-        baselines += episode_baselines
-        owners.append((episode, len(episode_pairs), len(episode_baselines)))
+    pairs, baselines, owners = augmentation_jobs(episodes)
     candidates = generate_candidates(generator, pairs, store, class_names, ratios, progress=progress)
     made = run_jobs(generator, baselines, store, class_names, progress=progress)
     columns = ["method", "noise_ratio", "variant", "source_id", "source_class", "target_class", "key", "file"]
@@ -266,6 +273,21 @@ def generate_augmentations(profile: dict, generator, episodes: pd.DataFrame, sto
     table = pd.concat(parts, ignore_index=True)
     write_table(table, run_folder(profile) / "augmentations.csv")
     return table
+
+
+def generate_share(generator, episodes: pd.DataFrame, store, class_names: dict[str, str], shard: tuple[int, int],
+                   progress: bool = True) -> int:
+    """This process's share of `generate_augmentations`' images, made into the store and not listed: the jobs
+    `in_shard(key, shard)` (`shard` = (index, count), see `jobs.process_state`). Every image depends only on its job,
+    so the shards of several processes (GPUs, nodes sharing the store) make exactly the images that one process
+    would; a later `generate_augmentations` finds them all. Returns how many distinct images the share holds."""
+    keys = set()
+    for _, group in episodes.groupby("shots"):
+        pairs, baselines, _ = augmentation_jobs(group)
+        made = [generate_candidates(generator, pairs, store, class_names, progress=progress, shard=shard),
+                run_jobs(generator, baselines, store, class_names, progress=progress, shard=shard)]
+        keys.update(key for rows in made for key in rows.get("key", []))  # a share may hold none
+    return len(keys)
 
 
 def evaluate_profile(profile: dict, episodes: pd.DataFrame, store, progress: bool = True) -> dict[str, Path]:

@@ -145,18 +145,22 @@ def budget(classes: pd.DataFrame, top_up_below: int, images_per_class: int) -> p
 
 
 def augmentation_table(generator, train: pd.DataFrame, plan: pd.DataFrame, store, class_names: dict[str, str],
-                       seed: int = 0, progress: bool = True, baselines: Sequence[str] = BASELINES) -> pd.DataFrame:
+                       seed: int = 0, progress: bool = True, baselines: Sequence[str] = BASELINES,
+                       shard: tuple[int, int] | None = None) -> pd.DataFrame:
     """Generate every method's images for the rare classes into the store (GeNIe's pairs at r = 0.5 ... 0.9,
     as in the few-shot experiment; the `baselines` at their r) and list them: method, noise_ratio, source and
-    target class, key, file. `seed` draws GeNIe's sources (`pairing.budget_hard_negative_jobs`)."""
+    target class, key, file. `seed` draws GeNIe's sources (`pairing.budget_hard_negative_jobs`). With `shard` =
+    (index, count) only the jobs `jobs.in_shard` are made and listed (one process's share)."""
     pairs = budget_hard_negative_jobs(train, plan, seed)
     baselines = [job for method in baselines for job in budget_own_class_jobs(train, plan, method)]
     columns = ["method", "noise_ratio", "variant", "source_id", "source_class", "target_class", "key", "file"]
     parts = []
     if pairs:
-        parts.append(generate_candidates(generator, pairs, store, class_names, ADA_RATIOS, progress=progress)[columns])
+        parts.append(generate_candidates(generator, pairs, store, class_names, ADA_RATIOS, progress=progress,
+                                         shard=shard).reindex(columns=columns))
     if baselines:
-        parts.append(run_jobs(generator, baselines, store, class_names, progress=progress)[columns])
+        parts.append(run_jobs(generator, baselines, store, class_names, progress=progress,
+                              shard=shard).reindex(columns=columns))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
@@ -262,6 +266,17 @@ def generate_augmentations(profile: dict, generator, train: pd.DataFrame, classe
     table = augmentation_table(generator, train, plan[plan.generated > 0], store, class_names, progress=progress)
     write_table(table, run_folder(profile) / "augmentations.csv")
     return table
+
+
+def generate_share(profile: dict, generator, train: pd.DataFrame, classes: pd.DataFrame, store,
+                   class_names: dict[str, str], shard: tuple[int, int], progress: bool = True) -> int:
+    """This process's share (`shard` = (index, count)) of `generate_augmentations`' images, made into the store and
+    not listed: the shards of several processes make exactly one process's images. Returns how many the share
+    holds."""
+    spec = profile["longtail"]
+    plan = budget(classes, spec["top_up_below"], spec["images_per_class"])
+    return augmentation_table(generator, train, plan[plan.generated > 0], store, class_names, progress=progress,
+                              shard=shard).key.nunique()
 
 
 def frozen_backbone(profile: dict):

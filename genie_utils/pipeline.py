@@ -39,7 +39,12 @@ class ModelLoadError(OSError):
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """A GPU if there is one, else the CPU. Under `accelerate launch` or `torchrun` each process of a node gets its own
+    GPU (LOCAL_RANK), as accelerate gives it: a notebook those launchers run does not pile every process on GPU 0."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    rank = os.environ.get("LOCAL_RANK")
+    return torch.device(f"cuda:{int(rank) % torch.cuda.device_count()}") if rank else torch.device("cuda")
 
 
 def default_dtype(device: torch.device) -> torch.dtype:

@@ -9,6 +9,10 @@ models' files and the keys of the notebooks before it (a later notebook reads wh
 A profile with a `[settle]` table (the settle run, `embedded-settle`) runs no notebooks: it runs every slice of
 `genie_utils.settle` again, into its committed folder, and writes the verdicts.
 
+`--augmentations` makes the generated images only (notebook 02's few-shot augmentations, 06's long-tail ones),
+into the profile's store, spread over the processes that `accelerate launch` or `torchrun` started (one per GPU;
+nodes that share the results folder); a plain run of the notebooks afterwards finds every image in the store.
+
 `--record-checks` runs the smoke profile and stores, in `notebooks/`, the outputs of the cells marked
 `# NBVAL_CHECK_OUTPUT`: the values `make test` (pytest --nbval-lax) compares a fresh run with.
 """
@@ -23,8 +27,10 @@ from pathlib import Path
 
 import papermill
 
-from . import preflight, settle
+from . import data, fewshot, generate, longtail, preflight, settle, splits
+from .jobs import process_state
 from .profiles import load_profile, profile_argument, project_root, resolve
+from .store import Store
 from .validation import run_command
 
 
@@ -105,6 +111,49 @@ def run(profile_name: str, only: list[str] | None = None, force: bool = False) -
     return timings
 
 
+GENERATING = ("02", "06")  # the notebooks that generate augmentations: the few-shot episodes', the long tail's
+
+
+def spread_augmentations(profile_name: str, progress: bool = True) -> int:
+    """The images of the profile's generating notebooks (02: `fewshot.generate_share`, 06: `longtail.generate_share`),
+    this process's share of them: under `accelerate launch` or `torchrun` the jobs whose keys fall in its shard,
+    alone all of them. Process 0 runs those notebooks' preflight first, and no process generates when an item is
+    not ready. Returns the exit status."""
+    from accelerate.utils import broadcast_object_list  # as process_state: only under a launcher
+
+    profile = load_profile(profile_name)
+    generating = [p.name[:2] for p in profile_notebooks(profile, project_root() / "notebooks") if p.name[:2] in GENERATING]
+    state = process_state()
+    index, count = (state.process_index, state.num_processes) if state else (0, 1)
+    device = state.device if state else None
+    ready = [False]
+    if index == 0:
+        items = preflight.preflight(profile, generating, device)
+        print(preflight.table(profile["name"], items), flush=True)
+        ready = [all(item.ok for item in items)]
+    if state:
+        broadcast_object_list(ready)
+    if not ready[0]:
+        return 1
+    dataset = data.load_dataset(profile, progress=False)
+    tables, names = splits.load_splits(profile, dataset), data.class_display_names(dataset)
+    store = Store(resolve(profile, profile["paths"]["results"]) / "store")
+    generator = generate.GenieGenerator.from_profile(profile, device)
+    shard, progress = (index, count), progress and index == 0
+    for notebook in generating:
+        if notebook == "02":  # the episodes are drawn alike in every process
+            held = fewshot.generate_share(generator, fewshot.draw_episodes(profile, dataset, tables), store, names,
+                                          shard, progress)
+        else:
+            train, _, classes = longtail.load_split(profile, dataset, tables)
+            held = longtail.generate_share(profile, generator, train, classes, store, names, shard, progress)
+        print(f"[{profile['name']}] notebook {notebook}'s images: {held} in {store.root} (process {index} of {count})",
+              flush=True)
+    if state:
+        state.wait_for_everyone()
+    return 0
+
+
 CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 
 
@@ -139,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="run every notebook, even those whose inputs are unchanged")
     parser.add_argument("--check", action="store_true",
                         help="the preflight only: check what the run needs, generate nothing (exit 1 if not ready)")
+    parser.add_argument("--augmentations", action="store_true",
+                        help="the generated images only (notebooks 02 and 06), into the store, shared among the "
+                             "processes of accelerate launch or torchrun (several GPUs or nodes); then run without it")
     parser.add_argument("--record-checks", action="store_true",
                         help="with --profile smoke (what make test runs): after running, store the outputs of the "
                              "`# NBVAL_CHECK_OUTPUT` cells in notebooks/")
@@ -150,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.record_checks and args.profile != "smoke":
         parser.error("--record-checks stores what make test compares, i.e. the smoke profile's outputs: "
                      "add --profile smoke")
+    if args.augmentations:
+        if args.only or args.check or args.record_checks or args.force:
+            parser.error("--augmentations makes the generated images and nothing else: give it without --only, "
+                         "--check, --force and --record-checks")
+        if not any(p.name[:2] in GENERATING for p in profile_notebooks(load_profile(args.profile), folder)):
+            parser.error(f"--augmentations makes the images of notebooks {' and '.join(GENERATING)}, and profile "
+                         f"{args.profile!r} runs neither ([notebooks] run)")
+        return spread_augmentations(args.profile)
     if "settle" in load_profile(args.profile):  # the settle run: slices, not notebooks
         return settle.main(["--profile", args.profile, "--all"])
     profile = load_profile(args.profile)

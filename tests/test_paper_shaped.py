@@ -1,8 +1,14 @@
 """The paper's path on a user's own data, shrunk: profiles that extend `paper` and `paper-longtail` with class
 folders named by WordNet ids (JPEGs of several sizes on cluttered backgrounds, `class_names.txt`), a tiny SD-shaped
 model folder, an ImageNet oracle and a tiny ImageNet-LT (list files and folders), all made at test time. Each
-profile's own notebooks run as `make reproduce` runs them: the preflight first, then papermill."""
+profile's own notebooks run as `make reproduce` runs them: the preflight first, then papermill. The generated images
+(notebook 02's, 06's) are made first by two processes, as by two GPUs (`reproduce --augmentations`)."""
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,6 +47,28 @@ def toml_tables(tables: dict[str, str]) -> str:
     return "".join(f"[{name}]\n{body}\n" for name, body in tables.items())
 
 
+def spread_images(profile, notebook: str, store) -> dict:
+    """A generating notebook's images made first by two processes, as by two GPUs (`reproduce --augmentations` under
+    torchrun: accelerate launch's CPU processes need MPI); each made a share, and the shares do not overlap.
+    Returns every image's file (relative to the store) and modification time."""
+    spread = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "genie_utils.reproduce", "--profile", str(profile), "--augmentations"],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert spread.returncode == 0, spread.stderr[-3000:]
+    pattern = rf"notebook {notebook}'s images: (\d+) in .* \(process (\d) of 2\)"
+    shares = {int(i): int(n) for n, i in re.findall(pattern, spread.stdout)}
+    assert sorted(shares) == [0, 1] and min(shares.values()) > 0, spread.stdout[-3000:]
+    made = {path.relative_to(store): path.stat().st_mtime_ns for path in (store / "images").rglob("*.png")}
+    assert sum(shares.values()) == len(made)
+    return made
+
+
+def assert_made_before(listed: pd.DataFrame, made: dict, store) -> None:
+    """The notebook lists exactly the spread's images, and made none of them again."""
+    assert {Path(file) for file in listed.file} == set(made)
+    assert all((store / file).stat().st_mtime_ns == made[file] for file in made)
+
+
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, tiny_model_dir):
     """What both profiles use: the class names of all 1,000 ImageNet classes (`n01440764 tench, Tinca tinca`
@@ -70,9 +98,12 @@ def test_every_notebook_of_a_paper_shaped_profile_runs(shared):
         "walkthrough": f'targets = ["{wnids[1]}", "{wnids[2]}"]\nnoise_ratios = [0.3, 0.8, 1.0]\nsweep_pairs = 2',
         "paths": f'results = "{folder / "results-paper"}"\nfigures = "{folder / "figures-paper"}"',
         "notebooks": "grid_images_per_class = 4\ngrid_classes = 6"}))
+    made = spread_images(profile, "02", folder / "results-paper" / "store")
     assert reproduce.main(["--profile", str(profile)]) == 0
     executed = sorted(p.name for p in (folder / "results-paper" / "notebooks").glob("*.ipynb"))
     assert [name[:2] for name in executed] == ["00", "01", "02", "03", "04", "05"]
+    listed = pd.read_csv(folder / "results-paper" / "fewshot" / "augmentations.csv")
+    assert_made_before(listed, made, folder / "results-paper" / "store")
     judged = pd.read_csv(folder / "results-paper" / "fewshot" / "label_consistency.csv")
     assert set(judged.row) >= {"weak", "mixup", "genie", "txt2img"} and (judged.images > 0).all()
 
@@ -103,7 +134,10 @@ def test_the_long_tail_notebook_of_a_paper_longtail_shaped_profile_runs(shared):
         "longtail.finetune": 'model = "vit_tiny"\nweights = ""\nimage_size = 32\nepochs = 1\nbatch_size = 8\n'
                              'mixed_precision = "no"\nworkers = 0',
         "paths": f'results = "{folder / "results-longtail"}"\nfigures = "{folder / "figures-longtail"}"'}))
+    made = spread_images(profile, "06", folder / "results-longtail" / "store")
     assert reproduce.main(["--profile", str(profile)]) == 0
     executed = [p.name for p in (folder / "results-longtail" / "notebooks").glob("*.ipynb")]
     assert [name[:2] for name in executed] == ["06"]
+    listed = pd.read_csv(folder / "results-longtail" / "longtail" / "augmentations.csv")
+    assert_made_before(listed, made, folder / "results-longtail" / "store")
     assert json.loads((folder / "results-longtail" / "notebooks" / executed[0]).read_text())["cells"]

@@ -140,3 +140,33 @@ def test_a_notebook_outside_the_profile_is_a_usage_error(no_notebooks, capsys):
         reproduce.main(["--profile", "paper", "--only", "06"])
     assert exit.value.code == 2 and "profile 'paper' does not run 06_longtail.ipynb" in capsys.readouterr().err
     assert no_notebooks == []
+
+
+def test_augmentations_go_alone_and_only_to_a_profile_that_generates(no_notebooks, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(reproduce, "spread_augmentations", lambda name: pytest.fail("a usage error generates nothing"))
+    for extra in (["--only", "02"], ["--check"], ["--force"]):
+        with pytest.raises(SystemExit) as exit:
+            reproduce.main(["--profile", "paper", "--augmentations", *extra])
+        assert exit.value.code == 2 and "give it without --only, --check, --force" in capsys.readouterr().err
+    (tmp_path / "judge-only.toml").write_text('extends = "paper"\n[notebooks]\nrun = ["05"]\n')
+    with pytest.raises(SystemExit) as exit:
+        reproduce.main(["--profile", str(tmp_path / "judge-only.toml"), "--augmentations"])
+    assert exit.value.code == 2 and "makes the images of notebooks 02 and 06, and profile" in capsys.readouterr().err
+    assert no_notebooks == []
+
+
+def test_each_process_of_a_launcher_gets_its_own_gpu(monkeypatch):
+    """accelerate launch and torchrun set LOCAL_RANK: a notebook they run puts its models on the process's GPU."""
+    import torch
+
+    from genie_utils.pipeline import default_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert default_device() == torch.device("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert default_device() == torch.device("cuda:3")
+    monkeypatch.setenv("LOCAL_RANK", "5")  # a node launched with more processes than GPUs shares them round robin
+    assert default_device() == torch.device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device() == torch.device("cpu")
