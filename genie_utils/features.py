@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .augment import mix_weight, mixed_sample
 from .images import file_sha256, load_image, to_rgb
-from .profiles import resolve
+from .profiles import backbone_checkpoint, resolve
 from .store import atomic_write
 from .validation import check_batch_size
 
@@ -169,14 +169,11 @@ def named_backbone(name: str, checkpoint: str | os.PathLike | None = None) -> Ba
 def load_backbone(profile: dict, name: str | None = None) -> Backbone:
     """A backbone of the profile: `name` (default `[features] backbone`), its checkpoint from
     `[features.checkpoints]` (or `[features] checkpoint` for the default one)."""
-    spec = profile["features"]
-    name = name or spec["backbone"]
-    if name == "efficientnet-lite0":
-        return efficientnet_lite0()
-    checkpoint = spec.get("checkpoints", {}).get(name) or (spec.get("checkpoint") if name == spec["backbone"] else None)
-    if not checkpoint:
+    name = name or profile["features"]["backbone"]
+    checkpoint = backbone_checkpoint(profile["features"], name)
+    if name != "efficientnet-lite0" and not checkpoint:
         raise KeyError(f"no checkpoint for backbone {name!r}: set [features.checkpoints] {name} = \"path\" in the profile")
-    return resnet(name, resolve(profile, checkpoint))
+    return named_backbone(name, checkpoint and resolve(profile, checkpoint))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -152,8 +152,7 @@ def _check_values(profile: dict) -> list[str]:
             close = difflib.get_close_matches(backbone, BACKBONES, n=1, cutoff=0.3)
             problems.append(f"unknown backbone {key} = {backbone!r}"
                             + (f"; did you mean {close[0]!r}?" if close else "") + f" Known: {list(BACKBONES)}")
-        elif backbone in BACKBONES[1:] and not (features.get("checkpoints", {}).get(backbone)
-                                                 or (backbone == features.get("backbone") and features.get("checkpoint"))):
+        elif backbone in BACKBONES[1:] and not backbone_checkpoint(features, backbone):
             problems.append(f"{key} = {backbone!r} needs a checkpoint: features.checkpoints.{backbone} "
                             "(a UniSiam/torchvision file)")
     fewshot = profile.get("fewshot", {})
@@ -287,6 +286,13 @@ def profile_argument(name_or_path: str) -> str:
     except (FileNotFoundError, ProfileError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return name_or_path
+
+
+def backbone_checkpoint(features: dict, name: str) -> str | None:
+    """The checkpoint a `[features]` table names for backbone `name`: `[features.checkpoints] name`, else
+    `[features] checkpoint` when `name` is the default `[features] backbone`; None when it names none."""
+    return features.get("checkpoints", {}).get(name) or (
+        features.get("checkpoint") if name == features.get("backbone") else None)
 
 
 def resolve(profile: dict, relative: str | os.PathLike) -> Path:

@@ -140,3 +140,11 @@ def test_a_relative_extends_is_read_beside_the_profile_wherever_the_run_starts(t
     with pytest.raises(profiles.ProfileError, match=r"child.toml: extends = 'absent.toml': no file .*mine/absent.toml "
                                                     r"\(a relative `extends` is read from the folder of the profile"):
         profiles.load_profile(child)
+
+
+def test_a_backbone_checkpoint_comes_from_its_own_entry_else_from_the_default_backbones():
+    features = {"backbone": "resnet18", "checkpoint": "default.pth", "checkpoints": {"resnet34": "r34.pth"}}
+    assert profiles.backbone_checkpoint(features, "resnet34") == "r34.pth"
+    assert profiles.backbone_checkpoint(features, "resnet18") == "default.pth"  # the default backbone's
+    assert profiles.backbone_checkpoint(features, "resnet50") is None  # `checkpoint` is the default backbone's only
+    assert profiles.backbone_checkpoint({"backbone": "efficientnet-lite0"}, "efficientnet-lite0") is None
