@@ -15,6 +15,7 @@ import pandas as pd
 
 from genie_utils import data, generate, oracle, pairing, plots, profiles, splits
 from genie_utils.recipe import STEPS_BENCHMARK_RATIOS, Recipe
+from genie_utils.run_files import RunFiles
 from genie_utils.store import Store
 
 
@@ -33,8 +34,8 @@ def main(argv=None) -> int:
     pairs = pairing.random_pairs(splits.pool_images(settings, dataset, splits.EVALUATION),
                                  pairing.eligible_classes(tables, 1), args.pairs, seed=11)
     judge = oracle.load_oracle(profiles.resolve(settings, settings["oracle"]["path"]))
-    folder = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
-    store = Store(folder / "denoising-steps-store")
+    files = RunFiles.of(settings)
+    store = Store(files.benchmarks.denoising_steps_store)
     generator = generate.GenieGenerator.from_profile(settings)
     rows = []
     for steps in args.steps:
@@ -46,10 +47,11 @@ def main(argv=None) -> int:
         rows.append(summary)
         print(summary.round(3).to_string(index=False), flush=True)
     result = pd.concat(rows, ignore_index=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    result.to_csv(folder / "denoising_steps.csv", index=False)
+    files.benchmarks.folder.mkdir(parents=True, exist_ok=True)
+    result.to_csv(files.benchmarks.denoising_steps, index=False)
     print(result.pivot_table(index="noise_ratio", columns="steps", values=["p_target", "p_source"]).round(3))
-    print(plots.save(plots.curves_by_steps(folder / "denoising_steps.csv"), settings, "benchmark_denoising_steps"))
+    print(plots.save(plots.curves_by_steps(files.benchmarks.denoising_steps), files.figures,
+                     "benchmark_denoising_steps"))
     return 0
 
 

@@ -21,6 +21,7 @@ import argparse
 
 from genie_utils import editing, plots, profiles
 from genie_utils.recipe import EDITING_RATIOS, Recipe
+from genie_utils.run_files import RunFiles
 
 
 def parse_setting(text: str) -> editing.Setting:
@@ -68,24 +69,25 @@ def main(argv=None) -> int:
         print(part[part.group == "all classes"][["noise_ratio", "p_target", "p_source", "copy_rate", "keep",
                                                  "hard_negative_rate"]].round(3).to_string(index=False))
         print(editing.target_check(part).to_string(index=False), flush=True)
-    folder = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
-    folder.mkdir(parents=True, exist_ok=True)
-    summary.to_csv(folder / f"{args.name}.csv", index=False)
+    files = RunFiles.of(settings)
+    benchmarks = files.benchmarks
+    benchmarks.folder.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(benchmarks.editing(args.name), index=False)
     reference = editing.profile_settings(settings)[-1].label
     if reference in set(summary.setting) and summary.setting.nunique() > 1:
         cells = editing.agreement(summary, reference)
-        cells.to_csv(folder / f"{args.name}_agreement.csv", index=False)
+        cells.to_csv(benchmarks.editing_agreement(args.name), index=False)
         print(f"\nagainst the profile's recipe ({reference}): cells outside its 95% half-width, of "
               f"{len(editing.AGREEMENT_MEASURES)} measures x {summary.noise_ratio.nunique()} ratios")
         for setting, part in cells.groupby("setting", sort=False):
             print(f"  {setting}: {int((~part.within).sum())} of {len(part)}")
-    images.to_csv(folder / f"{args.name}_images.csv", index=False)
-    print(folder / f"{args.name}.csv")
+    images.to_csv(benchmarks.editing_images(args.name), index=False)
+    print(benchmarks.editing(args.name))
     reference = editing.oracle_reference(settings)  # what real images of unseen identities get from the same judge
-    reference.to_csv(folder / "oracle_reference.csv", index=False)
+    reference.to_csv(benchmarks.oracle_reference, index=False)
     print("\nthe oracle on real evaluation-pool images (P(true class), share named; each class weighing the same):")
     print(reference.round(3).to_string(index=False))
-    print(plots.save(plots.editing_curves(folder / f"{args.name}.csv"), settings, f"benchmark_{args.name}"))
+    print(plots.save(plots.editing_curves(benchmarks.editing(args.name)), files.figures, f"benchmark_{args.name}"))
     if args.card:
         from genie_utils.companion.card import write_model_card
 

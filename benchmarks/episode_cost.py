@@ -34,6 +34,7 @@ import torch
 
 from genie_utils import data, fewshot, generate, pairing, profiles, speed, splits
 from genie_utils.recipe import ADA_RATIOS, METHODS, Recipe, profile_recipe
+from genie_utils.run_files import BenchmarkFiles, FewshotFiles, RunFiles
 from genie_utils.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
         drawn = pd.concat([pairing.episodes_table(dataset, tables, spec["ways"], shots,
                                                   settings["splits"]["queries_per_class"], range(1),
                                                   spec.get("all_queries", False)) for shots in spec["shots"]])
-        episodes = pairing.read_episodes(pairing.write_episodes(drawn, Path(scratch) / "episodes.csv"), dataset)
+        episodes = pairing.read_episodes(pairing.write_episodes(drawn, FewshotFiles(Path(scratch)).episodes), dataset)
     first = episodes[(episodes.shots == episodes.shots.min()) & (episodes.episode == 0)]
     supports = {shots: group[(group.episode == 0) & (group.role == "support")]
                 for shots, group in episodes.groupby("shots")}
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory() as scratch:
                 before = generator.counts.unet_steps
                 began = time.perf_counter()
-                table = fewshot.augmentation_table(generator, first, Store(Path(scratch) / "store"), names,
+                table = fewshot.augmentation_table(generator, first, Store(RunFiles(Path(scratch)).store), names,
                                                    progress=False)
                 timings[text].append(time.perf_counter() - began)
                 counted[text] = generator.counts.unet_steps - before
@@ -159,11 +160,11 @@ def main(argv=None) -> int:
                 raise RuntimeError(f"{text}: the timing ran {counted[text]} UNet steps, the recipe counts {steps}")
         rows.append(row)
     table = pd.DataFrame(rows)
-    folder = Path(args.out) if args.out else speed.benchmarks_folder(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / "episode_cost.csv", index=False)
+    out = (BenchmarkFiles(Path(args.out)) if args.out else RunFiles.of(settings).benchmarks).episode_cost
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
     print(table.to_string(index=False))
-    print(folder / "episode_cost.csv")
+    print(out)
     return 0
 
 

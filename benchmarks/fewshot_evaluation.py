@@ -24,6 +24,7 @@ from joblib import Parallel, delayed
 
 from genie_utils import augment, data, features, fewshot, pairing, plots, profiles
 from genie_utils.recipe import ADA_RATIOS
+from genie_utils.run_files import RunFiles
 from genie_utils.store import Store
 
 
@@ -93,12 +94,12 @@ def main(argv=None) -> int:
         print(f"fitting, {shots}-shot: {record['fitting_seconds'][f'{shots}-shot']:.1f} s for {args.episodes} episodes "
               f"({workers} processes, synthetic features made in them included)", flush=True)
 
-    folder = fewshot.run_folder(settings)
-    if (folder / "augmentations.csv").is_file():
+    files = RunFiles.of(settings)
+    if files.fewshot.augmentations.is_file():
         dataset = data.load_dataset(settings, progress=False)
-        episodes = pairing.read_episodes(folder / "episodes.csv", dataset)
-        augmentations = pd.read_csv(folder / "augmentations.csv", keep_default_na=False, dtype={"key": str})
-        store = Store(profiles.resolve(settings, settings["paths"]["results"]) / "store")
+        episodes = pairing.read_episodes(files.fewshot.episodes, dataset)
+        augmentations = pd.read_csv(files.fewshot.augmentations, keep_default_na=False, dtype={"key": str})
+        store = Store(files.store)
         cache = features.FeatureCache(profiles.resolve(settings, settings["features"]["cache_dir"]))
         backbone = features.load_backbone(settings, spec["backbones"][0])
         for shots, group in episodes.groupby("shots"):
@@ -115,11 +116,10 @@ def main(argv=None) -> int:
                   f"(measured on {count})", flush=True)
     record["total_seconds"] = sum(record["fitting_seconds"].values()) + sum(record["reading_seconds"].values())
     print(f"total: {record['total_seconds']:.0f} s ({record['total_seconds'] / 60:.1f} min)")
-    out = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fewshot_evaluation.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(plots.save(plots.evaluation_benchmark(out / "fewshot_evaluation.json"), settings,
-                     "benchmark_fewshot_evaluation"))
+    out = files.benchmarks.fewshot_evaluation
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(plots.save(plots.evaluation_benchmark(out), files.figures, "benchmark_fewshot_evaluation"))
     return 0
 
 

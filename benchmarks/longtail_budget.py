@@ -22,6 +22,7 @@ import pandas as pd
 
 from genie_utils import data, generate, longtail, plots, profiles, splits
 from genie_utils.results import write_table
+from genie_utils.run_files import RunFiles
 from genie_utils.store import Store
 
 
@@ -42,13 +43,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     settings = profiles.load_profile(args.profile)
-    folder = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks"
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / "longtail_budget.csv"
+    files = RunFiles.of(settings)
+    files.benchmarks.folder.mkdir(parents=True, exist_ok=True)
+    out = files.benchmarks.longtail_budget
     dataset = data.load_dataset(settings)
     tables, names = splits.load_splits(settings, dataset), data.class_display_names(dataset)
     train, test, classes = longtail.load_split(settings, dataset, tables)
-    store = Store(profiles.resolve(settings, settings["paths"]["results"]) / "store")
+    store = Store(files.store)
     seeded = {**settings, "generation": {**settings["generation"], "seed": args.seed}}
     generator = generate.GenieGenerator.from_profile(seeded)
     backbone, cache = longtail.frozen_backbone(settings)
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
               "cross-entropy, points [95% interval over the test images]")
         print(rows[["group", "method", "mean", "low", "high"]].round(1).to_string(index=False), flush=True)
     print(out)
-    print(plots.save(plots.longtail_budget(out), settings, "benchmark_longtail_budget"))
+    print(plots.save(plots.longtail_budget(out), files.figures, "benchmark_longtail_budget"))
     return 0
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 
 from genie_utils import data, oracle, pairing, profiles, splits
 from genie_utils.images import to_rgb
+from genie_utils.run_files import RunFiles
 
 
 def main(argv=None) -> int:
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
                      "p_source": p[index, source].mean(), "oracle_target": (p.argmax(1) == target).mean(),
                      "seconds_per_image": seconds, "dtype": str(pipe.unet.dtype).removeprefix("torch.")})
         print(rows[-1], flush=True)
-    out = profiles.resolve(settings, settings["paths"]["results"]) / "benchmarks" / "stock_pipeline.csv"
+    out = RunFiles.of(settings).benchmarks.stock_pipeline
     out.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out, index=False)
     print(out)

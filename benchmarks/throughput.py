@@ -55,6 +55,7 @@ from PIL import Image
 
 from genie_utils import ada, companion, generate, pipeline, profiles, speed
 from genie_utils.recipe import GENIE_NOISE_RATIO, profile_recipe
+from genie_utils.run_files import BenchmarkFiles, RunFiles
 from genie_utils.store import atomic_write
 
 NAMES = ["heart", "animal mammal", "food fruit", "transport ground", "face smiling", "sky & weather"]
@@ -225,19 +226,20 @@ def main(argv=None) -> int:
         parser.error("--reference-only times no setting besides plain: name one with --settings")
     record = run(settings, args.model, names, args.batch_sizes, args.images, args.noise_ratio, device, args.repeats,
                  args.ada, time_plain=not args.reference_only)
-    out = Path(args.out) if args.out else speed.benchmarks_folder(settings)
-    out.mkdir(parents=True, exist_ok=True)
+    benchmark_files = BenchmarkFiles(Path(args.out)) if args.out else RunFiles.of(settings).benchmarks
+    benchmark_files.folder.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(record["rows"])
-    csv = out / "throughput.csv"  # earlier runs' rows kept; columns they lack stay empty
+    csv = benchmark_files.throughput  # earlier runs' rows kept; columns they lack stay empty
     earlier = pd.read_csv(csv) if csv.is_file() else None
     atomic_write(csv, lambda f: f.write(pd.concat([earlier, table], ignore_index=True).to_csv(index=False).encode()))
     slug = re.sub(r"[^a-z0-9]+", "-", record["device"].lower()).strip("-")
-    (out / f"throughput-{slug}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(record, indent=1) + "\n")
+    benchmark_files.throughput_record(f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}").write_text(json.dumps(record, indent=1) + "\n")
     columns = ["setting", "dtype", "batch_size", "images_per_second", "slowest", "fastest", "max_abs_difference",
                "within_tolerance", "ada_images_per_second", "ada_relative_cost"]
     print(table[[c for c in columns if c in table]].to_markdown(index=False, floatfmt=".3g"))
     print(f"fastest within tolerance: {record['fastest_within_tolerance']}; default on this device: "
-          f"{record['default'] or 'none (the run left out the built-in ' + speed.builtin_default(device) + ')'}; {out}")
+          f"{record['default'] or 'none (the run left out the built-in ' + speed.builtin_default(device) + ')'}; "
+          f"{benchmark_files.folder}")
     return 0
 
 

@@ -27,6 +27,7 @@ from .pairing import pairs_per_target
 from .profiles import resolve
 from .recipe import EDITING_RATIOS, GENIE_NOISE_RATIO, profile_recipe
 from .results import normal_interval
+from .run_files import RunFiles
 from .splits import BINS, EVALUATION, GENERATOR, bin_of, pool_images
 from .store import Store
 from .validation import check_noise_ratio
@@ -320,7 +321,7 @@ def benchmark(profile: dict, settings: Sequence[Setting], per_class: int = 2,
                              per_class, seed)
     judge = load_oracle(resolve(profile, profile["oracle"]["path"]))  # the shipped judge, in every profile
     training, groups = training_images(profile), profile_target_groups(profile, dataset)
-    store = Store(resolve(profile, profile["paths"]["results"]) / "benchmarks" / "editing-store")
+    store = Store(RunFiles.of(profile).benchmarks.editing_store)
     if model is None:
         generator = GenieGenerator.from_profile(profile)
     else:

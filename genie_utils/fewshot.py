@@ -31,6 +31,7 @@ from .pairing import BASELINES, episode_jobs, episode_sets, episodes_table, read
 from .profiles import resolve
 from .recipe import ADA_RATIOS, METHODS
 from .results import read_augmentations, row_name, summarise, write_table
+from .run_files import FewshotFiles, RunFiles
 from .store import atomic_write
 
 
@@ -77,9 +78,10 @@ def augmentation_table(generator, episodes: pd.DataFrame, store, class_names: di
 # --------------------------------------------------------------------------------------------------
 # Evaluation: a logistic regression per episode and row, on frozen features
 
-# The paper's claims about GeNIe, as the paired differences that test them (the targets of their intervals:
-# `[fewshot] target_half_widths`).
-CLAIMS = ("genie - img2img_low", "genie - img2img_high", "genie - txt2img", "genie_ada - genie")
+# The comparisons the profile sizes its episodes for (`[fewshot] target_half_widths`: their intervals' targets), the
+# paired differences behind the paper's claims against the generative baselines and of GeNIe-Ada (all claims and
+# their verdicts: `claims`).
+SIZED_COMPARISONS = ("genie - img2img_low", "genie - img2img_high", "genie - txt2img", "genie_ada - genie")
 ROWS = ("weak", "strong", "mixup", "cutmix", "img2img_low", "img2img_high", "txt2img", "genie", "genie_ada")
 
 
@@ -248,10 +250,6 @@ def evaluate(backbone, episodes: pd.DataFrame, augmentations: pd.DataFrame, stor
 # The experiment of a profile, as files under results/<profile>/fewshot/
 
 
-def run_folder(profile: dict) -> Path:
-    return resolve(profile, profile["paths"]["results"]) / "fewshot"
-
-
 def draw_episodes(profile: dict, dataset: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The profile's episodes (`[fewshot]` shots, counts and `all_queries`, `[splits]` queries per class; episode i
     drawn with seed i, from `first_episode`, default 0) written to `episodes.csv` and returned joined with the
@@ -261,7 +259,7 @@ def draw_episodes(profile: dict, dataset: pd.DataFrame, tables: dict[str, pd.Dat
     parts = [episodes_table(dataset, tables, spec["ways"], shots, profile["splits"]["queries_per_class"],
                             range(first, first + count), spec.get("all_queries", False))
              for shots, count in zip(spec["shots"], spec["episodes"])]
-    path = write_episodes(pd.concat(parts, ignore_index=True), run_folder(profile) / "episodes.csv")
+    path = write_episodes(pd.concat(parts, ignore_index=True), RunFiles.of(profile).fewshot.episodes)
     return read_episodes(path, dataset)
 
 
@@ -271,7 +269,7 @@ def generate_augmentations(profile: dict, generator, episodes: pd.DataFrame, sto
     parts = [augmentation_table(generator, group, store, class_names, progress=progress).assign(shots=shots)
              for shots, group in episodes.groupby("shots")]
     table = pd.concat(parts, ignore_index=True)
-    write_table(table, run_folder(profile) / "augmentations.csv")
+    write_table(table, RunFiles.of(profile).fewshot.augmentations)
     return table
 
 
@@ -293,8 +291,8 @@ def generate_share(generator, episodes: pd.DataFrame, store, class_names: dict[s
 def evaluate_profile(profile: dict, episodes: pd.DataFrame, store, progress: bool = True) -> dict[str, Path]:
     """Every row on every episode and backbone of the profile, from `augmentations.csv`; writes `results.csv`,
     `class_probabilities.csv`, `ada_choices.csv` and `query_outcomes.csv` and returns their paths."""
-    folder = run_folder(profile)
-    path = folder / "augmentations.csv"
+    files = RunFiles.of(profile).fewshot
+    path = files.augmentations
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run notebook 02_augmentations (or "
                                 "fewshot.generate_augmentations) first; evaluation never generates.")
@@ -309,14 +307,15 @@ def evaluate_profile(profile: dict, episodes: pd.DataFrame, store, progress: boo
                               workers=os.cpu_count() or 1)
             for key, table in tables.items():
                 out.setdefault(key, []).append(table)
-    return {key: write_table(pd.concat(parts, ignore_index=True), folder / f"{key}.csv") for key, parts in out.items()}
+    # each of `evaluate`'s tables into the file of its name
+    return {key: write_table(pd.concat(parts, ignore_index=True), getattr(files, key)) for key, parts in out.items()}
 
 
-def drawn_query_differences(folder: Path, outcomes: pd.DataFrame) -> pd.DataFrame | None:
+def drawn_query_differences(episodes_csv: Path, outcomes: pd.DataFrame) -> pd.DataFrame | None:
     """The paired differences had each episode been scored on its drawn queries only (`[splits] queries_per_class`
-    per class), from the same fits: its hits on the queries `episodes.csv` marks `drawn_query`. None when every
-    query is a drawn one."""
-    episodes = pd.read_csv(folder / "episodes.csv", keep_default_na=False)
+    per class), from the same fits: its hits on the queries the episodes file `episodes_csv` marks `drawn_query`.
+    None when every query is a drawn one."""
+    episodes = pd.read_csv(episodes_csv, keep_default_na=False)
     queries = episodes[episodes.role == "query"]
     if "drawn_query" not in queries or queries.drawn_query.astype(bool).all():
         return None
@@ -338,39 +337,40 @@ def write_tables(profile: dict) -> dict[str, Path]:
     (GeNIe minus each row, GeNIe-Ada minus GeNIe), each as Markdown and LaTeX; from `query_outcomes.csv`, how much
     of each difference's spread the query draw makes (`noise_sources.csv`); the claims' half-widths against the
     profile's `target_half_widths` (`precision.csv` and `.md`)."""
-    folder = run_folder(profile)
-    results = pd.read_csv(folder / "results.csv")
+    files = RunFiles.of(profile).fewshot
+    results = pd.read_csv(files.results)
     summary = result_tables.summarise(results, ["backbone", "shots", "method"])
     differences = result_tables.paired_differences(results, order=table_rows())
-    summary.to_csv(folder / "summary.csv", index=False)
-    differences.to_csv(folder / "differences.csv", index=False)
-    outcomes = pd.read_csv(folder / "query_outcomes.csv", keep_default_na=False)
-    noise = write_table(result_tables.noise_sources(outcomes, order=table_rows()), folder / "noise_sources.csv")
+    summary.to_csv(files.summary, index=False)
+    differences.to_csv(files.differences, index=False)
+    outcomes = pd.read_csv(files.query_outcomes, keep_default_na=False)
+    noise = write_table(result_tables.noise_sources(outcomes, order=table_rows()), files.noise_sources)
     wide = [result_tables.wide_table(summary, table_rows(), ["backbone", "shots"], latex=latex) for latex in (False, True)]
     diff = [result_tables.difference_table(differences, latex=latex) for latex in (False, True)]
-    paths = result_tables.write_tables(folder / "table", f"{profile['name']}: few-shot accuracy (\\%), mean $\\pm$ 95\\% "
+    paths = result_tables.write_tables(files.table, f"{profile['name']}: few-shot accuracy (\\%), mean $\\pm$ 95\\% "
                                 "interval over episodes", *wide)
     paths.update({f"differences_{k}": v for k, v in result_tables.write_tables(
-        folder / "differences", f"{profile['name']}: paired differences (percentage points), mean $\\pm$ 95\\% "
-        "interval over episodes", *diff).items()})
+        files.differences.with_suffix(""), f"{profile['name']}: paired differences (percentage points), mean "
+        "$\\pm$ 95\\% interval over episodes", *diff).items()})
     targets = dict(zip(profile["fewshot"]["shots"], profile["fewshot"].get("target_half_widths", [])))
-    precision = result_tables.precision_against_targets(differences, targets, CLAIMS,
-                                                        drawn_query_differences(folder, outcomes))
-    return {**paths, **result_tables.write_precision(precision, folder / "precision"), "noise_sources": noise}
+    precision = result_tables.precision_against_targets(differences, targets, SIZED_COMPARISONS,
+                                                        drawn_query_differences(files.episodes, outcomes))
+    return {**paths, **result_tables.write_precision(precision, files.precision.with_suffix("")),
+            "noise_sources": noise}
 
 
 # --------------------------------------------------------------------------------------------------
 # Analyses, each written as a result file that a figure is drawn from
 
 
-def class_probability_summary(profile: dict) -> Path:
+def class_probability_summary(files: FewshotFiles) -> Path:
     """Mean P(source) and P(target) of GeNIe's candidates against r under each episode's own support-only
-    classifier (the paper's class-probability analysis), with 95% intervals over pairs, per backbone and shots."""
-    folder = run_folder(profile)
-    table = pd.read_csv(folder / "class_probabilities.csv")
+    classifier (the paper's class-probability analysis), with 95% intervals over pairs, per backbone and shots:
+    `class_probability_summary.csv` from `class_probabilities.csv` (`files`: a run's few-shot files)."""
+    table = pd.read_csv(files.class_probabilities)
     parts = [summarise(table, ["backbone", "shots", "noise_ratio"], value, scale=1.0).assign(value=value)
              for value in ("p_source", "p_target")]
-    return write_table(pd.concat(parts, ignore_index=True), folder / "class_probability_summary.csv")
+    return write_table(pd.concat(parts, ignore_index=True), files.class_probability_summary)
 
 
 def mixed_images(support: pd.DataFrame, method: str, views_per_image: int = 5, size: int = 224):
@@ -384,13 +384,12 @@ def mixed_images(support: pd.DataFrame, method: str, views_per_image: int = 5, s
     return out
 
 
-def skip_label_consistency(profile: dict) -> str:
+def skip_label_consistency(files: FewshotFiles) -> str:
     """Label consistency without an oracle: the sentence that says so, written to `label_consistency.txt` in place
-    of an earlier run's `label_consistency.csv`."""
-    folder = run_folder(profile)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "label_consistency.csv").unlink(missing_ok=True)
-    atomic_write(folder / "label_consistency.txt", lambda f: f.write((NO_ORACLE + "\n").encode()))
+    of an earlier run's `label_consistency.csv` (`files`: a run's few-shot files)."""
+    files.folder.mkdir(parents=True, exist_ok=True)
+    files.label_consistency.unlink(missing_ok=True)
+    atomic_write(files.label_consistency_skipped, lambda f: f.write((NO_ORACLE + "\n").encode()))
     return NO_ORACLE
 
 
@@ -401,8 +400,8 @@ def label_consistency(profile: dict, episodes: pd.DataFrame, store, judge, progr
     support images (a reference: random crops are harder for the oracle than whole images) and the MixUp /
     CutMix samples, labelled with their majority class. Writes `label_consistency.csv` (one row per method
     and noise ratio)."""
-    folder = run_folder(profile)
-    augmentations = read_augmentations(folder / "augmentations.csv")
+    files = RunFiles.of(profile).fewshot
+    augmentations = read_augmentations(files.augmentations)
     unique = augmentations.drop_duplicates("key")
     judged = [(m, r, store.root / f, c) for m, r, f, c in zip(unique.method, unique.noise_ratio, unique.file,
                                                              unique.target_class)]
@@ -423,11 +422,11 @@ def label_consistency(profile: dict, episodes: pd.DataFrame, store, judge, progr
                          "p_label": p[np.arange(len(judged)), [judge.index(c) for _, _, _, c in judged]],
                          "oracle_class": [judge.classes[i] for i in p.argmax(1)]})
     rows["oracle_agrees"] = rows.oracle_class == rows.label
-    (folder / "label_consistency.txt").unlink(missing_ok=True)
+    files.label_consistency_skipped.unlink(missing_ok=True)
     summary = rows.groupby(["method", "noise_ratio"], dropna=False).agg(
         images=("label", "size"), p_label=("p_label", "mean"), oracle_agrees=("oracle_agrees", "mean")).reset_index()
     summary["row"] = [row_name(m, r) for m, r in zip(summary.method, summary.noise_ratio)]
-    return write_table(summary, folder / "label_consistency.csv")
+    return write_table(summary, files.label_consistency)
 
 
 def embedding_view(profile: dict, episodes: pd.DataFrame, store, backbone, episode: int | None = None,
@@ -440,7 +439,8 @@ def embedding_view(profile: dict, episodes: pd.DataFrame, store, backbone, episo
     episode = spec["figure_episode"] if episode is None else episode
     cache = FeatureCache(resolve(profile, profile["features"]["cache_dir"]))
     support, query = episode_sets(episodes[episodes.shots == shots], episode)
-    augmentations = read_augmentations(run_folder(profile) / "augmentations.csv")
+    files = RunFiles.of(profile).fewshot
+    augmentations = read_augmentations(files.augmentations)
     chosen = augmentations[(augmentations.shots == shots) & (augmentations.episode == episode)
                            & augmentations.method.isin(methods)
                            & ((augmentations.method != "genie") | (augmentations.noise_ratio == METHODS["genie"].noise_ratio))]
@@ -453,7 +453,7 @@ def embedding_view(profile: dict, episodes: pd.DataFrame, store, backbone, episo
     coordinates = PCA(n_components=2, random_state=0).fit_transform(embed(backbone, list(points.path), cache))
     table = points.assign(x=coordinates[:, 0], y=coordinates[:, 1], episode=episode, shots=shots,
                           backbone=backbone.name)
-    return write_table(table.drop(columns=["path"]), run_folder(profile) / "embedding_view.csv")
+    return write_table(table.drop(columns=["path"]), files.embedding_view)
 
 
 def method_comparison(profile: dict, episodes: pd.DataFrame, sources: int = 3, episode: int | None = None,
@@ -464,7 +464,8 @@ def method_comparison(profile: dict, episodes: pd.DataFrame, sources: int = 3, e
     spec = profile["fewshot"]
     shots = shots or max(spec["shots"])
     episode = spec["figure_episode"] if episode is None else episode
-    augmentations = read_augmentations(run_folder(profile) / "augmentations.csv")
+    files = RunFiles.of(profile).fewshot
+    augmentations = read_augmentations(files.augmentations)
     mine = augmentations[(augmentations.shots == shots) & (augmentations.episode == episode)]
     support, _ = episode_sets(episodes[episodes.shots == shots], episode)
     rows = []
@@ -481,4 +482,4 @@ def method_comparison(profile: dict, episodes: pd.DataFrame, sources: int = 3, e
             match = own[(own.method == "genie") & (own.target_class == target) & (own.noise_ratio == r)]
             rows.append({"source_id": source.image_id, "column": f"genie_r{r:g}", "class_name": target,
                          "file": match.file.iloc[0], "in_store": True})
-    return write_table(pd.DataFrame(rows), run_folder(profile) / "method_comparison.csv")
+    return write_table(pd.DataFrame(rows), files.method_comparison)

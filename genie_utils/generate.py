@@ -43,6 +43,7 @@ from .jobs import Job, generate_batch, job_seed
 from .pipeline import default_device, load_pipeline
 from .profiles import resolve
 from .recipe import GENIE_NOISE_RATIO, SCHEDULER_SETTINGS, Recipe, kept_steps, profile_recipe
+from .run_files import RunFiles
 from .validation import check_batch_size, check_class, check_noise_ratio
 
 
@@ -98,7 +99,7 @@ class GenieGenerator:
         if resolve(profile, model).exists():  # a folder under the project root, not a hub id
             model = resolve(profile, model)
         return cls.from_pretrained(model, profile_recipe(profile), device, dtype, settings["batch_size"], speed,
-                                   speed_settings.benchmarks_folder(profile))
+                                   RunFiles.of(profile).benchmarks.folder)
 
     # -- parts ------------------------------------------------------------------------------------
 

@@ -29,7 +29,8 @@ def captioned_images(profile: dict, renderings=(), style_captions: bool = False)
     train = pool_images(profile, load_dataset(profile, progress=False), GENERATOR)
     images, rows = list(train.path), [train.assign(style=profile["dataset"]["kind"])]
     for style in renderings:
-        more, drawn = style_renderings(train, style, styles_cache(profile), profile["dataset"]["resolution"])
+        more, drawn = style_renderings(train, style, styles_cache(resolve(profile, profile["dataset"]["cache_dir"])),
+                                       profile["dataset"]["resolution"])
         if style_captions:
             more = more.assign(display_name=[f"{style} {name}" for name in more.display_name])
         rows.append(more)
@@ -39,9 +40,10 @@ def captioned_images(profile: dict, renderings=(), style_captions: bool = False)
     return images_tensor(images), [template.format(name) for name in train.display_name], train
 
 
-def styles_cache(profile: dict) -> Path:
-    """Where the other emoji styles are downloaded: beside the dataset's renders."""
-    return resolve(profile, profile["dataset"]["cache_dir"]) / "styles"
+def styles_cache(dataset_cache: Path) -> Path:
+    """Where the other emoji styles are downloaded: beside the dataset's renders, in its cache folder
+    `dataset_cache` (a profile's `[dataset] cache_dir`)."""
+    return Path(dataset_cache) / "styles"
 
 
 def companion_renderings(profile: dict) -> list[str]:

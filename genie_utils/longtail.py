@@ -35,6 +35,7 @@ from .pairing import BASELINES, budget_hard_negative_jobs, budget_own_class_jobs
 from .profiles import resolve
 from .recipe import ADA_RATIOS, METHODS
 from .results import read_augmentations, write_table
+from .run_files import LongtailFiles, RunFiles
 from .splits import BINS, bin_of
 
 GENERATIVE = ("genie", "genie_ada", "txt2img", "img2img_low", "img2img_high")
@@ -52,10 +53,6 @@ def row_parts(method: str) -> tuple[str | None, str]:
     if augmentation not in GENERATIVE + MIX_METHODS or (loss and loss not in LOSSES):
         raise ValueError(f"unknown long-tail row {method!r}; rows: {', '.join(ROWS)}")
     return augmentation, loss or "plain"
-
-
-def run_folder(profile: dict) -> Path:
-    return resolve(profile, profile["paths"]["results"]) / "longtail"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -260,11 +257,11 @@ def bin_accuracy(results: pd.DataFrame) -> pd.DataFrame:
 def generate_augmentations(profile: dict, generator, train: pd.DataFrame, classes: pd.DataFrame, store,
                            class_names: dict[str, str], progress: bool = True) -> pd.DataFrame:
     """The budget (`plan.csv`) and every method's images for it (`augmentations.csv`)."""
-    spec = profile["longtail"]
+    spec, files = profile["longtail"], RunFiles.of(profile).longtail
     plan = budget(classes, spec["top_up_below"], spec["images_per_class"])
-    write_table(plan, run_folder(profile) / "plan.csv")
+    write_table(plan, files.plan)
     table = augmentation_table(generator, train, plan[plan.generated > 0], store, class_names, progress=progress)
-    write_table(table, run_folder(profile) / "augmentations.csv")
+    write_table(table, files.augmentations)
     return table
 
 
@@ -289,13 +286,13 @@ def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, sto
     """Every row and seed of the profile's long-tail experiment from `plan.csv` and `augmentations.csv`;
     writes the per-image `test_outcomes.csv` and the per-class `results.csv` and returns the latter's path.
     Never generates."""
-    folder = run_folder(profile)
-    for name in ("plan.csv", "augmentations.csv"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} not found: generate the augmentations first "
+    files = RunFiles.of(profile).longtail
+    for path in (files.plan, files.augmentations):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: generate the augmentations first "
                                     "(longtail.generate_augmentations, notebook 06); evaluation never generates.")
-    plan = pd.read_csv(folder / "plan.csv")
-    augmentations = read_augmentations(folder / "augmentations.csv")
+    plan = pd.read_csv(files.plan)
+    augmentations = read_augmentations(files.augmentations)
     augmentations["source_path"] = augmentations.source_id.map(dict(zip(train.image_id, train.path)))
     missing = [f for f in augmentations.file if not (store.root / f).is_file()]
     if missing:
@@ -309,9 +306,9 @@ def evaluate_profile(profile: dict, train: pd.DataFrame, test: pd.DataFrame, sto
     else:
         outcomes = evaluate(backbone, train, test, classes, plan, augmentations, store, cache, range(spec["seeds"]),
                             spec.get("training"), progress=progress)
-    write_table(outcomes.assign(profile=profile["name"]), folder / "test_outcomes.csv")
+    write_table(outcomes.assign(profile=profile["name"]), files.test_outcomes)
     results = per_class(outcomes).merge(classes, on="class_name").merge(plan[["class_name", "generated"]], on="class_name")
-    return write_table(results.assign(profile=profile["name"]), folder / "results.csv")
+    return write_table(results.assign(profile=profile["name"]), files.results)
 
 
 def finetune_rows(profile: dict, train: pd.DataFrame, test: pd.DataFrame, classes: pd.DataFrame,
@@ -343,22 +340,22 @@ def write_tables(profile: dict) -> dict[str, Path]:
     `test_outcomes.csv`, every row minus plain cross-entropy per bin with a 95% interval over the test images
     (`results.bootstrap_differences`), as `differences.csv` and its tables, and each `COMBINED` row minus logit
     adjustment alone, as `added_to_logit_adjustment.csv` and its tables."""
-    folder = run_folder(profile)
-    results = pd.read_csv(folder / "results.csv")
+    files = RunFiles.of(profile).longtail
+    results = pd.read_csv(files.results)
     accuracy = bin_accuracy(results)
-    write_table(accuracy, folder / "bin_accuracy.csv")
+    write_table(accuracy, files.bin_accuracy)
     frames = [accuracy_table(results, latex=latex) for latex in (False, True)]
-    paths = result_tables.write_tables(folder / "table", f"{profile['name']}: long-tail top-1 (\\\\%), mean $\\\\pm$ 95\\\\% "
-                               "interval over training seeds", *frames)
-    outcomes = pd.read_csv(folder / "test_outcomes.csv", keep_default_na=False, dtype={"image_id": str})
-    groups = bin_groups(pd.read_csv(folder / "plan.csv"))
+    paths = result_tables.write_tables(files.table, f"{profile['name']}: long-tail top-1 (\\\\%), mean $\\\\pm$ "
+                                       "95\\\\% interval over training seeds", *frames)
+    outcomes = pd.read_csv(files.test_outcomes, keep_default_na=False, dtype={"image_id": str})
+    groups = bin_groups(pd.read_csv(files.plan))
     paths.update(_test_set_differences(
-        outcomes, groups, "plain", [m for m in ROWS if m != "plain"], folder / "differences",
+        outcomes, groups, "plain", [m for m in ROWS if m != "plain"], files.differences.with_suffix(""),
         f"{profile['name']}: long-tail top-1 minus plain cross-entropy (points), 95\\\\% interval over the test images"))
     combined = outcomes[outcomes.method.isin(("logit_adjusted",) + COMBINED)]  # what the images add to the correction
     if combined.method.nunique() > 1:
         paths.update(_test_set_differences(
-            combined, groups, "logit_adjusted", list(COMBINED), folder / "added_to_logit_adjustment",
+            combined, groups, "logit_adjusted", list(COMBINED), files.added_to_logit_adjustment.with_suffix(""),
             f"{profile['name']}: each generative row with logit adjustment minus logit adjustment alone (points), "
             "95\\\\% interval over the test images"))
     return paths
@@ -433,16 +430,17 @@ def _test_set_differences(outcomes: pd.DataFrame, groups: dict[str, list[str]], 
     return paths
 
 
-def gain_by_class(profile: dict, reference: str = "plain", methods: Sequence[str] = ("genie", "genie_ada", "txt2img")) -> Path:
+def gain_by_class(files: LongtailFiles, reference: str = "plain",
+                  methods: Sequence[str] = ("genie", "genie_ada", "txt2img")) -> Path:
     """Per class and method: accuracy minus `reference`'s (means over seeds), with the class's training
-    images and bin: the data of the per-class gain figure. Writes `gain_by_class.csv`."""
-    folder = run_folder(profile)
-    results = pd.read_csv(folder / "results.csv")
+    images and bin: the data of the per-class gain figure. Writes `gain_by_class.csv` from `results.csv` (`files`: a
+    run's long-tail files)."""
+    results = pd.read_csv(files.results)
     per_class = results.groupby(["method", "class_name", "train_images", "bin", "generated"]).apply(
         lambda g: g.correct.sum() / g.total.sum(), include_groups=False).rename("accuracy").reset_index()
     base = per_class[per_class.method == reference].set_index("class_name").accuracy
     gains = per_class[per_class.method.isin(methods)].assign(gain=lambda t: t.accuracy - t.class_name.map(base))
-    return write_table(gains, folder / "gain_by_class.csv")
+    return write_table(gains, files.gain_by_class)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
-from .profiles import resolve
 from .recipe import ADA_RATIOS
 from .results import method_label, row_name
 
@@ -60,13 +59,14 @@ def _same_pixels(old: Path, new: Path, tolerance: int = PNG_TOLERANCE_LEVELS) ->
     return int(difference.max(initial=0)) <= tolerance
 
 
-def save(figure, profile: dict, name: str) -> Path:
-    """Save a figure as `figures/<profile>/<name>.png` and `.pdf` without time stamps; returns the PNG's path.
+def save(figure, folder: str | os.PathLike, name: str) -> Path:
+    """Save a figure as `<name>.png` and `.pdf` in `folder` (a run's figures, `RunFiles.figures`) without time stamps;
+    returns the PNG's path.
 
     A PNG within `PNG_TOLERANCE_LEVELS` grey levels of the existing file keeps the existing bytes (see above).
     PDFs are built, not committed (`.gitignore`). The figure stays open, for the notebook to show it.
     """
-    folder = resolve(profile, profile["paths"]["figures"])
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     fresh = folder / f".{name}.new.png"

@@ -20,9 +20,9 @@ from typing import Callable, Sequence
 import torch
 
 from . import data, features, longtail, oracle, pipeline, splits
-from .profiles import resolve
 from .recipe import ADA_RATIOS, METHODS, kept_steps
-from .speed import benchmarks_folder, estimate_seconds  # as `genie generate --dry-run` estimates
+from .run_files import RunFiles
+from .speed import estimate_seconds  # as `genie generate --dry-run` estimates
 
 BASELINES = tuple(name for name, method in METHODS.items() if method.prompt_class == "own")
 # bytes of a stored PNG per pixel when the store has no image yet to measure (RGB photographs compress to about half)
@@ -101,9 +101,9 @@ def _size(count: float) -> str:
 
 def check_disk(profile: dict, images: int, free: int | None = None) -> str:
     """The store's need against the free space: a ValueError when `images` would not fit."""
-    results = resolve(profile, profile["paths"]["results"])
-    size, how = bytes_per_image(results / "store", profile["dataset"]["resolution"])
-    need, free = images * size, free_bytes(results) if free is None else free
+    files = RunFiles.of(profile)
+    size, how = bytes_per_image(files.store, profile["dataset"]["resolution"])
+    need, free = images * size, free_bytes(files.results) if free is None else free
     said = f"{images:,} images x {_size(size)} ({how}) = {_size(need)}; {_size(free)} free"
     if need > free:
         raise ValueError(f"{said}: free {_size(need - free)} on that disk, or set [paths] results elsewhere")
@@ -113,7 +113,7 @@ def check_disk(profile: dict, images: int, free: int | None = None) -> str:
 def check_time(profile: dict, device: torch.device) -> str:
     """The generation time from the throughput record of this kind of device beside the profile's results
     (`benchmarks/throughput.py`), or a note that there is none."""
-    record = benchmarks_folder(profile) / "throughput.csv"
+    record = RunFiles.of(profile).benchmarks.throughput
     model = Path(str(profile["generation"]["model"])).name
     found = estimate_seconds(record, fewshot_image_steps(profile), device.type, profile["generation"]["batch_size"],
                              model)

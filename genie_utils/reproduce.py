@@ -29,7 +29,8 @@ import papermill
 
 from . import data, fewshot, generate, longtail, preflight, settle, splits
 from .jobs import process_state
-from .profiles import load_profile, profile_argument, project_root, resolve
+from .profiles import load_profile, profile_argument, project_root
+from .run_files import RunFiles
 from .store import Store
 from .validation import run_command
 
@@ -90,7 +91,7 @@ def run(profile_name: str, only: list[str] | None = None, force: bool = False) -
     """Execute the profile's notebooks (those named by `only`), skipping those whose key is unchanged."""
     profile = load_profile(profile_name)
     folder = project_root() / "notebooks"
-    output = resolve(profile, profile["paths"]["results"]) / "notebooks"
+    output = RunFiles.of(profile).notebooks
     output.mkdir(parents=True, exist_ok=True)
     keys = stage_keys(profile, folder)
     timings = []
@@ -137,7 +138,7 @@ def spread_augmentations(profile_name: str, progress: bool = True) -> int:
         return 1
     dataset = data.load_dataset(profile, progress=False)
     tables, names = splits.load_splits(profile, dataset), data.class_display_names(dataset)
-    store = Store(resolve(profile, profile["paths"]["results"]) / "store")
+    store = Store(RunFiles.of(profile).store)
     generator = generate.GenieGenerator.from_profile(profile, device)
     shard, progress = (index, count), progress and index == 0
     for notebook in generating:
@@ -224,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     timings = run(args.profile, args.only, args.force)
     print(f"ran {len(timings)} notebooks in {sum(t for _, t in timings):.0f} s")
     if args.record_checks:
-        profile = load_profile(args.profile)
-        executed = resolve(profile, profile["paths"]["results"]) / "notebooks"
+        executed = RunFiles.of(load_profile(args.profile)).notebooks
         for notebook in notebooks(project_root() / "notebooks", args.only):
             print(f"{notebook.name}: {record_checks(executed / notebook.name, notebook)} checked cells recorded")
     return 0

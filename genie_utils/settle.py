@@ -32,6 +32,7 @@ from .pairing import episodes_table, read_episodes, write_episodes
 from .profiles import load_profile, profile_argument, project_root, resolve
 from . import results as results_tables
 from .results import write_table
+from .run_files import RunFiles
 from .store import Store, atomic_write
 from .validation import run_command
 
@@ -105,15 +106,15 @@ def run_slice(profile: dict, piece: Slice, progress: bool = True, command: str =
     """Run one slice and write `<slice>.csv` (and `<slice>.json`, its record) into the settle folder; the
     generated images go to the profile's store, so a rerun generates nothing."""
     began, commit = time.perf_counter(), _commit()
-    results = resolve(profile, profile["paths"]["results"])
-    store = Store(results / "store")
+    files = RunFiles.of(profile)
+    store = Store(files.store)
     dataset = data.load_dataset(profile, progress=progress)
     tables, names = splits.load_splits(profile, dataset), data.class_display_names(dataset)
     generator = generate.GenieGenerator.from_profile(profile)
     if piece.shots is None:
         table = _longtail(profile, generator, dataset, tables, names, store, progress)
     else:
-        table = _fewshot(profile, piece, generator, dataset, tables, names, store, results, progress)
+        table = _fewshot(profile, piece, generator, dataset, tables, names, store, files, progress)
     target = folder(profile)
     target.mkdir(parents=True, exist_ok=True)
     path = write_table(table, target / f"{piece.name}.csv")
@@ -122,13 +123,12 @@ def run_slice(profile: dict, piece: Slice, progress: bool = True, command: str =
     return path
 
 
-def _fewshot(profile, piece, generator, dataset, tables, names, store, results, progress) -> pd.DataFrame:
+def _fewshot(profile, piece, generator, dataset, tables, names, store, files, progress) -> pd.DataFrame:
     spec = profile["fewshot"]
     first = spec.get("first_episode", 0)
     episodes = episodes_table(dataset, tables, spec["ways"], piece.shots, profile["splits"]["queries_per_class"],
                               range(first + piece.start, first + piece.stop), spec.get("all_queries", False))
-    work = results / "settle" / piece.name
-    episodes = read_episodes(write_episodes(episodes, work / "episodes.csv"), dataset)
+    episodes = read_episodes(write_episodes(episodes, files.settle_slice(piece.name).episodes), dataset)
     augmentations = fewshot.augmentation_table(generator, episodes, store, names, progress=progress)
     cache = FeatureCache(resolve(profile, profile["features"]["cache_dir"]))
     parts = []
@@ -146,7 +146,8 @@ def _longtail(profile, generator, dataset, tables, names, store, progress) -> pd
     train, test, classes = longtail.load_split(profile, dataset, tables)
     longtail.generate_augmentations(profile, generator, train, classes, store, names, progress=progress)
     path = longtail.evaluate_profile(profile, train, test, store, progress=progress)
-    outcomes = pd.read_csv(path.parent / "test_outcomes.csv", keep_default_na=False, dtype={"image_id": str})
+    outcomes = pd.read_csv(RunFiles.of(profile).longtail.test_outcomes, keep_default_na=False,
+                           dtype={"image_id": str})
     few = {"few": list(classes[classes.bin == "few"].class_name)}
     parts = [results_tables.bootstrap_differences(outcomes[outcomes.method.isin([c.first, c.second])], few, c.second)
              for c in claims.LONGTAIL_CLAIMS]

@@ -10,7 +10,7 @@ Chromium. Open `results/<profile>/site/README.html`.
 
 `--publish` (`make publish`) writes the executed notebooks, made portable (`portable`: paths relative to the
 project, no run timings), into `docs/notebooks/`, so that a reader on a code host sees every output, and the result
-files the paper's figures and tables are drawn from (`PUBLISHED_RESULTS`) into `docs/results/<profile>/`; commit
+files the paper's figures and tables are drawn from (`published_results`) into `docs/results/<profile>/`; commit
 them. The site shows the same portable copies, and README's paper map links each figure to both.
 """
 from __future__ import annotations
@@ -23,22 +23,23 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .profiles import load_profile, profile_argument, project_root, resolve
+from .profiles import load_profile, profile_argument, project_root
+from .run_files import RunFiles
 
 SHOWN = ("README.md", "docs/*.md", "docs/*.png", "docs/notebooks/*.ipynb", "docs/results/**/*.csv", "models/*/README.md", "models/*/*.png", "figures/**/*.png",
          "genie_utils/**/*.py", "genie_utils/**/*.toml", "benchmarks/*.py", "notebooks/*.cfg")
 
 
-def stage(profile: dict, root: Path | None = None, notebooks: Path | None = None) -> Path:
-    """Copy what the site shows into `results/<profile>/site-source/` (emptied first); the notebooks from
-    `notebooks` (default: the profile's executed copies). Returns the folder."""
+def stage(files: RunFiles, root: Path | None = None, notebooks: Path | None = None) -> Path:
+    """Copy what the site shows into the run's `site-source/` (emptied first); the notebooks from `notebooks`
+    (default: the run's executed copies). Returns the folder."""
     root = root or project_root()
-    found = executed_notebooks(notebooks or resolve(profile, profile["paths"]["results"]) / "notebooks")
-    target = resolve(profile, profile["paths"]["results"]) / "site-source"
+    found = executed_notebooks(notebooks or files.notebooks)
+    target = files.site_source
     shutil.rmtree(target, ignore_errors=True)
     for pattern in SHOWN:
         for path in root.glob(pattern):
-            if path.is_file() and "site-source" not in path.parts:
+            if path.is_file() and target.name not in path.parts:
                 copy = target / path.relative_to(root)
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, copy)
@@ -65,14 +66,15 @@ def relative_to_project(text: str, root: Path, escape=lambda path: path) -> str:
     return text
 
 
-# The result files README's paper map names and its tables are written from (under
-# results/<profile>/; the per-query and per-test-image outcomes, megabytes each, stay there)
-PUBLISHED_RESULTS = ("ada/choices.csv", "ada/cost.csv", "fewshot/method_comparison.csv", "fewshot/embedding_view.csv",
-                     "fewshot/results.csv", "fewshot/summary.csv", "fewshot/differences.csv",
-                     "fewshot/class_probabilities.csv", "fewshot/class_probability_summary.csv",
-                     "fewshot/ada_choices.csv", "fewshot/label_consistency.csv", "fewshot/noise_sources.csv",
-                     "longtail/results.csv", "longtail/bin_accuracy.csv", "longtail/gain_by_class.csv",
-                     "longtail/differences.csv", "longtail/added_to_logit_adjustment.csv", "dataset/class_sizes.csv")
+def published_results(files: RunFiles) -> list[Path]:
+    """The result files README's paper map names and its tables are written from, in a run's `files` (or in its
+    published copy: the same layout); the per-query and per-test-image outcomes, megabytes each, stay unpublished."""
+    fewshot, longtail = files.fewshot, files.longtail
+    return [files.ada.choices, files.ada.cost, fewshot.method_comparison, fewshot.embedding_view, fewshot.results,
+            fewshot.summary, fewshot.differences, fewshot.class_probabilities, fewshot.class_probability_summary,
+            fewshot.ada_choices, fewshot.label_consistency, fewshot.noise_sources, longtail.results,
+            longtail.bin_accuracy, longtail.gain_by_class, longtail.differences, longtail.added_to_logit_adjustment,
+            files.dataset.class_sizes]
 
 
 # papermill's record of a run: where and when it ran, cell by cell; none of it is a result
@@ -99,36 +101,37 @@ def write_notebook(notebook: dict, path: Path) -> Path:
 
 def publish(profile: dict, root: Path | None = None, folder: Path | None = None) -> list[Path]:
     """The profile's executed notebooks, `portable`, into `folder`/notebooks/ (default `docs/notebooks/`), and its
-    `PUBLISHED_RESULTS`, the project's folder cut from their paths, into `folder`/results/<profile>/ (default
+    `published_results`, the project's folder cut from their paths, into `folder`/results/<profile>/ (default
     `docs/results/<profile>/`), for readers on a code host; an error naming what is missing before any is written."""
     root = root or project_root()
-    results = resolve(profile, profile["paths"]["results"])
-    found = executed_notebooks(results / "notebooks")
-    missing = [name for name in PUBLISHED_RESULTS if not (results / name).is_file()]
+    files = RunFiles.of(profile)
+    found = executed_notebooks(files.notebooks)
+    missing = [str(path.relative_to(files.results)) for path in published_results(files) if not path.is_file()]
     if missing:
-        raise FileNotFoundError(f"result files missing under {results}: {', '.join(missing)}; run `make reproduce` "
-                                "first")
+        raise FileNotFoundError(f"result files missing under {files.results}: {', '.join(missing)}; run `make "
+                                "reproduce` first")
     folder = Path(folder) if folder else root / "docs"
     written = [write_notebook(portable(json.loads(p.read_text()), root), folder / "notebooks" / p.name) for p in found]
-    for name in PUBLISHED_RESULTS:
-        target = folder / "results" / profile["name"] / name
+    copies = RunFiles(folder / "results" / profile["name"])
+    for source, target in zip(published_results(files), published_results(copies)):
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(relative_to_project((results / name).read_text(), root))
+        target.write_text(relative_to_project(source.read_text(), root))
         written.append(target)
     return written
 
 
-def build(profile: dict, notebooks: Path | None = None, quiet: bool = True) -> Path:
-    """Stage and build the site into `results/<profile>/site/`, then check it (`check_offline`). Returns the
+def build(files: RunFiles, notebooks: Path | None = None, quiet: bool = True) -> Path:
+    """Stage and build the site into the run's `site/` (`files.site`), then check it (`check_offline`). Returns the
     folder; a page that would need the network or a link that leads nowhere is a RuntimeError naming them."""
     from sphinx.cmd.build import build_main  # here: Sphinx is needed for the site only (extra `site`)
 
-    source = stage(profile, notebooks=notebooks)
-    output = resolve(profile, profile["paths"]["results"]) / "site"
+    source = stage(files, notebooks=notebooks)
+    output = files.site
     shutil.rmtree(output, ignore_errors=True)
     # -E: every page read afresh; a saved environment would keep a page's links as resolved when its file had not
     # changed, though the pages it links to had (e.g. docs/notebooks/ published since the last build)
-    arguments = ["-b", "html", "-E", "-W", "--keep-going", "-c", str(project_root() / "docs" / "site"), "-d", str(source.parent / "site-doctrees"),
+    arguments = ["-b", "html", "-E", "-W", "--keep-going", "-c", str(project_root() / "docs" / "site"),
+                 "-d", str(files.site_doctrees),
                  str(source), str(output)] + (["-q"] if quiet else [])
     if build_main(arguments) != 0:  # -W: a warning, e.g. a link to a file the site lacks, fails the build
         raise RuntimeError(f"sphinx could not build the site from {source}: its messages above name the pages")
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(written)} executed notebooks and result files under {written[0].parent.parent}: commit them")
         return 0
     try:
-        output = build(load_profile(args.profile))
+        output = build(RunFiles.of(load_profile(args.profile)))
         browser = args.browser or shutil.which("chromium") is not None
         problems = check_in_browser(output) if browser else []
     except (FileNotFoundError, RuntimeError) as error:

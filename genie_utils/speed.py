@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .profiles import load_profile, resolve
+from .profiles import load_profile
 from .recipe import kept_steps
+from .run_files import BenchmarkFiles, RunFiles
 from .validation import UsageError
 
 
@@ -147,7 +148,7 @@ def device_default(device: torch.device, benchmarks: str | os.PathLike | None = 
     on this device, else the built-in default. Records without a default this device can run are passed over."""
     device = torch.device(device)
     here = device_name(device) if device.type != "cuda" or torch.cuda.is_available() else None
-    for path in sorted(Path(benchmarks).glob("throughput-*.json"), reverse=True) if benchmarks and here else []:
+    for path in reversed(BenchmarkFiles(Path(benchmarks)).throughput_records()) if benchmarks and here else []:
         try:
             record = json.loads(path.read_text())
             setting = check_setting(record["default"], device)
@@ -158,14 +159,9 @@ def device_default(device: torch.device, benchmarks: str | os.PathLike | None = 
     return builtin_default(device), f"built-in default on {device.type}: no benchmark of {model or 'this model'} here"
 
 
-def benchmarks_folder(profile: dict) -> Path:
-    """Where `benchmarks/throughput.py` writes a profile's records (throughput.csv, throughput-*.json)."""
-    return resolve(profile, profile["paths"]["results"]) / "benchmarks"
-
-
 def default_benchmark() -> Path:
     """The throughput.csv of the embedded profile's benchmarks (`genie generate`'s default --benchmark)."""
-    return benchmarks_folder(load_profile("embedded")) / "throughput.csv"
+    return RunFiles.of(load_profile("embedded")).benchmarks.throughput
 
 
 def chosen_setting(name: str, device: torch.device, benchmark: Path, model: str) -> tuple[str, str]:

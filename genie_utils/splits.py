@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .profiles import resolve
+from .run_files import RunFiles
 
 GENERATOR, EVALUATION = "generator", "evaluation"
 BINS = ("many", "medium", "few")  # ImageNet-LT's bins of classes by training images (`bin_of`)
@@ -174,9 +175,9 @@ def class_table(dataset: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> pd.Da
 
 def write_summary(profile: dict, dataset: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> dict[str, Path]:
     """Write the dataset-at-a-glance results (class table, split counts) under `results/<profile>/dataset/`."""
-    folder = resolve(profile, profile["paths"]["results"]) / "dataset"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"class_sizes": folder / "class_sizes.csv", "split_summary": folder / "split_summary.csv"}
+    files = RunFiles.of(profile).dataset
+    files.folder.mkdir(parents=True, exist_ok=True)
+    paths = {"class_sizes": files.class_sizes, "split_summary": files.split_summary}
     class_table(dataset, tables).to_csv(paths["class_sizes"], index=False)
     split_summary(tables, profile["splits"]["shots"]).to_csv(paths["split_summary"], index=False)
     return paths

@@ -26,9 +26,10 @@ import pandas as pd
 
 from . import claims, editing, longtail, preflight, results, settle
 from .companion import card
-from .fewshot import CLAIMS, table_rows
+from .fewshot import SIZED_COMPARISONS, table_rows
 from .profiles import load_profile, project_root
 from .recipe import EDITING_RATIOS, GENIE_NOISE_RATIO
+from .run_files import BenchmarkFiles, RunFiles
 
 # The shipped model's folder, whose editing benchmark (editing.csv) README quotes.
 COMPANION = Path("models") / "genie-companion"
@@ -53,15 +54,17 @@ def _markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(stralign="right") + "\n"
 
 
-def fewshot_accuracy(folder: Path, rows=None) -> str:
-    """The few-shot table (mean ± 95% Student-t interval over episodes, percent) from `fewshot/results.csv`."""
-    summary = results.summarise(pd.read_csv(folder / "fewshot" / "results.csv"), ["backbone", "shots", "method"])
+def fewshot_accuracy(path: Path, rows=None) -> str:
+    """The few-shot table (mean ± 95% Student-t interval over episodes, percent) from `path` (a run's
+    `fewshot/results.csv`)."""
+    summary = results.summarise(pd.read_csv(path), ["backbone", "shots", "method"])
     return _markdown(results.wide_table(summary, rows or table_rows(), ["backbone", "shots"]))
 
 
-def fewshot_differences(folder: Path, comparisons=None) -> str:
-    """The paired differences (points, mean ± 95% Student-t interval over episodes) from `fewshot/results.csv`."""
-    differences = results.paired_differences(pd.read_csv(folder / "fewshot" / "results.csv"), order=table_rows())
+def fewshot_differences(path: Path, comparisons=None) -> str:
+    """The paired differences (points, mean ± 95% Student-t interval over episodes) from `path` (a run's
+    `fewshot/results.csv`)."""
+    differences = results.paired_differences(pd.read_csv(path), order=table_rows())
     if comparisons:
         rank = {c: i for i, c in enumerate(comparisons)}
         differences = differences[differences.comparison.isin(comparisons)]
@@ -69,31 +72,32 @@ def fewshot_differences(folder: Path, comparisons=None) -> str:
     return _markdown(results.difference_table(differences))
 
 
-def fewshot_precision(folder: Path, targets: dict[int, float]) -> str:
+def fewshot_precision(path: Path, targets: dict[int, float]) -> str:
     """The claims' half-widths against those asked (`targets`: shots -> points), with the episodes each would need
-    (Student-t), from `fewshot/results.csv`."""
-    differences = results.paired_differences(pd.read_csv(folder / "fewshot" / "results.csv"), order=table_rows())
-    return results.precision_table(results.precision_against_targets(differences, targets, CLAIMS))
+    (Student-t), from `path` (a run's `fewshot/results.csv`)."""
+    differences = results.paired_differences(pd.read_csv(path), order=table_rows())
+    return results.precision_table(results.precision_against_targets(differences, targets, SIZED_COMPARISONS))
 
 
-def longtail_accuracy(folder: Path, rows=longtail.ROWS) -> str:
-    """The long-tail table (top-1 per bin, mean ± 95% Student-t interval over seeds) from `longtail/results.csv`."""
-    return _markdown(longtail.accuracy_table(pd.read_csv(folder / "longtail" / "results.csv"), rows))
+def longtail_accuracy(path: Path, rows=longtail.ROWS) -> str:
+    """The long-tail table (top-1 per bin, mean ± 95% Student-t interval over seeds) from `path` (a run's
+    `longtail/results.csv`)."""
+    return _markdown(longtail.accuracy_table(pd.read_csv(path), rows))
 
 
-def longtail_test_set(folder: Path, name: str, rows=longtail.ROWS) -> str:
+def longtail_test_set(path: Path, rows=longtail.ROWS) -> str:
     """A long-tail table of each row minus a reference per bin, with its bootstrap interval over the test images,
-    from `longtail/<name>.csv` (`differences`: minus plain cross-entropy; `added_to_logit_adjustment`: minus logit
-    adjustment alone)."""
-    differences = pd.read_csv(folder / "longtail" / f"{name}.csv")
+    from `path` (`longtail/differences.csv`: minus plain cross-entropy; `longtail/added_to_logit_adjustment.csv`:
+    minus logit adjustment alone)."""
+    differences = pd.read_csv(path)
     return _markdown(results.interval_table(differences, rows).rename(columns=str.capitalize))
 
 
-def noise_sources(folder: Path) -> str:
-    """The queries' share of each claim's spread over episodes, from `fewshot/noise_sources.csv`."""
-    table = pd.read_csv(folder / "fewshot" / "noise_sources.csv")
-    table = table[table.comparison.isin(CLAIMS)]
-    table = table.iloc[table.comparison.map({c: i for i, c in enumerate(CLAIMS)}).argsort(kind="stable")]
+def noise_sources(path: Path) -> str:
+    """The queries' share of each claim's spread over episodes, from `path` (a run's `fewshot/noise_sources.csv`)."""
+    table = pd.read_csv(path)
+    table = table[table.comparison.isin(SIZED_COMPARISONS)]
+    table = table.iloc[table.comparison.map({c: i for i, c in enumerate(SIZED_COMPARISONS)}).argsort(kind="stable")]
     table = table.sort_values(["backbone", "shots"], kind="stable")
     lines = ["| shots | comparison | episodes | queries per episode | 95% half-width | queries' share of the variance "
              "| half-width with very many queries |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -104,9 +108,9 @@ def noise_sources(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def label_consistency(folder: Path) -> str:
-    """The oracle's judgement of every augmentation, from `fewshot/label_consistency.csv`."""
-    table = pd.read_csv(folder / "fewshot" / "label_consistency.csv")
+def label_consistency(path: Path) -> str:
+    """The oracle's judgement of every augmentation, from `path` (a run's `fewshot/label_consistency.csv`)."""
+    table = pd.read_csv(path)
     order = {row: i for i, row in enumerate(table_rows())}
     table = table.iloc[table.row.map(order).argsort(kind="stable")]
     lines = ["| augmentation | images judged | oracle's top class = label | mean P(label) |",
@@ -117,19 +121,19 @@ def label_consistency(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def genie_oracle_agreement(folder: Path) -> str:
+def genie_oracle_agreement(path: Path) -> str:
     """How often the oracle names the target class of GeNIe's few-shot images at each r, from
-    `fewshot/label_consistency.csv`."""
-    table = pd.read_csv(folder / "fewshot" / "label_consistency.csv")
+    `path` (a run's `fewshot/label_consistency.csv`)."""
+    table = pd.read_csv(path)
     genie = table[table.method == "genie"].sort_values("noise_ratio")
     shares = ", ".join(f"{share:.0%}" for share in genie.oracle_agrees)
     ratios = ", ".join(f"{r:g}" for r in genie.noise_ratio)
     return f"the oracle names the target class for {shares} of GeNIe's few-shot images at r = {ratios}"
 
 
-def ada_cost(folder: Path) -> str:
-    """GeNIe-Ada's cost per kept image against GeNIe's, from `ada/cost.csv` (notebook 03)."""
-    table = pd.read_csv(folder / "ada" / "cost.csv")
+def ada_cost(path: Path) -> str:
+    """GeNIe-Ada's cost per kept image against GeNIe's, from `path` (a run's `ada/cost.csv`) (notebook 03)."""
+    table = pd.read_csv(path)
     lines = ["| method | images timed | UNet steps | VAE encodes | VAE decodes | seconds | relative |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in table.itertuples():
@@ -139,22 +143,22 @@ def ada_cost(folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ada_choices(folder: Path) -> str:
-    """How many pairs GeNIe-Ada gave each r*, from `ada/choices.csv` (notebook 03)."""
-    counts = pd.read_csv(folder / "ada" / "choices.csv").noise_ratio.value_counts().sort_index()
+def ada_choices(path: Path) -> str:
+    """How many pairs GeNIe-Ada gave each r*, from `path` (a run's `ada/choices.csv`) (notebook 03)."""
+    counts = pd.read_csv(path).noise_ratio.value_counts().sort_index()
     return "r* = " + ", ".join(f"{ratio:g}: {count}" for ratio, count in counts.items()) + " pairs"
 
 
-def ada_pairs(folder: Path) -> str:
-    """The pairs and episodes of notebook 03's GeNIe-Ada run, from `ada/choices.csv`."""
-    choices = pd.read_csv(folder / "ada" / "choices.csv")
+def ada_pairs(path: Path) -> str:
+    """The pairs and episodes of notebook 03's GeNIe-Ada run, from `path` (a run's `ada/choices.csv`)."""
+    choices = pd.read_csv(path)
     return f"{len(choices)} GeNIe pairs of {choices.episode.nunique()}"
 
 
-def class_probabilities(folder: Path, shots: int = 5) -> str:
+def class_probabilities(path: Path, shots: int = 5) -> str:
     """P(source) and P(target) of GeNIe's candidates at the lowest and highest r, and the r where they are closest,
-    from `fewshot/class_probability_summary.csv` (notebook 05)."""
-    table = pd.read_csv(folder / "fewshot" / "class_probability_summary.csv")
+    from `path` (a run's `fewshot/class_probability_summary.csv`) (notebook 05)."""
+    table = pd.read_csv(path)
     table = table[table.shots == shots].pivot(index="noise_ratio", columns="value", values="mean").sort_index()
     low, high = table.index[0], table.index[-1]
     closest = (table.p_source - table.p_target).abs().idxmin()
@@ -163,24 +167,26 @@ def class_probabilities(folder: Path, shots: int = 5) -> str:
             f"closest at r = {closest:g} ({table.p_source[closest]:.2f} and {table.p_target[closest]:.2f})")
 
 
-def support_share(folder: Path, comparisons=("genie - img2img_low", "genie - img2img_high")) -> str:
+def support_share(path: Path, comparisons=("genie - img2img_low", "genie - img2img_high")) -> str:
     """The range, over shots, of the share of the spread over episodes that is not the queries' (1 - query share) in
-    `comparisons`, from `fewshot/noise_sources.csv`."""
-    table = pd.read_csv(folder / "fewshot" / "noise_sources.csv")
+    `comparisons`, from `path` (a run's `fewshot/noise_sources.csv`)."""
+    table = pd.read_csv(path)
     share = 1 - table[table.comparison.isin(comparisons)].query_share
     return f"{share.min():.2f} to {share.max():.2f}"
 
 
-def query_share(folder: Path, comparison: str) -> str:
-    """The queries' share of the spread of one comparison, per shot count, from `fewshot/noise_sources.csv`."""
-    table = pd.read_csv(folder / "fewshot" / "noise_sources.csv").sort_values("shots")
+def query_share(path: Path, comparison: str) -> str:
+    """The queries' share of the spread of one comparison, per shot count, from `path` (a run's
+    `fewshot/noise_sources.csv`)."""
+    table = pd.read_csv(path).sort_values("shots")
     part = table[table.comparison == comparison]
     return " and ".join(f"{row.query_share:.2f} ({row.shots}-shot)" for row in part.itertuples())
 
 
-def queries_per_episode(folder: Path) -> str:
-    """The mean number of queries an episode is scored on, per shot count, from `fewshot/noise_sources.csv`."""
-    table = pd.read_csv(folder / "fewshot" / "noise_sources.csv").drop_duplicates("shots").sort_values("shots")
+def queries_per_episode(path: Path) -> str:
+    """The mean number of queries an episode is scored on, per shot count, from `path` (a run's
+    `fewshot/noise_sources.csv`)."""
+    table = pd.read_csv(path).drop_duplicates("shots").sort_values("shots")
     return " and ".join(f"{row.queries_per_episode:.0f} in {row.shots}-shot" for row in table.itertuples())
 
 
@@ -188,12 +194,13 @@ def _gain(row) -> str:
     return f"{row['mean']:+.1f} [{row['low']:+.1f}, {row['high']:+.1f}]"
 
 
-def test_set_gain(folder: Path, name: str, method: str, group: str = "few") -> str:
-    """One row's difference with its bootstrap interval over the test images, from `longtail/<name>.csv`."""
-    table = pd.read_csv(folder / "longtail" / f"{name}.csv")
+def test_set_gain(path: Path, method: str, group: str = "few") -> str:
+    """One row's difference with its bootstrap interval over the test images, from a long-tail differences file
+    (`path`: `longtail/differences.csv` or `longtail/added_to_logit_adjustment.csv`)."""
+    table = pd.read_csv(path)
     rows = table[(table.method == method) & (table.group == group)]
     if len(rows) != 1:
-        raise ValueError(f"{folder / 'longtail' / name}.csv has {len(rows)} rows of {method!r} in {group!r}, not one")
+        raise ValueError(f"{path} has {len(rows)} rows of {method!r} in {group!r}, not one")
     return _gain(rows.iloc[0])
 
 
@@ -318,12 +325,12 @@ def steps_difference(path: Path, measure: str, low: float = 0.0, high: float = 1
     return f"{(difference.abs() if absolute else difference).max():.2g}"
 
 
-def editing_agreement(folder: Path, name: str) -> str:
-    """Each cheaper setting of an editing benchmark against the profile's recipe (`<name>_agreement.csv`,
-    `editing.agreement`): the cells outside the recipe's 95% half-width, and the seconds each setting took
-    (`<name>.csv`)."""
-    cells = pd.read_csv(folder / f"{name}_agreement.csv")
-    seconds = pd.read_csv(folder / f"{name}.csv").groupby("setting", sort=False).seconds.first()
+def editing_agreement(benchmarks: BenchmarkFiles, name: str) -> str:
+    """Each cheaper setting of the editing benchmark `name` in a run's `benchmarks` against the profile's recipe
+    (`<name>_agreement.csv`, `editing.agreement`): the cells outside the recipe's 95% half-width, and the seconds
+    each setting took (`<name>.csv`)."""
+    cells = pd.read_csv(benchmarks.editing_agreement(name))
+    seconds = pd.read_csv(benchmarks.editing(name)).groupby("setting", sort=False).seconds.first()
     labels = {"p_target": "P(target)", "p_source": "P(source)", "copy_rate": "copy rate", "keep": "source keep",
               "hard_negative_rate": "hard negatives", "oracle_target": "oracle names the target"}
     lines = ["| setting | seconds | cells outside the recipe's half-width | where: value against the recipe's ± half-width |",
@@ -344,10 +351,10 @@ def oracle_reference(path: Path, group: str = "all classes", measure: str = "p_t
     return f"{value:,}" if measure in ("images", "classes") else f"{value:.2f}"
 
 
-def agreeing(folder: Path, name: str) -> str:
+def agreeing(path: Path) -> str:
     """The cheaper settings of an editing benchmark whose every cell lies within the recipe's half-width
-    (`editing.agreeing_settings` on `<name>_agreement.csv`), in words: "none", or their labels."""
-    return ", ".join(editing.agreeing_settings(pd.read_csv(folder / f"{name}_agreement.csv"))) or "none"
+    (`editing.agreeing_settings` on its `<name>_agreement.csv`, `path`), in words: "none", or their labels."""
+    return ", ".join(editing.agreeing_settings(pd.read_csv(path))) or "none"
 
 
 def companion_judge(root: Path) -> str:
@@ -422,38 +429,39 @@ def _targets(profile: str) -> dict[int, float]:
 def renderers(root: Path) -> dict[str, Callable[[], str]]:
     """Every table and value a page may name, each drawing from the committed result files under
     `root`/docs/results/ and the shipped model's folder."""
-    embedded = root / "docs" / "results" / "embedded"
-    budget = embedded / "benchmarks" / "longtail_budget.csv"
-    speed = root / "docs" / "results" / "paper" / "benchmarks" / "throughput.csv"
-    first_model = embedded / "benchmarks" / "editing_first_model.csv"
+    embedded = RunFiles(root / "docs" / "results" / "embedded")  # the published copies have a run's layout
+    fewshot, tail, ada, benchmarks = embedded.fewshot, embedded.longtail, embedded.ada, embedded.benchmarks
+    budget = benchmarks.longtail_budget
+    speed = RunFiles(root / "docs" / "results" / "paper").benchmarks.throughput
+    first_model = benchmarks.editing("editing_first_model")
     return {
-        "embedded/ada/cost": lambda: ada_cost(embedded),
-        "embedded/ada/choices": lambda: ada_choices(embedded),
-        "embedded/ada/pairs": lambda: ada_pairs(embedded),
-        "embedded/fewshot/class-probabilities": lambda: class_probabilities(embedded),
-        "embedded/fewshot/queries-per-episode": lambda: queries_per_episode(embedded),
-        "embedded/fewshot/support-share-img2img": lambda: support_share(embedded),
-        "embedded/fewshot/query-share-txt2img": lambda: query_share(embedded, "genie - txt2img"),
+        "embedded/ada/cost": lambda: ada_cost(ada.cost),
+        "embedded/ada/choices": lambda: ada_choices(ada.choices),
+        "embedded/ada/pairs": lambda: ada_pairs(ada.choices),
+        "embedded/fewshot/class-probabilities": lambda: class_probabilities(fewshot.class_probability_summary),
+        "embedded/fewshot/queries-per-episode": lambda: queries_per_episode(fewshot.noise_sources),
+        "embedded/fewshot/support-share-img2img": lambda: support_share(fewshot.noise_sources),
+        "embedded/fewshot/query-share-txt2img": lambda: query_share(fewshot.noise_sources, "genie - txt2img"),
         # one row's Few-bin difference with its interval over the test images: minus plain cross-entropy, and (the
         # rows on top of logit adjustment) minus logit adjustment alone
-        **{f"embedded/longtail/minus-plain/{method}": (lambda method=method: test_set_gain(embedded, "differences", method))
+        **{f"embedded/longtail/minus-plain/{method}": (lambda method=method: test_set_gain(tail.differences, method))
            for method in longtail.ROWS if method != "plain"},
         **{f"embedded/longtail/added-to-logit-adjustment/{method}": (lambda method=method: test_set_gain(
-            embedded, "added_to_logit_adjustment", method)) for method in longtail.COMBINED},
+            tail.added_to_logit_adjustment, method)) for method in longtail.COMBINED},
         "embedded/benchmarks/longtail-budget": lambda: budget_curve(budget),
         "embedded/benchmarks/longtail-budget/clear-of-zero": lambda: budget_clear_of_zero(budget),
         **{f"embedded/benchmarks/stock-pipeline/{measure}/{ratio:g}": (lambda m=measure, r=ratio: stock_pipeline(
-            embedded / "benchmarks" / "stock_pipeline.csv", m, r))
+            benchmarks.stock_pipeline, m, r))
            for measure in ("p_target", "p_source", "oracle_target") for ratio in EDITING_RATIOS},
-        "embedded/benchmarks/editing-steps": lambda: editing_agreement(embedded / "benchmarks", "editing_steps"),
+        "embedded/benchmarks/editing-steps": lambda: editing_agreement(benchmarks, "editing_steps"),
         "embedded/benchmarks/editing-guidance-interval": lambda: editing_agreement(
-            embedded / "benchmarks", "editing_guidance_interval"),
+            benchmarks, "editing_guidance_interval"),
         **{f"embedded/benchmarks/{name.replace('_', '-')}/agreeing": (lambda name=name: agreeing(
-            embedded / "benchmarks", name)) for name in ("editing_steps", "editing_guidance_interval")},
-        **editing_values("embedded/benchmarks/editing-steps", embedded / "benchmarks" / "editing_steps.csv",
+            benchmarks.editing_agreement(name))) for name in ("editing_steps", "editing_guidance_interval")},
+        **editing_values("embedded/benchmarks/editing-steps", benchmarks.editing("editing_steps"),
                          (("editing-10", 10), ("editing-15", 15)), tables=False),
         **editing_values("embedded/benchmarks/editing-guidance-interval",
-                         embedded / "benchmarks" / "editing_guidance_interval.csv",
+                         benchmarks.editing("editing_guidance_interval"),
                          (("t-0-500", "20 steps, guidance 7.5 at t 0-500"),
                           ("t-500-999", "20 steps, guidance 7.5 at t 500-999")), tables=False),
         # one row's gain over plain cross-entropy at a budget and generation seed, Few bin or overall
@@ -481,7 +489,7 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
            for name in ("paper", "paper-tiered")},
         "companion/judge": lambda: companion_judge(root),
         **{f"oracle/real-images/{measure}{suffix}": (lambda m=measure, g=group: oracle_reference(
-            embedded / "benchmarks" / "oracle_reference.csv", g, m))
+            benchmarks.oracle_reference, g, m))
            for measure in ("p_true", "p_true_per_image", "named_per_image", "images")
            for suffix, group in EDITING_GROUPS.items()},
         **editing_values("companion", root / COMPANION / "editing.csv"),
@@ -495,20 +503,20 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
         "companion/first-model/50-steps/copy_rate-above": lambda: steps_difference(first_model, "copy_rate"),
         "companion/first-model/50-steps/p_target-apart-from-0.7": lambda: steps_difference(
             first_model, "p_target", low=0.7, absolute=True),
-        "embedded/fewshot/accuracy": lambda: fewshot_accuracy(embedded),
-        "embedded/fewshot/accuracy-main": lambda: fewshot_accuracy(embedded, list(table_rows()[:9])),
-        "embedded/fewshot/differences": lambda: fewshot_differences(embedded),
-        "embedded/fewshot/differences-main": lambda: fewshot_differences(embedded, MAIN_COMPARISONS),
-        "embedded/fewshot/label-consistency": lambda: label_consistency(embedded),
-        "embedded/fewshot/genie-oracle-agreement": lambda: genie_oracle_agreement(embedded),
-        "embedded/fewshot/precision": lambda: fewshot_precision(embedded, _targets("embedded")),
-        "embedded/fewshot/noise-sources": lambda: noise_sources(embedded),
-        "embedded/longtail/accuracy": lambda: longtail_accuracy(embedded),
-        "embedded/longtail/minus-plain": lambda: longtail_test_set(embedded, "differences",
+        "embedded/fewshot/accuracy": lambda: fewshot_accuracy(fewshot.results),
+        "embedded/fewshot/accuracy-main": lambda: fewshot_accuracy(fewshot.results, list(table_rows()[:9])),
+        "embedded/fewshot/differences": lambda: fewshot_differences(fewshot.results),
+        "embedded/fewshot/differences-main": lambda: fewshot_differences(fewshot.results, MAIN_COMPARISONS),
+        "embedded/fewshot/label-consistency": lambda: label_consistency(fewshot.label_consistency),
+        "embedded/fewshot/genie-oracle-agreement": lambda: genie_oracle_agreement(fewshot.label_consistency),
+        "embedded/fewshot/precision": lambda: fewshot_precision(fewshot.results, _targets("embedded")),
+        "embedded/fewshot/noise-sources": lambda: noise_sources(fewshot.noise_sources),
+        "embedded/longtail/accuracy": lambda: longtail_accuracy(tail.results),
+        "embedded/longtail/minus-plain": lambda: longtail_test_set(tail.differences,
                                                                    [m for m in longtail.ROWS if m != "plain"]),
         "embedded/longtail/added-to-logit-adjustment": lambda: longtail_test_set(
-            embedded, "added_to_logit_adjustment", longtail.COMBINED),
-        "embedded/longtail/accuracy-main": lambda: longtail_accuracy(embedded, MAIN_LONGTAIL_ROWS),
+            tail.added_to_logit_adjustment, longtail.COMBINED),
+        "embedded/longtail/accuracy-main": lambda: longtail_accuracy(tail.results, MAIN_LONGTAIL_ROWS),
         "embedded-settle/verdicts": lambda: settle_verdicts("embedded-settle"),
         "embedded-settle/record": lambda: settle_record("embedded-settle"),
         "embedded-settle/slices": lambda: settle_slices("embedded-settle"),

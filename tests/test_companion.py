@@ -370,7 +370,7 @@ def test_renderings_add_the_generator_pool_s_emoji_in_another_style(tmp_path, mo
     red = Image.new("RGBA", (64, 64), (255, 0, 0, 255))
     fake_emoji_style({"package/LICENSE": b"MIT",
                       **{f"package/img/fake/64/{i.lower()}.png": red for i in ids + [evaluation.image_id.iloc[0]]}})
-    monkeypatch.setattr(generator_pool, "styles_cache", lambda profile: tmp_path / "styles")
+    monkeypatch.setattr(generator_pool, "styles_cache", lambda dataset_cache: tmp_path / "styles")
     more, more_prompts, more_rows = generator_pool.captioned_images(profile, ["fake"])
     assert len(more_rows) == len(rows) + 2 and list(more_rows.image_id[-2:]) == ids
     assert list(more_rows["style"][-3:]) == ["openmoji", "fake", "fake"] and more_prompts[-2:] == prompts[:2]

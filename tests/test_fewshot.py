@@ -5,6 +5,7 @@ import pytest
 
 from genie_utils import fewshot, pairing, profiles, splits
 from genie_utils.recipe import Recipe
+from genie_utils.run_files import FewshotFiles
 from genie_utils import results as result_tables
 
 
@@ -87,7 +88,7 @@ def test_every_row_is_evaluated_and_evaluation_never_generates(counting_backbone
     uneven["drawn_query"] = uneven.index < len(episodes)
     uneven[["episode", "ways", "shots", "role", "image_id", "class_name", "drawn_query"]].to_csv(
         tmp_path / "episodes.csv", index=False)
-    drawn = fewshot.drawn_query_differences(tmp_path, hits.assign(backbone="b"))
+    drawn = fewshot.drawn_query_differences(tmp_path / "episodes.csv", hits.assign(backbone="b"))
     alone = fewshot.evaluate(counting_backbone(), episodes, table, store, progress=False)["results"]
     expected = result_tables.paired_differences(alone.assign(backbone="b"), order=fewshot.table_rows())
     assert np.allclose(drawn["mean"], expected["mean"]) and np.allclose(drawn.half_width, expected.half_width)
@@ -135,7 +136,7 @@ def test_paper_profile_episodes_from_class_folders(tmp_path):
     tables = splits.load_splits(profile, dataset)
     assert len(pairing.eligible_classes(tables, 5)) == 6  # 22 images: 5 support + 16 queries fit
     episodes = fewshot.draw_episodes(profile, dataset, tables)
-    assert (fewshot.run_folder(profile) / "episodes.csv").is_file()
+    assert (tmp_path / "results" / "fewshot" / "episodes.csv").is_file()
     assert episodes.groupby("shots").episode.nunique().to_dict() == {1: 3, 5: 2}
     query = episodes[(episodes.role == "query")]
     assert query.groupby(["shots", "episode", "class_name"]).size().eq(16).all()
@@ -261,16 +262,16 @@ def test_the_analyses_of_notebook_05_write_the_files_their_figures_draw(counting
     from genie_utils import oracle, plots
 
     episodes, table, store, _ = generated
-    profile = {"name": "test", "root": str(tmp_path), "paths": {"results": "results"}, "dataset": {"resolution": 64},
-               "features": {"cache_dir": "features"},
+    profile = {"name": "test", "root": str(tmp_path), "paths": {"results": "results", "figures": "figures"},
+               "dataset": {"resolution": 64}, "features": {"cache_dir": "features"},
                "fewshot": {"shots": [1], "figure_episode": 1, "views_per_image": 2}}
-    folder = fewshot.run_folder(profile)
+    folder = tmp_path / "results" / "fewshot"
     result_tables.write_table(table.assign(shots=1), folder / "augmentations.csv")
     out = fewshot.evaluate(counting_backbone(), episodes, table, store, progress=False, labels={"profile": "test"})
     result_tables.write_table(out["class_probabilities"], folder / "class_probabilities.csv")
 
     # the class-probability figure: P(target) and P(source) over the 12 GeNIe pairs at each r
-    summary = pd.read_csv(fewshot.class_probability_summary(profile))
+    summary = pd.read_csv(fewshot.class_probability_summary(FewshotFiles(folder)))
     assert len(summary) == 2 * 5 and (summary.n == 12).all()
     axis = plots.class_probability_against_ratio(folder / "class_probability_summary.csv").axes[0]
     assert len(axis.containers) == 2

@@ -7,6 +7,7 @@ from PIL import Image
 
 from genie_utils import longtail, pairing, splits
 from genie_utils.recipe import Recipe
+from genie_utils.run_files import LongtailFiles
 from genie_utils import results as result_tables
 
 
@@ -126,10 +127,9 @@ def test_every_row_trains_and_is_reported_by_bin(counting_backbone, tiny_pipelin
 
     # the per-class gain figure (notebook 06): one point per class and method, at the class's training images,
     # the gain over plain cross-entropy (both averaged over seeds) in points, and the few bin's mean in its label
-    profile = {"root": str(tmp_path), "paths": {"results": "results"}}
-    result_tables.write_table(results.merge(plan[["class_name", "generated"]], on="class_name"),
-                              longtail.run_folder(profile) / "results.csv")
-    gain = pd.read_csv(longtail.gain_by_class(profile))
+    files = LongtailFiles(tmp_path / "longtail")
+    result_tables.write_table(results.merge(plan[["class_name", "generated"]], on="class_name"), files.results)
+    gain = pd.read_csv(longtail.gain_by_class(files))
     assert len(gain) == 3 * 4 and set(gain.method) == {"genie", "genie_ada", "txt2img"}
     accuracy_of = results.groupby(["method", "class_name"]).apply(lambda g: g.correct.sum() / g.total.sum(),
                                                                     include_groups=False)
@@ -138,7 +138,7 @@ def test_every_row_trains_and_is_reported_by_bin(counting_backbone, tiny_pipelin
     matplotlib.use("Agg")
     from genie_utils import plots
 
-    figure = plots.longtail_gain(longtail.run_folder(profile) / "gain_by_class.csv", (20, 100))
+    figure = plots.longtail_gain(files.gain_by_class, (20, 100))
     axis = figure.axes[0]
     assert [float(line.get_xdata()[0]) for line in axis.lines[1:]] == [20, 100]
     for points, (method, part) in zip(axis.collections, gain.groupby("method", sort=False)):

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from genie_utils import fewshot, oracle, profiles
+from genie_utils.run_files import RunFiles
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +85,11 @@ def test_the_profile_names_its_oracle_or_none(weights):
 
 def test_without_an_oracle_label_consistency_is_skipped_in_one_sentence(tmp_path):
     profile = {**profiles.load_profile("smoke"), "root": str(tmp_path)}
-    folder = fewshot.run_folder(profile)
+    files = RunFiles.of(profile).fewshot
+    folder = files.folder
     folder.mkdir(parents=True)
     (folder / "label_consistency.csv").write_text("row,images\ngenie,3\n")  # an earlier run's, with an oracle
-    said = fewshot.skip_label_consistency(profile)
+    said = fewshot.skip_label_consistency(files)
     assert said == oracle.NO_ORACLE and said.startswith("Label consistency is skipped: the profile names no oracle.")
     assert (folder / "label_consistency.txt").read_text() == said + "\n"
     assert not (folder / "label_consistency.csv").exists()

@@ -4,6 +4,7 @@ import shutil
 import pytest
 
 from genie_utils import profiles, site
+from genie_utils.run_files import RunFiles
 
 
 def page(folder, name, body):
@@ -36,9 +37,9 @@ def built(tmp_path_factory):
     profile = profiles.load_profile("smoke")
     profile["paths"] = {**profile["paths"], "results": str(tmp_path_factory.mktemp("site") / "results")}
     with pytest.raises(FileNotFoundError, match="run `make reproduce` first"):
-        site.build(profile)
+        site.build(RunFiles.of(profile))
     # the notebooks as committed stand in for executed ones: the site shows whatever outputs they hold
-    return site.build(profile, notebooks=profiles.project_root() / "notebooks")
+    return site.build(RunFiles.of(profile), notebooks=profiles.project_root() / "notebooks")
 
 
 def test_the_site_builds_offline_from_executed_notebooks(built):
@@ -87,13 +88,14 @@ def test_published_notebooks_keep_their_outputs_without_the_machine_s_paths_or_r
     site.write_notebook(notebook, tmp_path / "results" / "notebooks" / "01_walk.ipynb")
     with pytest.raises(FileNotFoundError, match="result files missing under .*ada/choices.csv"):
         site.publish(profile, root, tmp_path / "published")
-    for name in site.PUBLISHED_RESULTS:
-        (tmp_path / "results" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "results" / name).write_text(f"image_id,path\n1F600,{root}/.cache/openmoji/1F600.png\n")
+    for path in site.published_results(RunFiles(tmp_path / "results")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"image_id,path\n1F600,{root}/.cache/openmoji/1F600.png\n")
     assert not (tmp_path / "published").exists()  # nothing written before every file was found
     written = site.publish(profile, root, tmp_path / "published")
     assert written[0] == tmp_path / "published" / "notebooks" / "01_walk.ipynb"
-    assert written[1:] == [tmp_path / "published" / "results" / "smoke" / name for name in site.PUBLISHED_RESULTS]
+    assert written[1:] == site.published_results(RunFiles(tmp_path / "published" / "results" / "smoke"))
+    assert written[1] == tmp_path / "published" / "results" / "smoke" / "ada" / "choices.csv"
     assert written[1].read_text() == "image_id,path\n1F600,.cache/openmoji/1F600.png\n"
     text = written[0].read_text()
     assert str(tmp_path) not in text and "duration" not in text and "iopub" not in text

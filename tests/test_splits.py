@@ -90,8 +90,9 @@ def test_the_class_table_holds_every_class_once_and_notebook_00_draws_it(openmoj
     from genie_utils import plots
 
     tables = splits.make_splits(openmoji, settings)
-    path = splits.write_summary({"root": str(tmp_path), "paths": {"results": "results"}, "splits": settings},
-                                openmoji, tables)["class_sizes"]
+    profile = {"root": str(tmp_path), "paths": {"results": "results", "figures": "figures"}, "splits": settings}
+    path = splits.write_summary(profile, openmoji, tables)["class_sizes"]
+    assert path == tmp_path / "results" / "dataset" / "class_sizes.csv"
     table = pd.read_csv(path, keep_default_na=False)
     assert len(table) == openmoji.class_name.nunique() and table.class_name.is_unique
     assert table.images.sum() == len(openmoji) and table.images.is_monotonic_decreasing

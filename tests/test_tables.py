@@ -20,7 +20,7 @@ def test_the_pages_name_the_tables_readers_come_for():
 def test_a_number_changed_by_hand_is_caught_and_written_back(tmp_path):
     root = project_root()
     shutil.copytree(root / "docs" / "results" / "embedded", tmp_path / "docs" / "results" / "embedded")
-    body = tables.fewshot_accuracy(tmp_path / "docs" / "results" / "embedded")
+    body = tables.fewshot_accuracy(tmp_path / "docs" / "results" / "embedded" / "fewshot" / "results.csv")
     page = tmp_path / "README.md"
     page.write_text(f"before\n<!-- table: embedded/fewshot/accuracy -->\n{body}<!-- /table -->\nafter\n")
     assert tables.write(tmp_path, check=True) == {}
@@ -34,7 +34,8 @@ def test_a_number_changed_by_hand_is_caught_and_written_back(tmp_path):
 
 
 def test_the_few_shot_table_shows_student_t_intervals():
-    body = tables.fewshot_accuracy(project_root() / "docs" / "results" / "embedded", ["weak"])
+    body = tables.fewshot_accuracy(project_root() / "docs" / "results" / "embedded" / "fewshot" / "results.csv",
+                                   ["weak"])
     # weak, 1-shot: the 12 committed episodes' mean and t(11) half-width, computed here from the file
     import pandas as pd
     from scipy import stats
@@ -82,7 +83,7 @@ def test_class_probabilities_name_the_ends_and_the_closest_ratio(tmp_path):
     import pandas as pd
     pd.DataFrame(rows, columns=["shots", "noise_ratio", "mean", "value"]).to_csv(
         tmp_path / "fewshot" / "class_probability_summary.csv", index=False)
-    assert tables.class_probabilities(tmp_path) == (
+    assert tables.class_probabilities(tmp_path / "fewshot" / "class_probability_summary.csv") == (
         "P(source) falls from 0.40 to 0.10 and P(target) rises from 0.10 to 0.50 between r = 0.5 and 0.9; they are "
         "closest at r = 0.7 (0.30 and 0.28)")
 
@@ -93,7 +94,7 @@ def test_the_oracle_agreement_of_genie_is_read_per_ratio_in_order(tmp_path):
     pd.DataFrame({"method": ["genie", "weak", "genie", "genie"], "noise_ratio": [0.8, None, 0.5, 0.6],
                   "oracle_agrees": [0.624, 0.5, 0.06, 0.0934]}).to_csv(
         tmp_path / "fewshot" / "label_consistency.csv", index=False)
-    assert tables.genie_oracle_agreement(tmp_path) == (
+    assert tables.genie_oracle_agreement(tmp_path / "fewshot" / "label_consistency.csv") == (
         "the oracle names the target class for 6%, 9%, 62% of GeNIe's few-shot images at r = 0.5, 0.6, 0.8")
 
 

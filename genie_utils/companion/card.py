@@ -17,6 +17,7 @@ from ..oracle import consistency_summary, crossover, label_consistency, load_ora
 from ..pairing import pairs_per_target, sweep_jobs
 from ..profiles import resolve
 from ..recipe import GENIE_NOISE_RATIO, JUDGE_RATIOS, SAMPLE_RATIOS, profile_recipe
+from ..run_files import RunFiles
 from ..splits import EVALUATION, fewshot_eligibility, pool_images
 from ..store import Store
 from .train import hardware
@@ -43,12 +44,12 @@ def judge(profile: dict, folder=None, per_class: int = 2, ratios=JUDGE_RATIOS, s
     chosen = pairs_per_target(evaluation, classes, per_class, seed)
     recipe = profile_recipe(profile)
     generator = GenieGenerator.from_pretrained(folder, recipe, batch_size=profile["generation"]["batch_size"])
-    results = resolve(profile, profile["paths"]["results"]) / "companion"
-    store = Store(results / "judge-store")
+    evidence = RunFiles.of(profile).companion
+    store = Store(evidence.judge_store)
     table = label_consistency(generator, load_oracle(resolve(profile, profile["oracle"]["path"])), chosen, ratios,
                               store, class_display_names(dataset), progress=progress)
-    results.mkdir(parents=True, exist_ok=True)
-    table.to_csv(results / "judge_images.csv", index=False)
+    evidence.folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(evidence.judge_images, index=False)
     sixteen = fewshot_eligibility(evaluation, [1], 16)  # what 1-shot episodes with the paper's 16 queries can use
     groups = {**profile_target_groups(profile, dataset),
               "15 classes eligible at 16 queries": list(sixteen[sixteen.eligible_1shot].class_name)}
@@ -98,17 +99,17 @@ def write_model_card(profile: dict, folder=None, samples: int = 6) -> Path:
     record = json.loads((folder / "training.json").read_text())
     oracle = json.loads(resolve(profile, profile["oracle"]["path"]).with_suffix(".json").read_text())
     curve = pd.read_csv(folder / "judge_curve.csv")
-    results = resolve(profile, profile["paths"]["results"]) / "companion"
+    evidence = RunFiles.of(profile).companion
     losses = [folder / f"training_loss_{stage}.csv" for stage in ("vae", "denoiser", "finetune")]
     plots.loss_curves(*[path for path in losses if path.is_file()]).savefig(
         folder / "loss.png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     everyone = curve[curve.group == "all classes"]
-    everyone.to_csv(results / "judge_curve_all_classes.csv", index=False)
-    plots.class_probability_curve(results / "judge_curve_all_classes.csv",
+    everyone.to_csv(evidence.judge_curve_all_classes, index=False)
+    plots.class_probability_curve(evidence.judge_curve_all_classes,
                                   f"oracle on GeNIe outputs, all {int(everyone.classes.iloc[0])} target classes").savefig(
         folder / "judge.png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    images = pd.read_csv(results / "judge_images.csv")
-    store = Store(results / "judge-store")
+    images = pd.read_csv(evidence.judge_images)
+    store = Store(evidence.judge_store)
     rows = pd.DataFrame([store.row(k) for k in images.key])
     plots.pairs_by_noise_ratio(store, rows, samples).savefig(folder / "samples.png", dpi=90, bbox_inches="tight",
                                                              metadata={"Software": None})
@@ -201,7 +202,7 @@ def one_target_samples(profile: dict, folder=None, sources: int = 6,
     target = profile["walkthrough"]["targets"][0]
     pairs = pairs_per_target(pool_images(profile, dataset, EVALUATION), [target], sources, seed=0)
     generator = GenieGenerator.from_pretrained(folder, profile_recipe(profile), batch_size=profile["generation"]["batch_size"])
-    store = Store(resolve(profile, profile["paths"]["results"]) / "companion" / "judge-store")
+    store = Store(RunFiles.of(profile).companion.judge_store)
     rows = run_jobs(generator, sweep_jobs(pairs, ratios), store, class_display_names(dataset), progress=False)
     path = folder / "samples_one_target.png"
     plots.pairs_by_noise_ratio(store, rows, sources).savefig(path, dpi=90, bbox_inches="tight", metadata={"Software": None})
